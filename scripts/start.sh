@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Sets up the machine if needed, then runs bpfd's node runtime on its embedded default: state under
+# /run/bpfd, bpffs at /run/bpfd/fs, API on /run/bpfd/bpfd.sock and 127.0.0.1:50052. Extra arguments go
+# to the runtime (see `deno task start --help`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec node_modules/.bin/deno run -A runtime/main.ts "$@"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Sets up the machine if needed, then runs bpfd's whole test suite as root: the host tier (real kernel,
+# network namespaces, registry, kube-apiserver) and the VM tier (Debian's kernel under qemu), and prints
+# one closing line "tests: N passed, N failed". Exit status is non-zero when anything failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+deno=node_modules/.bin/deno
+reports=$(mktemp -d /tmp/bpfd-test-reports.XXXXXX)
+trap 'rm -rf "$reports"' EXIT
+status=0
+
+echo "== host tier"
+"$deno" test -A --no-check=remote --junit-path="$reports/host.xml" tests/ || status=1
+
+if [ -x tests/vm/run.sh ]; then
+  echo "== vm tier"
+  tests/vm/run.sh --junit-path "$reports/vm.xml" || status=1
+fi
+
+"$deno" run -A tests/summary.ts "$reports"/*.xml || status=1
+exit $status
