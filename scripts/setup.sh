@@ -15,14 +15,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-pinned=$(node -p 'require("./package.json").devDependencies.deno')
-if ! node_modules/.bin/deno --version 2>/dev/null | grep -q "^deno $pinned "; then
+pinned=$(node -p 'require("./toolchain/package.json").devDependencies.deno')
+if ! toolchain/node_modules/.bin/deno --version 2>/dev/null | grep -q "^deno $pinned "; then
   echo "setup: installing deno $pinned from npm" >&2
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  (cd toolchain && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
 getent group bpfd >/dev/null || groupadd --system bpfd
 
-deno=node_modules/.bin/deno
+deno=toolchain/node_modules/.bin/deno
 "$deno" install --quiet >/dev/null
 "$deno" task --quiet bytecode

@@ -1,0 +1,216 @@
+/**
+ * Kernel and libbpf ABI for x86-64: constants, struct sizes and field offsets, errno names. Nothing
+ * outside ffi/ computes an offset; the layouts were read from libbpf 1.1.2's headers and the kernel's
+ * UAPI (tests/ffi/abi_test.ts compiles a C program with `offsetof` and compares).
+ *
+ * @module
+ */
+
+/** `enum bpf_prog_type` values bpfd uses. */
+export const BpfProgType = {
+  KPROBE: 2,
+  SCHED_CLS: 3,
+  TRACEPOINT: 5,
+  XDP: 6,
+  TRACING: 26,
+  EXT: 28,
+} as const;
+
+/** Every `enum bpf_prog_type` name, by value, as `bpftool prog list` prints them. */
+export const PROG_TYPE_NAMES = [
+  "unspec",
+  "socket_filter",
+  "kprobe",
+  "sched_cls",
+  "sched_act",
+  "tracepoint",
+  "xdp",
+  "perf_event",
+  "cgroup_skb",
+  "cgroup_sock",
+  "lwt_in",
+  "lwt_out",
+  "lwt_xmit",
+  "sock_ops",
+  "sk_skb",
+  "cgroup_device",
+  "sk_msg",
+  "raw_tracepoint",
+  "cgroup_sock_addr",
+  "lwt_seg6local",
+  "lirc_mode2",
+  "sk_reuseport",
+  "flow_dissector",
+  "cgroup_sysctl",
+  "raw_tracepoint_writable",
+  "cgroup_sockopt",
+  "tracing",
+  "struct_ops",
+  "ext",
+  "lsm",
+  "sk_lookup",
+  "syscall",
+  "netfilter",
+] as const;
+
+/** `enum bpf_attach_type` values bpfd uses (TCX ones are newer than the 6.1 UAPI headers). */
+export const BpfAttachType = {
+  TRACE_FENTRY: 24,
+  TRACE_FEXIT: 25,
+  XDP: 37,
+  PERF_EVENT: 41,
+  TCX_INGRESS: 46,
+  TCX_EGRESS: 47,
+} as const;
+
+/** `enum bpf_link_type` names by value, as bpftool prints them. */
+export const LINK_TYPE_NAMES = [
+  "unspec",
+  "raw_tracepoint",
+  "tracing",
+  "cgroup",
+  "iter",
+  "netns",
+  "xdp",
+  "perf_event",
+  "kprobe_multi",
+  "struct_ops",
+  "netfilter",
+  "tcx",
+  "uprobe_multi",
+  "netkit",
+  "sockmap",
+] as const;
+
+/** XDP attach flags (`XDP_FLAGS_*`). */
+export const XdpFlags = { SKB_MODE: 1 << 1, DRV_MODE: 1 << 2, HW_MODE: 1 << 3 } as const;
+
+/** `enum bpf_tc_attach_point`. */
+export const TcAttachPoint = { INGRESS: 1, EGRESS: 2, CUSTOM: 4 } as const;
+
+/** `BTF_KIND_DATASEC`, and the BTF type header: 12 bytes {name_off, info, size}; vlen = info & 0xffff. */
+export const BTF_KIND_DATASEC = 15;
+export const BtfType = { size: 12, nameOff: 0, info: 4, sizeOrType: 8 } as const;
+/** `struct btf_var_secinfo`: 12 bytes {type, offset, size}, following a DATASEC header. */
+export const BtfVarSecinfo = { size: 12, type: 0, offset: 4, bytes: 8 } as const;
+
+/** `struct bpf_object_open_opts` (80 bytes). */
+export const ObjectOpenOpts = { size: 80, kernelLogBuf: 56, kernelLogSize: 64, kernelLogLevel: 72 } as const;
+
+/** `struct bpf_tc_hook` (24 bytes). */
+export const TcHook = { size: 24, ifindex: 8, attachPoint: 12, parent: 16 } as const;
+
+/** `struct bpf_tc_opts` (32 bytes). */
+export const TcOpts = { size: 32, progFd: 8, flags: 12, progId: 16, handle: 20, priority: 24 } as const;
+
+/** `struct bpf_link_create_opts` (64 bytes in libbpf 1.1.2). */
+export const LinkCreateOpts = { size: 64, flags: 8, perfEventBpfCookie: 32 } as const;
+
+/** `struct bpf_prog_info`, the prefix bpfd reads (232 bytes in 6.1 UAPI; newer kernels accept it). */
+export const ProgInfo = {
+  size: 232,
+  type: 0,
+  id: 4,
+  tag: 8,
+  jitedProgLen: 16,
+  xlatedProgLen: 20,
+  loadTime: 40,
+  createdByUid: 48,
+  nrMapIds: 52,
+  mapIds: 56,
+  name: 64,
+  nameLen: 16,
+  ifindex: 80,
+  btfId: 128,
+  runTimeNs: 192,
+  runCnt: 200,
+  verifiedInsns: 216,
+  attachBtfId: 224,
+} as const;
+
+/** `struct bpf_link_info`: header, and the first u32 of the per-type union at 16 (ifindex for xdp/tcx). */
+export const LinkInfo = { size: 64, type: 0, id: 4, progId: 8, unionStart: 16, tcxAttachType: 20 } as const;
+
+/** `struct bpf_map_info` (88 bytes). */
+export const MapInfo = {
+  size: 88,
+  type: 0,
+  id: 4,
+  keySize: 8,
+  valueSize: 12,
+  maxEntries: 16,
+  mapFlags: 20,
+  name: 24,
+  nameLen: 16,
+} as const;
+
+/** `struct perf_event_attr` (128 bytes); `PERF_TYPE_TRACEPOINT`; `PERF_FLAG_FD_CLOEXEC`. */
+export const PerfEventAttr = { size: 128, type: 0, sizeField: 4, config: 8, config1: 56, config2: 64 } as const;
+export const PERF_TYPE_TRACEPOINT = 2;
+export const PERF_FLAG_FD_CLOEXEC = 1 << 3;
+
+/** `struct bpf_test_run_opts` (80 bytes). */
+export const TestRunOpts = {
+  size: 80,
+  dataIn: 8,
+  dataOut: 16,
+  dataSizeIn: 24,
+  dataSizeOut: 28,
+  retval: 56,
+  repeat: 60,
+  duration: 64,
+} as const;
+
+/** x86-64 syscall numbers and flags used through libc. */
+export const SYS_perf_event_open = 298;
+export const CLONE_NEWNET = 0x40000000;
+export const O_RDONLY = 0;
+export const O_CLOEXEC = 0o2000000;
+/** `BPF_F_RDONLY` for `bpf_obj_get_opts`-style opens. */
+export const BPF_F_RDONLY = 1 << 3;
+
+/** errno values by name (x86-64 Linux) and the reverse map. */
+const ERRNO: Record<string, number> = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  EBADF: 9,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EINVAL: 22,
+  ENOSPC: 28,
+  ERANGE: 34,
+  ENOSYS: 38,
+  ENOTEMPTY: 39,
+  ELOOP: 40,
+  ENODATA: 61,
+  EPROTO: 71,
+  EBADMSG: 74,
+  EOPNOTSUPP: 95,
+  EADDRNOTAVAIL: 99,
+  ENOTSUPP: 524,
+};
+const ERRNO_NAMES = new Map(Object.entries(ERRNO).map(([name, value]) => [value, name]));
+
+/** The symbolic name of an errno value, e.g. `errnoName(1) === "EPERM"`. */
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(Math.abs(errno)) ?? `errno ${Math.abs(errno)}`;
+}
+
+/** The errno value of a name, e.g. `errno("ENOENT") === 2`. */
+export function errno(name: keyof typeof ERRNO | string): number {
+  const value = ERRNO[name];
+  if (value === undefined) throw new Error(`unknown errno name ${name}`);
+  return value;
+}
