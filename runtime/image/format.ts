@@ -1,0 +1,307 @@
+// bpfman's bytecode image format: an image FROM scratch with one layer (tar, usually gzip) holding the
+// .o files at its root, and config labels naming the programs and maps:
+//   io.ebpf.programs  JSON {function name: program type}
+//   io.ebpf.maps      JSON {map name: map type}
+// and, in older images, io.ebpf.program_name / io.ebpf.bpf_function_name / io.ebpf.program_type /
+// io.ebpf.filename for a single program.
+import { Readable } from "node:stream";
+import { createHash } from "node:crypto";
+// @ts-types="npm:@types/tar-stream@3.1.4"
+import tar from "tar-stream";
+import { ImageError } from "./errors.ts";
+import { digestOf, MT } from "./registry.ts";
+
+export const LABEL_PROGRAMS = "io.ebpf.programs";
+export const LABEL_MAPS = "io.ebpf.maps";
+export const LABEL_PROGRAM_NAME = "io.ebpf.program_name";
+export const LABEL_FUNCTION_NAME = "io.ebpf.bpf_function_name";
+export const LABEL_PROGRAM_TYPE = "io.ebpf.program_type";
+export const LABEL_FILENAME = "io.ebpf.filename";
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  platform?: { os?: string; architecture?: string; variant?: string };
+  annotations?: Record<string, string>;
+}
+
+export interface ImageManifest {
+  schemaVersion: number;
+  mediaType?: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface ImageIndex {
+  schemaVersion: number;
+  mediaType?: string;
+  manifests: Descriptor[];
+}
+
+export interface BytecodeLabels {
+  programs: Record<string, string>;
+  maps: Record<string, string>;
+  filename?: string;
+}
+
+function isRecordOfStrings(v: unknown): v is Record<string, string> {
+  return typeof v === "object" && v !== null && !Array.isArray(v) &&
+    Object.values(v).every((x) => typeof x === "string");
+}
+
+function isDescriptor(d: unknown): d is Descriptor {
+  const x = d as Descriptor;
+  return typeof x === "object" && x !== null && typeof x.mediaType === "string" &&
+    typeof x.digest === "string" && typeof x.size === "number" && x.size >= 0;
+}
+
+export function parseJSON(bytes: Uint8Array, what: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new ImageError("bad-image", `${what} is not JSON: ${(e as Error).message}`);
+  }
+}
+
+export function parseIndex(bytes: Uint8Array, what: string): ImageIndex {
+  const j = parseJSON(bytes, what) as ImageIndex;
+  if (!j || !Array.isArray(j.manifests) || !j.manifests.every(isDescriptor)) {
+    throw new ImageError("bad-image", `${what}: not an image index (no valid "manifests" list)`);
+  }
+  return j;
+}
+
+export function parseManifest(bytes: Uint8Array, what: string): ImageManifest {
+  const j = parseJSON(bytes, what) as ImageManifest;
+  if (!j || j.schemaVersion !== 2 || !isDescriptor(j.config) || !Array.isArray(j.layers)) {
+    throw new ImageError("bad-image", `${what}: not a schema 2 image manifest`);
+  }
+  if (!j.layers.every(isDescriptor)) throw new ImageError("bad-image", `${what}: malformed layer descriptor`);
+  return j;
+}
+
+/** Picks the manifest for a platform from an index; a single entry without platform is taken as is. */
+export function choosePlatform(index: ImageIndex, os: string, arch: string, what: string): Descriptor {
+  const manifests = index.manifests.filter((m) =>
+    m.mediaType === MT.ociManifest || m.mediaType === MT.dockerManifest
+  );
+  const hit = manifests.find((m) => m.platform?.os === os && m.platform?.architecture === arch);
+  if (hit) return hit;
+  if (manifests.length === 1 && !manifests[0].platform) return manifests[0];
+  const have = manifests.map((m) => `${m.platform?.os ?? "?"}/${m.platform?.architecture ?? "?"}`).join(", ");
+  throw new ImageError(
+    "not-found",
+    `${what}: no manifest for ${os}/${arch} in the list (has: ${have || "none"})`,
+  );
+}
+
+/** Reads the bytecode labels from an image config (config.Labels), falling back to manifest annotations. */
+export function readLabels(
+  config: unknown,
+  annotations: Record<string, string> | undefined,
+  what: string,
+): BytecodeLabels {
+  const c = config as { config?: { Labels?: Record<string, string> | null } };
+  const labels: Record<string, string> = { ...(annotations ?? {}), ...(c?.config?.Labels ?? {}) };
+  const parseLabel = (key: string): Record<string, string> | undefined => {
+    const raw = labels[key];
+    if (raw === undefined || raw === "") return undefined;
+    let v: unknown;
+    try {
+      v = JSON.parse(raw);
+    } catch {
+      throw new ImageError("bad-image", `${what}: label ${key} is not JSON`);
+    }
+    if (!isRecordOfStrings(v)) {
+      throw new ImageError(
+        "bad-image",
+        `${what}: label ${key} must be a JSON object of name -> type strings`,
+      );
+    }
+    return v;
+  };
+  const programs = parseLabel(LABEL_PROGRAMS) ?? {};
+  const maps = parseLabel(LABEL_MAPS) ?? {};
+  const fn = labels[LABEL_FUNCTION_NAME] ?? labels[LABEL_PROGRAM_NAME];
+  const type = labels[LABEL_PROGRAM_TYPE];
+  if (Object.keys(programs).length === 0 && fn && type) programs[fn] = type;
+  if (Object.keys(programs).length === 0) {
+    throw new ImageError(
+      "bad-image",
+      `${what}: not a bytecode image: no ${LABEL_PROGRAMS} label and no ${LABEL_FUNCTION_NAME}/${LABEL_PROGRAM_TYPE}`,
+    );
+  }
+  const filename = labels[LABEL_FILENAME] || undefined;
+  return { programs, maps, filename };
+}
+
+export function isLayerType(mt: string): "gzip" | "tar" | undefined {
+  if (mt === MT.ociLayerGzip || mt === MT.dockerLayerGzip) return "gzip";
+  if (mt === MT.ociLayer) return "tar";
+  return undefined;
+}
+
+/** Object file name inside a layer, or undefined for entries that are not .o files at the root. */
+function rootObjectName(name: string): string | undefined {
+  const n = name.replace(/^\.\//, "").replace(/^\/+/, "");
+  if (n.includes("/") || !n.endsWith(".o") || n === ".o") return undefined;
+  return n;
+}
+
+/**
+ * Streams a layer (gzip or plain tar) and hands every regular .o file at its root to `onObject`, with its
+ * bytes. `maxBytes` caps the uncompressed size of the whole layer.
+ */
+export async function readLayerObjects(
+  layer: ReadableStream<Uint8Array>,
+  kind: "gzip" | "tar",
+  maxBytes: number,
+  onObject: (name: string, bytes: Uint8Array) => void | Promise<void>,
+  what: string,
+): Promise<void> {
+  let stream = layer;
+  if (kind === "gzip") {
+    stream = stream.pipeThrough(
+      new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>,
+    );
+  }
+  let total = 0;
+  const counted = stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctl) {
+        total += chunk.length;
+        if (total > maxBytes) {
+          ctl.error(new ImageError("too-large", `${what}: more than ${maxBytes} bytes uncompressed`));
+          return;
+        }
+        ctl.enqueue(chunk);
+      },
+    }),
+  );
+  const extract = tar.extract();
+  const src = Readable.fromWeb(counted as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
+  src.on("error", (e) => extract.destroy(e));
+  src.pipe(extract);
+  try {
+    for await (const entry of extract) {
+      const name = entry.header.type === "file" ? rootObjectName(entry.header.name) : undefined;
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of entry) if (name) chunks.push(chunk as Uint8Array);
+      if (name) await onObject(name, concat(chunks));
+    }
+  } catch (e) {
+    if (e instanceof ImageError) throw e;
+    throw new ImageError(
+      "bad-image",
+      `${what}: not a valid ${kind === "gzip" ? "tar+gzip" : "tar"} layer: ${e}`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
+
+export interface BuildInput {
+  objects: { name: string; bytes: Uint8Array }[];
+  programs: Record<string, string>;
+  maps?: Record<string, string>;
+  /** Also write the older single-program labels (when there is one program). */
+  legacyLabels?: boolean;
+  architecture?: string;
+  /** RFC 3339 creation time; fixed by default so that builds are reproducible. */
+  created?: string;
+}
+
+export interface BuiltImage {
+  manifest: Uint8Array;
+  manifestDigest: string;
+  config: Uint8Array;
+  configDigest: string;
+  layer: Uint8Array;
+  layerDigest: string;
+}
+
+const te = new TextEncoder();
+
+/** Packs .o files into a bpfman-format OCI image (one tar+gzip layer, labels in the config). */
+export async function buildImage(input: BuildInput): Promise<BuiltImage> {
+  if (input.objects.length === 0) {
+    throw new ImageError("bad-image", "no .o files given", { field: "objects" });
+  }
+  if (Object.keys(input.programs).length === 0) {
+    throw new ImageError("bad-image", "no programs given (name=type)", { field: "programs" });
+  }
+  const pack = tar.pack();
+  const chunks: Uint8Array[] = [];
+  pack.on("data", (c: Uint8Array) => chunks.push(c));
+  const ended = new Promise<void>((resolve, reject) => {
+    pack.on("end", () => resolve());
+    pack.on("error", reject);
+  });
+  for (const o of input.objects) {
+    if (!rootObjectName(o.name)) {
+      throw new ImageError(
+        "bad-image",
+        `object name ${JSON.stringify(o.name)} must be a plain file name ending .o`,
+        {
+          field: "objects",
+        },
+      );
+    }
+    await new Promise<void>((resolve, reject) =>
+      pack.entry(
+        { name: o.name, size: o.bytes.length, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, type: "file" },
+        o.bytes as unknown as Buffer,
+        (err?: Error | null) => err ? reject(err) : resolve(),
+      )
+    );
+  }
+  pack.finalize();
+  await ended;
+  const tarBytes = concat(chunks);
+  const layer = new Uint8Array(
+    await new Response(new Blob([tarBytes as BlobPart]).stream().pipeThrough(new CompressionStream("gzip")))
+      .arrayBuffer(),
+  );
+  const labels: Record<string, string> = {
+    [LABEL_PROGRAMS]: JSON.stringify(input.programs),
+    [LABEL_MAPS]: JSON.stringify(input.maps ?? {}),
+  };
+  const progs = Object.entries(input.programs);
+  if (input.legacyLabels && progs.length === 1) {
+    labels[LABEL_PROGRAM_NAME] = progs[0][0];
+    labels[LABEL_FUNCTION_NAME] = progs[0][0];
+    labels[LABEL_PROGRAM_TYPE] = progs[0][1];
+    labels[LABEL_FILENAME] = input.objects[0].name;
+  }
+  const created = input.created ?? "1970-01-01T00:00:00Z";
+  const config = te.encode(JSON.stringify({
+    created,
+    architecture: input.architecture ?? "amd64",
+    os: "linux",
+    config: { Labels: labels },
+    rootfs: { type: "layers", diff_ids: [`sha256:${createHash("sha256").update(tarBytes).digest("hex")}`] },
+    history: [{ created, created_by: "bpfd image build" }],
+  }));
+  const configDigest = digestOf(config);
+  const layerDigest = digestOf(layer);
+  const manifest = te.encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: MT.ociManifest,
+    config: { mediaType: MT.ociConfig, digest: configDigest, size: config.length },
+    layers: [{ mediaType: MT.ociLayerGzip, digest: layerDigest, size: layer.length }],
+  }));
+  return { manifest, manifestDigest: digestOf(manifest), config, configDigest, layer, layerDigest };
+}
