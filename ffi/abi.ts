@@ -145,7 +145,14 @@ export const MapInfo = {
 } as const;
 
 /** `struct perf_event_attr` (128 bytes); `PERF_TYPE_TRACEPOINT`; `PERF_FLAG_FD_CLOEXEC`. */
-export const PerfEventAttr = { size: 128, type: 0, sizeField: 4, config: 8, config1: 56, config2: 64 } as const;
+export const PerfEventAttr = {
+  size: 128,
+  type: 0,
+  sizeField: 4,
+  config: 8,
+  config1: 56,
+  config2: 64,
+} as const;
 export const PERF_TYPE_TRACEPOINT = 2;
 export const PERF_FLAG_FD_CLOEXEC = 1 << 3;
 

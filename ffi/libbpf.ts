@@ -21,9 +21,9 @@ import {
   BtfType,
   BtfVarSecinfo,
   errnoName,
+  LINK_TYPE_NAMES,
   LinkCreateOpts,
   LinkInfo,
-  LINK_TYPE_NAMES,
   MapInfo,
   PROG_TYPE_NAMES,
   ProgInfo,
@@ -259,7 +259,10 @@ export class BpfObject {
     const p = this.#program(name);
     check(`set type of ${name}`, () => lib.bpf_program__set_type(p, progType));
     if (expectedAttachType !== undefined) {
-      check(`set attach type of ${name}`, () => lib.bpf_program__set_expected_attach_type(p, expectedAttachType));
+      check(
+        `set attach type of ${name}`,
+        () => lib.bpf_program__set_expected_attach_type(p, expectedAttachType),
+      );
     }
   }
 
@@ -272,7 +275,10 @@ export class BpfObject {
   /** The kernel function a tracing (fentry/fexit) program attaches to, resolved in vmlinux BTF at load. */
   setAttachTarget(name: string, fnName: string): void {
     const p = this.#program(name);
-    check(`set attach target of ${name} to ${fnName}`, () => lib.bpf_program__set_attach_target(p, 0, cstring(fnName)));
+    check(
+      `set attach target of ${name} to ${fnName}`,
+      () => lib.bpf_program__set_attach_target(p, 0, cstring(fnName)),
+    );
   }
 
   /** Global variables of `.rodata`, `.data` and `.bss`, from the object's BTF. */
@@ -305,7 +311,9 @@ export class BpfObject {
 
   /** Overwrites a global variable's initial value before load; `value` must have the variable's size. */
   setGlobal(variable: GlobalVariable, value: Uint8Array): void {
-    const entry = [...this.#maps].find(([name, m]) => lib.bpf_map__is_internal(m) && name.endsWith(variable.section));
+    const entry = [...this.#maps].find(([name, m]) =>
+      lib.bpf_map__is_internal(m) && name.endsWith(variable.section)
+    );
     if (!entry) throw new LibbpfError(`find map for ${variable.section}`, 2);
     const [, map] = entry;
     const sizeOut = new BigUint64Array(1);
@@ -315,7 +323,10 @@ export class BpfObject {
     const data = new Uint8Array(size);
     data.set(new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(initial, size)));
     data.set(value, variable.offset);
-    check(`set ${variable.section} variable ${variable.name}`, () => lib.bpf_map__set_initial_value(map, data, BigInt(size)));
+    check(
+      `set ${variable.section} variable ${variable.name}`,
+      () => lib.bpf_map__set_initial_value(map, data, BigInt(size)),
+    );
   }
 
   /** Makes map `name` use an existing map (e.g. one pinned by another program) instead of creating one. */
@@ -510,7 +521,8 @@ export const mapIds = (): number[] => ids((s, o) => lib.bpf_map_get_next_id(s, o
 export const programFdById = (id: number): number =>
   check(`open program ${id}`, () => lib.bpf_prog_get_fd_by_id(id));
 /** A new fd for link `id`. */
-export const linkFdById = (id: number): number => check(`open link ${id}`, () => lib.bpf_link_get_fd_by_id(id));
+export const linkFdById = (id: number): number =>
+  check(`open link ${id}`, () => lib.bpf_link_get_fd_by_id(id));
 /** A new fd for map `id`. */
 export const mapFdById = (id: number): number => check(`open map ${id}`, () => lib.bpf_map_get_fd_by_id(id));
 
@@ -572,18 +584,25 @@ export function tcHookCreate(ifindex: number, attachPoint: number): boolean {
 
 /** Removes the clsact qdisc with every filter on it. Only for qdiscs bpfd created. */
 export function tcHookDestroy(ifindex: number, attachPoint: number): void {
-  check(`remove clsact qdisc on ifindex ${ifindex}`, () => lib.bpf_tc_hook_destroy(tcHook(ifindex, attachPoint)));
+  check(
+    `remove clsact qdisc on ifindex ${ifindex}`,
+    () => lib.bpf_tc_hook_destroy(tcHook(ifindex, attachPoint)),
+  );
 }
 
-/** Adds a cls_bpf filter (direct-action); returns the handle and priority the kernel used. */
+/** Adds a cls_bpf filter (direct-action) with this handle and priority; never replaces one. */
 export function tcAttach(
   ifindex: number,
   attachPoint: number,
   progFd: number,
+  handle: number,
   priority: number,
 ): { handle: number; priority: number } {
-  const opts = tcOpts({ progFd, priority });
-  check(`attach tc filter on ifindex ${ifindex}`, () => lib.bpf_tc_attach(tcHook(ifindex, attachPoint), opts));
+  const opts = tcOpts({ progFd, handle, priority });
+  check(
+    `attach tc filter on ifindex ${ifindex}`,
+    () => lib.bpf_tc_attach(tcHook(ifindex, attachPoint), opts),
+  );
   const dv = new DataView(opts.buffer);
   return { handle: dv.getUint32(TcOpts.handle, true), priority: dv.getUint32(TcOpts.priority, true) };
 }
@@ -597,7 +616,12 @@ export function tcDetach(ifindex: number, attachPoint: number, handle: number, p
 }
 
 /** The program id of the filter with this handle and priority, or undefined if there is none. */
-export function tcQuery(ifindex: number, attachPoint: number, handle: number, priority: number): number | undefined {
+export function tcQuery(
+  ifindex: number,
+  attachPoint: number,
+  handle: number,
+  priority: number,
+): number | undefined {
   const opts = tcOpts({ handle, priority });
   const r = withLog(() => lib.bpf_tc_query(tcHook(ifindex, attachPoint), opts)).value;
   if (r === -2 || r === -19 || r === -22) return undefined;
@@ -618,11 +642,18 @@ export function mapLookup(fd: number, key: Uint8Array, valueSize: number): Uint8
 
 /** Writes `key` → `value` in a map. */
 export function mapUpdate(fd: number, key: Uint8Array, value: Uint8Array): void {
-  check("map update", () => lib.bpf_map_update_elem(fd, key as Uint8Array<ArrayBuffer>, value as Uint8Array<ArrayBuffer>, 0n));
+  check(
+    "map update",
+    () => lib.bpf_map_update_elem(fd, key as Uint8Array<ArrayBuffer>, value as Uint8Array<ArrayBuffer>, 0n),
+  );
 }
 
 /** `BPF_PROG_TEST_RUN`: runs the program `repeat` times on `data`; duration is ns per run. */
-export function testRun(progFd: number, data: Uint8Array, repeat: number): { retval: number; durationNs: number } {
+export function testRun(
+  progFd: number,
+  data: Uint8Array,
+  repeat: number,
+): { retval: number; durationNs: number } {
   const opts = new Uint8Array(TestRunOpts.size);
   const dv = new DataView(opts.buffer);
   const input = new Uint8Array(data);
@@ -631,5 +662,8 @@ export function testRun(progFd: number, data: Uint8Array, repeat: number): { ret
   dv.setUint32(TestRunOpts.dataSizeIn, input.length, true);
   dv.setUint32(TestRunOpts.repeat, repeat, true);
   check("test run", () => lib.bpf_prog_test_run_opts(progFd, opts));
-  return { retval: dv.getUint32(TestRunOpts.retval, true), durationNs: dv.getUint32(TestRunOpts.duration, true) };
+  return {
+    retval: dv.getUint32(TestRunOpts.retval, true),
+    durationNs: dv.getUint32(TestRunOpts.duration, true),
+  };
 }

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { CLONE_NEWNET, errnoName, O_CLOEXEC, O_RDONLY, PERF_FLAG_FD_CLOEXEC, SYS_perf_event_open } from "./abi.ts";
+import {
+  CLONE_NEWNET,
+  errnoName,
+  O_CLOEXEC,
+  O_RDONLY,
+  PERF_FLAG_FD_CLOEXEC,
+  SYS_perf_event_open,
+} from "./abi.ts";
 import { cstring, lazyLibrary } from "./lazy.ts";
 
 const libc = lazyLibrary("libc.so.6", {
@@ -15,7 +22,24 @@ const libc = lazyLibrary("libc.so.6", {
   __errno_location: { parameters: [], result: "pointer" },
   syscall: { parameters: ["i64", "buffer", "i32", "i32", "i32", "u64"], result: "i64" },
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
 });
+
+const LOCK_EX = 2, LOCK_NB = 4;
+
+/**
+ * Takes an exclusive lock on `path` (created if missing) without waiting. Returns the fd that holds the
+ * lock (closing it, or exiting, releases it), or null when another process holds it.
+ */
+export function tryLockFile(path: string): number | null {
+  Deno.writeTextFileSync(path, "", { append: true });
+  const fd = openRaw(path);
+  if (libc.flock(fd, LOCK_EX | LOCK_NB) === 0) return fd;
+  const err = lastErrno();
+  closeFd(fd);
+  if (err === 11) return null; // EWOULDBLOCK
+  throw new SysError("flock", err, path);
+}
 
 /** A failed system call: `errno` is the positive value, `code` its name (`ENOENT`, ...). */
 export class SysError extends Error {
@@ -64,14 +88,18 @@ export function inNetns<T>(nsPath: string | undefined, fn: () => T): T {
     } finally {
       closeFd(target);
     }
+    let outcome: { value: T } | { error: unknown };
     try {
-      return fn();
-    } finally {
-      if (libc.setns(original, CLONE_NEWNET) !== 0) {
-        // Staying in the wrong namespace would silently misdirect every later call: stop instead.
-        throw new SysError("setns (return to the runtime's namespace)", lastErrno());
-      }
+      outcome = { value: fn() };
+    } catch (error) {
+      outcome = { error };
     }
+    if (libc.setns(original, CLONE_NEWNET) !== 0) {
+      // Staying in the wrong namespace would silently misdirect every later call: fail loudly instead.
+      throw new SysError("setns (return to the runtime's namespace)", lastErrno());
+    }
+    if ("error" in outcome) throw outcome.error;
+    return outcome.value;
   } finally {
     closeFd(original);
   }
@@ -79,7 +107,9 @@ export function inNetns<T>(nsPath: string | undefined, fn: () => T): T {
 
 /** `perf_event_open(attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC)`; `attr` is a filled `perf_event_attr`. */
 export function perfEventOpen(attr: Uint8Array<ArrayBuffer>, pid: number, cpu: number): number {
-  const fd = Number(libc.syscall(BigInt(SYS_perf_event_open), attr, pid, cpu, -1, BigInt(PERF_FLAG_FD_CLOEXEC)));
+  const fd = Number(
+    libc.syscall(BigInt(SYS_perf_event_open), attr, pid, cpu, -1, BigInt(PERF_FLAG_FD_CLOEXEC)),
+  );
   if (fd < 0) throw new SysError("perf_event_open", lastErrno());
   return fd;
 }

@@ -1,0 +1,32 @@
+/**
+ * The context every function gets: the only way a function reaches the world. The runtime builds one per
+ * node (runtime/ctx.ts) and one per call with the caller's identity; tests build one on a scratch bpffs.
+ *
+ * @module
+ */
+import type { KeyedLocks } from "../runtime/locks.ts";
+import type { Logger } from "../runtime/log.ts";
+import type { NodeKernel } from "../runtime/kernel.ts";
+import type { StateStore } from "../runtime/state.ts";
+import type { ImageSource, PulledImage } from "../runtime/image/schema.ts";
+import type { Identity } from "./_schemas.ts";
+
+/** Pulls bytecode images (runtime/image/). */
+export interface ImagePuller {
+  pull(source: ImageSource, opts?: { onProgress?: (event: unknown) => void }): Promise<PulledImage>;
+}
+
+/** What a function may use. */
+export interface Ctx {
+  /** The kernel: load, attach, detach, unload, enumerate (pins under bpfd's bpffs). */
+  kernel: NodeKernel;
+  /** bpfd's records of programs and links, persisted atomically. */
+  state: StateStore;
+  /** Locks per hook: calls on the same hook are serialized. */
+  locks: KeyedLocks;
+  /** Bytecode images, when the runtime has an image store. */
+  images?: ImagePuller;
+  /** Who is calling. */
+  caller: Identity;
+  log: Logger;
+}

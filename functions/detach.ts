@@ -1,0 +1,34 @@
+/**
+ * `detach`: removes one attachment; the program stays loaded.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Ctx } from "./_ctx.ts";
+import { defineFunction } from "./_define.ts";
+import { notFound } from "./_errors.ts";
+import { type LinkRecord, ProgramId } from "./_schemas.ts";
+import { hookKey } from "./_views.ts";
+
+export const detach = defineFunction({
+  name: "detach",
+  summary: "Detach one link; the program stays loaded.",
+  input: z.object({ linkId: z.number().int().positive() }).strict(),
+  output: z.object({ linkId: z.number().int(), programId: ProgramId }),
+  async handler({ linkId }, ctx) {
+    const link = ctx.state.link(linkId);
+    if (!link) throw notFound("link", linkId, { field: "linkId" });
+    await ctx.locks.with([hookKey(link.programId, link.attach)], () => detachLink(ctx, link));
+    return { linkId, programId: link.programId };
+  },
+});
+
+/** Detaches `link` and forgets it; the caller holds the hook's lock. */
+export async function detachLink(ctx: Ctx, link: LinkRecord): Promise<void> {
+  const sameInterface = (l: LinkRecord) =>
+    l.id !== link.id && l.attach.type === "tc" && l.ifindex === link.ifindex &&
+    l.attach.netns === (link.attach as { netns?: string }).netns;
+  await ctx.kernel.detach(link, !ctx.state.links().some(sameInterface));
+  await ctx.state.update({ deleteLinks: [link.id] });
+  ctx.log.info("detached", { linkId: link.id, programId: link.programId, caller: ctx.caller });
+}

@@ -1,0 +1,49 @@
+/**
+ * `list`: the programs bpfd manages, with their links; with `all`, every program in the kernel (the
+ * same set `bpftool prog list` shows), the ones bpfd did not load with the kernel's information only.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { defineFunction } from "./_define.ts";
+import { Metadata, ProgramType, ProgramView } from "./_schemas.ts";
+import { kernelInfo, managedView } from "./_views.ts";
+
+/** The kernel's type names that each bpfd type loads as, to filter unmanaged programs by type. */
+const KERNEL_TYPE: Record<z.infer<typeof ProgramType>, string> = {
+  xdp: "xdp",
+  tc: "sched_cls",
+  tcx: "sched_cls",
+  tracepoint: "tracepoint",
+  kprobe: "kprobe",
+  kretprobe: "kprobe",
+  uprobe: "kprobe",
+  uretprobe: "kprobe",
+  fentry: "tracing",
+  fexit: "tracing",
+};
+
+export const list = defineFunction({
+  name: "list",
+  summary: "List managed programs; with all, every program in the kernel.",
+  input: z.object({
+    all: z.boolean().default(false),
+    type: ProgramType.optional(),
+    metadata: Metadata.optional(),
+  }).strict(),
+  output: z.object({ programs: z.array(ProgramView) }),
+  handler({ all, type, metadata }, ctx) {
+    const managed = ctx.state.programs()
+      .filter((p) => !type || p.type === type)
+      .filter((p) => !metadata || Object.entries(metadata).every(([k, v]) => p.metadata[k] === v))
+      .map((p) => managedView(ctx, p));
+    if (!all || metadata) return Promise.resolve({ programs: managed });
+    const known = new Set(managed.map((p) => p.id));
+    const unmanaged = ctx.kernel.allPrograms()
+      .filter((info) => !known.has(info.id) && !ctx.state.program(info.id))
+      .filter((info) => !type || info.type === KERNEL_TYPE[type])
+      .map((info) => ({ id: info.id, managed: false, kernel: kernelInfo(ctx, info.id) ?? info, links: [] }));
+    const programs = [...managed, ...unmanaged].sort((a, b) => a.id - b.id);
+    return Promise.resolve({ programs });
+  },
+});

@@ -1,0 +1,123 @@
+/**
+ * `load`: loads programs out of an object file (or a bytecode image) into the kernel, pins them and their
+ * maps under bpfd's bpffs (`maps/<program id>/<map name>`), and records who asked and why.
+ *
+ * @example
+ * ```sh
+ * deno task invoke load '{"bytecode":{"path":"/abs/xdp_counter.bpf.o"},"programs":[{"name":"xdp_counter","type":"xdp"}]}'
+ * ```
+ * @module
+ */
+import { z } from "zod";
+import { defineFunction } from "./_define.ts";
+import { BpfdError, invalid, notFound } from "./_errors.ts";
+import {
+  BytecodeSource,
+  Metadata,
+  ProgramId,
+  type ProgramRecord,
+  ProgramSpec,
+  ProgramView,
+} from "./_schemas.ts";
+import { managedView, programKey } from "./_views.ts";
+
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64").refine(
+  (s) => s.length % 4 === 0,
+  {
+    message: "must be base64 (length a multiple of 4)",
+  },
+);
+
+export const LoadInput = z.object({
+  bytecode: BytecodeSource,
+  programs: z.array(ProgramSpec).min(1).max(64),
+  /** Values for global variables (`.rodata`, `.data`, `.bss`), base64, exactly the variable's size. */
+  globalData: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a C identifier"), base64)
+    .default({}),
+  metadata: Metadata.default({}),
+  /** Share the maps of this already-loaded program instead of creating new ones. */
+  mapOwnerId: ProgramId.optional(),
+}).strict();
+
+export const load = defineFunction({
+  name: "load",
+  summary: "Load programs from an object file or image; pins programs and maps.",
+  input: LoadInput,
+  output: z.object({ programs: z.array(ProgramView) }),
+  async handler(input, ctx) {
+    const { objectPath, source } = await resolveBytecode(input.bytecode, ctx);
+    const globalData = Object.fromEntries(
+      Object.entries(input.globalData).map((
+        [name, value],
+      ) => [name, Uint8Array.from(atob(value), (c) => c.charCodeAt(0))]),
+    );
+    const keys = input.mapOwnerId ? [programKey(input.mapOwnerId)] : [];
+    return await ctx.locks.with(keys, async () => {
+      const owner = input.mapOwnerId ? ctx.state.program(input.mapOwnerId) : undefined;
+      if (input.mapOwnerId && !owner) throw notFound("program", input.mapOwnerId, { field: "mapOwnerId" });
+      const loaded = await ctx.kernel.load({
+        objectPath,
+        programs: input.programs,
+        globalData,
+        sharedMaps: owner?.maps,
+        sharedMapDir: owner?.mapPinPath,
+      });
+      const now = new Date().toISOString();
+      const records: ProgramRecord[] = loaded.map((p, i) => ({
+        id: p.id,
+        name: p.name,
+        type: input.programs[i].type,
+        tag: p.tag,
+        bytecode: source,
+        pinPath: p.pinPath,
+        mapPinPath: p.mapPinPath,
+        maps: p.maps,
+        mapOwnerId: owner?.id ?? (i > 0 ? loaded[0].id : undefined),
+        globalData: input.globalData,
+        metadata: input.metadata,
+        fnName: input.programs[i].fnName,
+        loadedAt: now,
+        loadedBy: ctx.caller,
+      }));
+      try {
+        await ctx.state.update({ putPrograms: records });
+      } catch (err) {
+        const shared = new Set(Object.values(owner?.maps ?? {}));
+        for (const r of records) {
+          await ctx.kernel.unload(
+            r.id,
+            Object.values(r.maps).filter((m) => !shared.has(m)),
+          );
+        }
+        throw err;
+      }
+      ctx.log.info("loaded", {
+        programs: records.map((r) => ({ id: r.id, name: r.name, type: r.type })),
+        caller: ctx.caller,
+      });
+      return { programs: records.map((r) => managedView(ctx, r)) };
+    });
+  },
+});
+
+async function resolveBytecode(
+  bytecode: z.output<typeof BytecodeSource>,
+  ctx: Parameters<typeof load.handler>[1],
+) {
+  if ("path" in bytecode) {
+    if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
+    try {
+      const stat = await Deno.stat(bytecode.path);
+      if (!stat.isFile) throw invalid("bytecode.path", `${bytecode.path} is not a file`);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw notFound("file", bytecode.path, { field: "bytecode.path" });
+      }
+      throw err;
+    }
+    return { objectPath: bytecode.path, source: { path: bytecode.path } };
+  }
+  if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
+  const pulled = await ctx.images.pull(bytecode.image);
+  return { objectPath: pulled.objectPath, source: { image: { url: pulled.url, digest: pulled.digest } } };
+}

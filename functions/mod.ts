@@ -1,0 +1,19 @@
+/**
+ * Every function the node runtime serves, by name.
+ *
+ * @module
+ */
+import type { BpfdFunction } from "./_define.ts";
+import { attach } from "./attach.ts";
+import { detach } from "./detach.ts";
+import { get } from "./get.ts";
+import { list } from "./list.ts";
+import { load } from "./load.ts";
+import { unload } from "./unload.ts";
+
+export { attach, detach, get, list, load, unload };
+
+/** The functions by name. */
+export const FUNCTIONS: ReadonlyMap<string, BpfdFunction> = new Map(
+  ([load, attach, detach, unload, list, get] as BpfdFunction[]).map((fn) => [fn.name, fn]),
+);

@@ -1,0 +1,82 @@
+/**
+ * The node runtime's HTTP API (hono): `POST /v1/functions/<name>` with JSON in and out, `GET
+ * /v1/functions` to list them, `GET /healthz` and `GET /readyz`. Errors answer with their status and a
+ * body that names the field or carries the errno and verifier log.
+ *
+ * @example
+ * ```ts
+ * const app = createApp(node, () => ({ user: "test", via: "in-process" }));
+ * const res = await app.request("/v1/functions/list", { method: "POST", body: "{}" });
+ * ```
+ * @module
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { invoke } from "../functions/_define.ts";
+import { BpfdError } from "../functions/_errors.ts";
+import { FUNCTIONS } from "../functions/mod.ts";
+import type { Identity } from "../functions/_schemas.ts";
+import type { Node } from "./ctx.ts";
+
+/** Establishes who is calling (the listener decides how). */
+export type Identify = (c: Context) => Identity | Promise<Identity>;
+
+/** The API app for one node. */
+export function createApp(node: Node, identify: Identify): Hono {
+  const app = new Hono();
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/readyz", (c) => {
+    const ready = node.kernel.programAlive !== undefined && node.state !== undefined;
+    return c.json({ ready, findings: node.findings }, ready ? 200 : 503);
+  });
+  app.get(
+    "/v1/functions",
+    (c) => c.json({ functions: [...FUNCTIONS.values()].map(({ name, summary }) => ({ name, summary })) }),
+  );
+
+  app.post("/v1/functions/:name", async (c) => {
+    const name = c.req.param("name");
+    const fn = FUNCTIONS.get(name);
+    if (!fn) {
+      return c.json(
+        new BpfdError(
+          404,
+          "not_found",
+          `no function ${name} (functions: ${[...FUNCTIONS.keys()].join(", ")})`,
+        ).toBody(),
+        404,
+      );
+    }
+    let body: unknown;
+    try {
+      const text = await c.req.text();
+      body = text.trim() ? JSON.parse(text) : {};
+    } catch (err) {
+      return c.json(
+        new BpfdError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`).toBody(),
+        400,
+      );
+    }
+    const caller = await identify(c);
+    const started = performance.now();
+    try {
+      const result = await invoke(fn, body, node.ctxFor(caller));
+      node.log.debug("call", { function: name, caller, ms: +(performance.now() - started).toFixed(2) });
+      return c.json(result as Record<string, unknown>);
+    } catch (err) {
+      const error = err instanceof BpfdError
+        ? err
+        : new BpfdError(500, "internal", (err as Error)?.message ?? String(err));
+      node.log[error.status >= 500 ? "error" : "info"]("call failed", {
+        function: name,
+        caller,
+        status: error.status,
+        error: error.message,
+        ...(error.status >= 500 ? { stack: (err as Error)?.stack } : {}),
+      });
+      return c.json(error.toBody(), error.status);
+    }
+  });
+  return app;
+}

@@ -1,0 +1,77 @@
+/**
+ * Builds one node: takes the state directory's lock, mounts bpffs if needed, opens the state, runs
+ * recovery, and hands out a `ctx` per caller. The HTTP server, `deno task invoke` and tests all use it.
+ *
+ * @example
+ * ```ts
+ * const node = await createNode(await loadConfig(undefined, {}));
+ * const ctx = node.ctxFor({ user: "uid:0", via: "in-process" });
+ * ```
+ * @module
+ */
+import type { Ctx, ImagePuller } from "../functions/_ctx.ts";
+import type { Identity } from "../functions/_schemas.ts";
+import { closeFd, tryLockFile } from "../ffi/libc.ts";
+import type { RuntimeConfig } from "./config.ts";
+import { NodeKernel } from "./kernel.ts";
+import { KeyedLocks } from "./locks.ts";
+import { Logger } from "./log.ts";
+import { ensureBpffs } from "./mounts.ts";
+import { type Finding, recover } from "./recover.ts";
+import { StateStore } from "./state.ts";
+
+/** A running node: everything a ctx is made of. */
+export interface Node {
+  config: RuntimeConfig;
+  kernel: NodeKernel;
+  state: StateStore;
+  locks: KeyedLocks;
+  log: Logger;
+  images?: ImagePuller;
+  /** What start-up recovery found. */
+  findings: Finding[];
+  /** A ctx for one caller. */
+  ctxFor(caller: Identity): Ctx;
+  /** Releases the state lock; programs, maps and links stay in the kernel. */
+  close(): void;
+}
+
+/** The numeric id of a group from /etc/group, or undefined when there is no such group. */
+export async function groupId(name: string): Promise<number | undefined> {
+  const line = (await Deno.readTextFile("/etc/group")).split("\n").find((l) => l.startsWith(`${name}:`));
+  return line ? Number(line.split(":")[2]) : undefined;
+}
+
+/** Starts a node on `config`. Fails if another runtime holds the state directory. */
+export async function createNode(config: RuntimeConfig, images?: ImagePuller): Promise<Node> {
+  const log = new Logger(config.logLevel);
+  await Deno.mkdir(config.stateDir, { recursive: true, mode: 0o750 });
+  const lockFd = tryLockFile(`${config.stateDir}/lock`);
+  if (lockFd === null) {
+    throw new Error(
+      `another bpfd runtime is using ${config.stateDir} (talk to it with the CLI, or choose --state-dir)`,
+    );
+  }
+  try {
+    if (await ensureBpffs(config.bpffs)) log.info("mounted bpffs", { path: config.bpffs });
+    const kernel = new NodeKernel(config.bpffs, await groupId(config.group));
+    await kernel.prepare();
+    const state = await StateStore.open(config.stateDir);
+    const locks = new KeyedLocks();
+    const findings = await recover({ kernel, state, log });
+    return {
+      config,
+      kernel,
+      state,
+      locks,
+      log,
+      images,
+      findings,
+      ctxFor: (caller) => ({ kernel, state, locks, images, caller, log }),
+      close: () => closeFd(lockFd),
+    };
+  } catch (err) {
+    closeFd(lockFd);
+    throw err;
+  }
+}

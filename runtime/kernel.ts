@@ -1,0 +1,692 @@
+/**
+ * The node's kernel, as functions see it through `ctx.kernel`: loads programs out of object files and
+ * pins them with their maps under bpfd's bpffs, attaches them to hooks and pins the links, detaches,
+ * unloads, and enumerates what the kernel has. Every operation either completes or leaves nothing
+ * behind: a failure part-way undoes the steps already taken.
+ *
+ * @module
+ */
+import {
+  BpfAttachType,
+  BpfProgType,
+  PERF_TYPE_TRACEPOINT,
+  PerfEventAttr,
+  TcAttachPoint,
+  XdpFlags,
+} from "../ffi/abi.ts";
+import * as bpf from "../ffi/libbpf.ts";
+import { closeFd, ifNameToIndex, inNetns, perfEventOpen, SysError } from "../ffi/libc.ts";
+import { cstring } from "../ffi/lazy.ts";
+import { BpfdError, conflict, invalid, notFound } from "../functions/_errors.ts";
+import type { AttachSpec, LinkRecord, ProgramSpec, ProgramType } from "../functions/_schemas.ts";
+import { ElfError, functionOffset } from "./elf.ts";
+import { ensureTracefs } from "./mounts.ts";
+
+/** What loading one program produced. */
+export interface LoadedProgram {
+  id: number;
+  name: string;
+  tag: string;
+  pinPath: string;
+  mapPinPath: string;
+  maps: Record<string, string>;
+}
+
+/** A load request, already validated. */
+export interface LoadPlan {
+  objectPath: string;
+  programs: ProgramSpec[];
+  globalData: Record<string, Uint8Array>;
+  /** Maps to reuse instead of creating: name → pin path (the map owner's maps). */
+  sharedMaps?: Record<string, string>;
+  /** The directory of the shared maps, reported as mapPinPath. */
+  sharedMapDir?: string;
+}
+
+/** The kernel side of an attachment, to be recorded. */
+export type Attachment = Pick<LinkRecord, "kernelLinkId" | "ifindex" | "tc">;
+
+const LOAD_TYPES: Record<ProgramType, { progType: number; attachType?: number }> = {
+  xdp: { progType: BpfProgType.XDP, attachType: BpfAttachType.XDP },
+  tc: { progType: BpfProgType.SCHED_CLS },
+  tcx: { progType: BpfProgType.SCHED_CLS },
+  tracepoint: { progType: BpfProgType.TRACEPOINT },
+  kprobe: { progType: BpfProgType.KPROBE },
+  kretprobe: { progType: BpfProgType.KPROBE },
+  uprobe: { progType: BpfProgType.KPROBE },
+  uretprobe: { progType: BpfProgType.KPROBE },
+  fentry: { progType: BpfProgType.TRACING, attachType: BpfAttachType.TRACE_FENTRY },
+  fexit: { progType: BpfProgType.TRACING, attachType: BpfAttachType.TRACE_FEXIT },
+};
+
+const TRAMPOLINE_TYPES = new Set<ProgramType>(["fentry", "fexit"]);
+
+/** Turns a libbpf failure into the API's answer: 422 with errno, libbpf's messages and verifier log. */
+export function kernelRefused(err: unknown, what: string, hint?: string): BpfdError {
+  if (err instanceof BpfdError) return err;
+  if (err instanceof bpf.LibbpfError || err instanceof SysError) {
+    const log = err instanceof bpf.LibbpfError ? err : undefined;
+    return new BpfdError(
+      422,
+      "kernel_refused",
+      `the kernel refused to ${what}: ${err.code}${hint ? ` — ${hint}` : ""}`,
+      {
+        errno: err.code,
+        ...(log?.libbpfLog.length ? { libbpfLog: log.libbpfLog } : {}),
+        ...(log?.verifierLog ? { verifierLog: log.verifierLog } : {}),
+      },
+    );
+  }
+  throw err;
+}
+
+/** Library directories searched for a uprobe target given by name (`libc.so.6`). */
+const LIBRARY_DIRS = [
+  "/lib/x86_64-linux-gnu",
+  "/usr/lib/x86_64-linux-gnu",
+  "/lib64",
+  "/usr/lib64",
+  "/lib",
+  "/usr/lib",
+];
+
+/** The node's kernel: programs, maps and links pinned under `bpffs`. */
+export class NodeKernel {
+  readonly progDir: string;
+  readonly mapDir: string;
+  readonly linkDir: string;
+
+  constructor(readonly bpffs: string, readonly groupId?: number) {
+    this.progDir = `${bpffs}/progs`;
+    this.mapDir = `${bpffs}/maps`;
+    this.linkDir = `${bpffs}/links`;
+  }
+
+  /** Creates the pin directories (map pins readable by the bpfd group). */
+  async prepare(): Promise<void> {
+    for (const dir of [this.progDir, this.mapDir, this.linkDir]) await Deno.mkdir(dir, { recursive: true });
+    await this.#share(this.bpffs, 0o750);
+    await this.#share(this.mapDir, 0o750);
+  }
+
+  async #share(path: string, mode: number): Promise<void> {
+    if (this.groupId === undefined) return;
+    await Deno.chown(path, 0, this.groupId);
+    await Deno.chmod(path, mode);
+  }
+
+  progPin(id: number): string {
+    return `${this.progDir}/${id}`;
+  }
+
+  linkPin(linkId: number): string {
+    return `${this.linkDir}/${linkId}`;
+  }
+
+  // ---- load and unload ------------------------------------------------------------------------
+
+  /** Loads the named programs of an object file, pins them and their maps. All or nothing. */
+  async load(plan: LoadPlan): Promise<LoadedProgram[]> {
+    let obj: bpf.BpfObject;
+    try {
+      obj = bpf.BpfObject.open(plan.objectPath);
+    } catch (err) {
+      throw new BpfdError(
+        400,
+        "invalid_object",
+        `bytecode.path: ${plan.objectPath} is not a BPF object file`,
+        {
+          field: "bytecode.path",
+          ...(err instanceof bpf.LibbpfError ? { errno: err.code, libbpfLog: err.libbpfLog } : {}),
+        },
+      );
+    }
+    const pinned: string[] = [];
+    try {
+      this.#configure(obj, plan);
+      try {
+        obj.load();
+      } catch (err) {
+        const trampoline = plan.programs.some((p) => TRAMPOLINE_TYPES.has(p.type));
+        const hint = trampoline && err instanceof bpf.LibbpfError && err.code === "EPERM"
+          ? "this kernel does not allow trampoline programs (fentry/fexit/freplace are refused before verification)"
+          : undefined;
+        throw kernelRefused(err, `load ${plan.programs.map((p) => p.name).join(", ")}`, hint);
+      }
+      try {
+        return await this.#pinAll(obj, plan, pinned);
+      } catch (err) {
+        throw kernelRefused(err, "pin the loaded programs and maps");
+      }
+    } catch (err) {
+      for (const path of pinned.reverse()) await removePin(path);
+      throw err;
+    } finally {
+      obj.close();
+    }
+  }
+
+  #configure(obj: bpf.BpfObject, plan: LoadPlan): void {
+    const inObject = new Map(obj.programs().map((p) => [p.name, p]));
+    plan.programs.forEach((spec, i) => {
+      const found = inObject.get(spec.name);
+      if (!found) {
+        throw notFound("program", spec.name, {
+          field: `programs.${i}.name`,
+          available: [...inObject.keys()].join(", "),
+        });
+      }
+      const want = LOAD_TYPES[spec.type];
+      if (found.progType !== 0 && found.progType !== want.progType) {
+        throw invalid(
+          `programs.${i}.type`,
+          `program ${spec.name} is in section "${found.section}", which is not a ${spec.type} program`,
+        );
+      }
+    });
+    const wanted = new Set(plan.programs.map((p) => p.name));
+    for (const p of inObject.values()) obj.setAutoload(p.name, wanted.has(p.name));
+    for (const spec of plan.programs) {
+      const want = LOAD_TYPES[spec.type];
+      obj.setProgramType(spec.name, want.progType, want.attachType);
+      if (spec.fnName) obj.setAttachTarget(spec.name, spec.fnName);
+    }
+    const globals = obj.globals();
+    for (const [name, value] of Object.entries(plan.globalData)) {
+      const variable = globals.find((g) => g.name === name);
+      if (!variable) {
+        const known = globals.map((g) => g.name).join(", ") || "none";
+        throw invalid(`globalData.${name}`, `no global variable ${name} in the object (it has: ${known})`);
+      }
+      if (variable.size !== value.length) {
+        throw invalid(
+          `globalData.${name}`,
+          `${name} is ${variable.size} bytes, the value is ${value.length}`,
+        );
+      }
+      obj.setGlobal(variable, value);
+    }
+    for (const map of obj.maps()) {
+      const shared = plan.sharedMaps?.[map.name];
+      if (shared && !map.internal) {
+        bpf.withFd(bpf.objGet(shared), (fd) => obj.reuseMapFd(map.name, fd));
+      }
+    }
+  }
+
+  async #pinAll(obj: bpf.BpfObject, plan: LoadPlan, pinned: string[]): Promise<LoadedProgram[]> {
+    const infos = plan.programs.map((spec) => ({ spec, info: bpf.programInfo(obj.programFd(spec.name)) }));
+    for (const { spec, info } of infos) {
+      const path = this.progPin(info.id);
+      bpf.objPin(obj.programFd(spec.name), path);
+      pinned.push(path);
+    }
+    // The group's own maps live under the first program's id; shared ones stay where their owner put them.
+    const ownDir = `${this.mapDir}/${infos[0].info.id}`;
+    const maps: Record<string, string> = {};
+    for (const map of obj.maps()) {
+      const shared = plan.sharedMaps?.[map.name];
+      if (shared && !map.internal) {
+        maps[map.name] = shared;
+        continue;
+      }
+      if (!pinned.includes(ownDir)) {
+        await Deno.mkdir(ownDir, { recursive: true });
+        pinned.unshift(ownDir); // removed last, after the pins in it
+        await this.#share(ownDir, 0o750);
+      }
+      const path = `${ownDir}/${map.name.replaceAll(".", "_")}`; // bpffs refuses dots in names, as libbpf knows
+      bpf.objPin(obj.mapFd(map.name), path);
+      pinned.push(path);
+      await this.#share(path, 0o640);
+      maps[map.name] = path;
+    }
+    const mapPinPath = plan.sharedMapDir ?? ownDir;
+    return infos.map(({ spec, info }) => ({
+      id: info.id,
+      name: spec.name,
+      tag: info.tag,
+      pinPath: this.progPin(info.id),
+      mapPinPath,
+      maps,
+    }));
+  }
+
+  /** Unpins a program (the kernel frees it once no link holds it) and the map pins nobody else uses. */
+  async unload(programId: number, unusedMapPins: string[]): Promise<void> {
+    await removePin(this.progPin(programId));
+    await this.removeMapPins(unusedMapPins);
+  }
+
+  /** Removes map pins, and their directories once empty. */
+  async removeMapPins(paths: string[]): Promise<void> {
+    const dirs = new Set<string>();
+    for (const path of paths) {
+      await removePin(path);
+      dirs.add(path.slice(0, path.lastIndexOf("/")));
+    }
+    for (const dir of dirs) {
+      if (dir.startsWith(`${this.mapDir}/`)) await Deno.remove(dir).catch(() => {}); // only when empty
+    }
+  }
+
+  /** Whether the program pinned for `id` is still that program. */
+  programAlive(id: number): boolean {
+    try {
+      return bpf.withFd(bpf.objGet(this.progPin(id)), (fd) => bpf.programInfo(fd).id === id);
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- attach and detach ------------------------------------------------------------------------
+
+  /** Attaches program `programId` as `spec` says and pins the link as `linkId`. All or nothing. */
+  async attach(programId: number, linkId: number, spec: AttachSpec): Promise<Attachment> {
+    const progFd = bpf.objGet(this.progPin(programId));
+    try {
+      switch (spec.type) {
+        case "xdp":
+        case "tcx":
+          return this.#attachNetLink(progFd, linkId, spec);
+        case "tc":
+          return this.#attachTcFilter(progFd, linkId, spec);
+        case "tracepoint":
+          return this.#pinLink(linkId, await this.#attachTracepoint(progFd, spec.tracepoint));
+        case "kprobe":
+        case "kretprobe":
+          return this.#pinLink(linkId, await this.#attachKprobe(progFd, spec));
+        case "uprobe":
+        case "uretprobe":
+          return this.#pinLink(linkId, await this.#attachUprobe(progFd, spec));
+        case "fentry":
+        case "fexit":
+          return this.#pinLink(linkId, this.#attachTracing(progFd, spec.type));
+      }
+    } finally {
+      closeFd(progFd);
+    }
+  }
+
+  /** Pins a fresh link fd; if pinning fails the fd is closed, which destroys the link. */
+  #pinLink(linkId: number, linkFd: number, extra: Attachment = {}): Attachment {
+    try {
+      const info = bpf.linkInfo(linkFd);
+      bpf.objPin(linkFd, this.linkPin(linkId));
+      return { ...extra, kernelLinkId: info.id };
+    } finally {
+      closeFd(linkFd);
+    }
+  }
+
+  #ifindex(iface: string, netns?: string): number {
+    let ifindex: number;
+    try {
+      ifindex = inNetns(netnsPath(netns), () => ifNameToIndex(iface));
+    } catch (err) {
+      if (err instanceof SysError && err.code === "ENOENT") {
+        throw notFound("netns", netns!, { field: "attach.netns" });
+      }
+      throw err;
+    }
+    if (!ifindex) {
+      throw notFound("interface", iface, { field: "attach.iface", ...(netns ? { netns } : {}) });
+    }
+    return ifindex;
+  }
+
+  #attachNetLink(
+    progFd: number,
+    linkId: number,
+    spec: Extract<AttachSpec, { type: "xdp" | "tcx" }>,
+  ): Attachment {
+    const ifindex = this.#ifindex(spec.iface, spec.netns);
+    const [attachType, flags, what] = spec.type === "xdp"
+      ? [BpfAttachType.XDP, XDP_MODE_FLAGS[spec.mode], `attach XDP (${spec.mode}) to ${spec.iface}`]
+      : [
+        spec.direction === "ingress" ? BpfAttachType.TCX_INGRESS : BpfAttachType.TCX_EGRESS,
+        0,
+        `attach TCX ${spec.direction} to ${spec.iface}`,
+      ];
+    let linkFd: number;
+    try {
+      linkFd = inNetns(netnsPath(spec.netns), () => bpf.linkCreate(what, progFd, ifindex, attachType, flags));
+    } catch (err) {
+      if (err instanceof bpf.LibbpfError && (err.code === "EBUSY" || err.code === "EEXIST")) {
+        throw conflict(`${spec.iface} already has an XDP program that bpfd does not own; detach it first`, {
+          errno: err.code,
+          iface: spec.iface,
+        });
+      }
+      throw kernelRefused(err, what);
+    }
+    return this.#pinLink(linkId, linkFd, { ifindex });
+  }
+
+  /** A tc filter has no kernel link: its handle is the bpfd link id, so it can be found after a crash. */
+  #attachTcFilter(progFd: number, linkId: number, spec: Extract<AttachSpec, { type: "tc" }>): Attachment {
+    const ifindex = this.#ifindex(spec.iface, spec.netns);
+    const point = spec.direction === "ingress" ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS;
+    return inNetns(netnsPath(spec.netns), () => {
+      let qdiscCreated = false;
+      try {
+        qdiscCreated = bpf.tcHookCreate(ifindex, point);
+        const { handle, priority } = bpf.tcAttach(ifindex, point, progFd, linkId, spec.priority + 1);
+        return { ifindex, tc: { handle, priority, qdiscCreated } };
+      } catch (err) {
+        if (qdiscCreated) bpf.tcHookDestroy(ifindex, TcAttachPoint.INGRESS | TcAttachPoint.EGRESS);
+        if (err instanceof bpf.LibbpfError && err.code === "EEXIST") {
+          throw conflict(
+            `${spec.iface} ${spec.direction} already has a tc filter at priority ${spec.priority + 1}`,
+            {
+              errno: err.code,
+            },
+          );
+        }
+        throw kernelRefused(err, `attach tc ${spec.direction} filter to ${spec.iface}`);
+      }
+    });
+  }
+
+  async #attachTracepoint(progFd: number, tracepoint: string): Promise<number> {
+    const tracefs = await ensureTracefs();
+    let id: number;
+    try {
+      id = Number(await Deno.readTextFile(`${tracefs}/events/${tracepoint}/id`));
+    } catch {
+      throw notFound("tracepoint", tracepoint, { field: "attach.tracepoint" });
+    }
+    const attr = perfAttr(PERF_TYPE_TRACEPOINT, BigInt(id));
+    return this.#perfLink(progFd, attr, -1, 0, `attach tracepoint ${tracepoint}`);
+  }
+
+  async #attachKprobe(
+    progFd: number,
+    spec: Extract<AttachSpec, { type: "kprobe" | "kretprobe" }>,
+  ): Promise<number> {
+    const pmu = await probePmu("kprobe", spec.type === "kretprobe");
+    const name = cstring(spec.fnName);
+    const attr = perfAttr(pmu.type, pmu.config, name, BigInt(spec.offset));
+    return this.#perfLink(progFd, attr, -1, 0, `attach ${spec.type} to ${spec.fnName}`);
+  }
+
+  async #attachUprobe(
+    progFd: number,
+    spec: Extract<AttachSpec, { type: "uprobe" | "uretprobe" }>,
+  ): Promise<number> {
+    const pmu = await probePmu("uprobe", spec.type === "uretprobe");
+    const path = await resolveTarget(spec.target);
+    let offset = spec.offset;
+    if (spec.fnName) {
+      try {
+        offset += await functionOffset(path, spec.fnName);
+      } catch (err) {
+        if (err instanceof ElfError) {
+          throw err.kind === "no_symbol"
+            ? notFound("function", spec.fnName, { field: "attach.fnName", target: path })
+            : invalid("attach.target", err.message);
+        }
+        throw err;
+      }
+    }
+    const attr = perfAttr(pmu.type, pmu.config, cstring(path), BigInt(offset));
+    const [pid, cpu] = spec.pid ? [spec.pid, -1] : [-1, 0];
+    return this.#perfLink(progFd, attr, pid, cpu, `attach ${spec.type} to ${path}:${spec.fnName ?? offset}`);
+  }
+
+  #perfLink(progFd: number, attr: PerfAttr, pid: number, cpu: number, what: string): number {
+    let perfFd: number;
+    try {
+      perfFd = perfEventOpen(attr.bytes, pid, cpu);
+    } catch (err) {
+      if (err instanceof SysError && err.code === "ESRCH") {
+        throw notFound("process", pid, { field: "attach.pid" });
+      }
+      if (err instanceof SysError && (err.code === "ENOENT" || err.code === "EINVAL")) {
+        throw kernelRefused(err, what, "the probe point does not exist or cannot be probed");
+      }
+      throw kernelRefused(err, what);
+    }
+    try {
+      return bpf.linkCreate(what, progFd, perfFd, BpfAttachType.PERF_EVENT);
+    } catch (err) {
+      throw kernelRefused(err, what);
+    } finally {
+      closeFd(perfFd); // the link holds the perf event
+    }
+  }
+
+  #attachTracing(progFd: number, type: "fentry" | "fexit"): number {
+    try {
+      return bpf.tracingAttach(`attach ${type}`, progFd);
+    } catch (err) {
+      const hint = err instanceof bpf.LibbpfError && err.code === "EPERM"
+        ? "this kernel does not allow trampoline programs"
+        : undefined;
+      throw kernelRefused(err, `attach ${type}`, hint);
+    }
+  }
+
+  /**
+   * Removes an attachment. A link already gone (detached behind bpfd's back) is not an error. For a tc
+   * filter, `releaseQdisc` says bpfd has no other filter on that interface: the clsact qdisc bpfd
+   * created then goes too, unless someone else's filters are on it.
+   */
+  async detach(link: LinkRecord, releaseQdisc = false): Promise<void> {
+    if (link.attach.type === "tc" && link.tc && link.ifindex) {
+      const { ifindex, tc, attach } = link;
+      const point = attach.direction === "ingress" ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS;
+      const netns = netnsPath(attach.netns);
+      inNetns(netns, () => {
+        try {
+          bpf.tcDetach(ifindex, point, tc.handle, tc.priority);
+        } catch (err) {
+          if (!(err instanceof bpf.LibbpfError && (err.code === "ENOENT" || err.code === "ENODEV"))) {
+            throw err;
+          }
+        }
+      });
+      if (releaseQdisc && tc.qdiscCreated && await tcFilterCount(attach.iface, netns) === 0) {
+        inNetns(netns, () => {
+          try {
+            bpf.tcHookDestroy(ifindex, TcAttachPoint.INGRESS | TcAttachPoint.EGRESS);
+          } catch (err) {
+            if (!(err instanceof bpf.LibbpfError && (err.code === "ENOENT" || err.code === "EINVAL"))) {
+              throw err;
+            }
+          }
+        });
+      }
+      return;
+    }
+    await this.releaseLink(link.id);
+  }
+
+  /** Detaches the link pinned as `linkId` and removes the pin; a missing pin is not an error. */
+  async releaseLink(linkId: number): Promise<void> {
+    const pin = this.linkPin(linkId);
+    try {
+      bpf.withFd(bpf.objGet(pin), (fd) => {
+        try {
+          bpf.linkDetach(fd);
+        } catch (err) {
+          // Tracing and raw tracepoint links cannot be detached, only released: unpinning does that.
+          if (!(err instanceof bpf.LibbpfError && (err.code === "EOPNOTSUPP" || err.code === "EINVAL"))) {
+            throw err;
+          }
+        }
+      });
+    } catch (err) {
+      if (!(err instanceof bpf.LibbpfError && err.code === "ENOENT")) throw err;
+    }
+    await removePin(pin);
+  }
+
+  /** Whether the attachment is still in the kernel. */
+  attachmentAlive(link: LinkRecord): boolean {
+    if (link.attach.type === "tc" && link.tc && link.ifindex) {
+      const { ifindex, tc } = link;
+      const point = link.attach.direction === "ingress" ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS;
+      try {
+        return inNetns(
+          netnsPath(link.attach.netns),
+          () => bpf.tcQuery(ifindex, point, tc.handle, tc.priority),
+        ) ===
+          link.programId;
+      } catch {
+        return false;
+      }
+    }
+    try {
+      return bpf.withFd(bpf.objGet(this.linkPin(link.id)), (fd) => bpf.linkInfo(fd).id === link.kernelLinkId);
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- enumeration --------------------------------------------------------------------------------
+
+  /** Every program in the kernel, with what the kernel says about it (the set `bpftool prog list` shows). */
+  allPrograms(): bpf.ProgramInfo[] {
+    const found: bpf.ProgramInfo[] = [];
+    for (const id of bpf.programIds()) {
+      const info = programInfoById(id);
+      if (info) found.push(info);
+    }
+    return found;
+  }
+
+  /** What the kernel says about program `id`, or undefined if it is gone. */
+  programInfo(id: number): bpf.ProgramInfo | undefined {
+    return programInfoById(id);
+  }
+
+  /** Every BPF link in the kernel. */
+  allLinks(): bpf.LinkInfoValue[] {
+    const found: bpf.LinkInfoValue[] = [];
+    for (const id of bpf.linkIds()) {
+      try {
+        found.push(bpf.withFd(bpf.linkFdById(id), bpf.linkInfo));
+      } catch { /* released meanwhile */ }
+    }
+    return found;
+  }
+
+  /** Pins under bpfd's directories: program ids, link ids and map directories found on the bpffs. */
+  async pins(): Promise<{ programs: number[]; links: number[]; mapDirs: string[] }> {
+    const list = async (dir: string) => {
+      const names: string[] = [];
+      try {
+        for await (const e of Deno.readDir(dir)) names.push(e.name);
+      } catch { /* not there yet */ }
+      return names;
+    };
+    const numeric = (names: string[]) => names.filter((n) => /^\d+$/.test(n)).map(Number);
+    return {
+      programs: numeric(await list(this.progDir)),
+      links: numeric(await list(this.linkDir)),
+      mapDirs: (await list(this.mapDir)).map((n) => `${this.mapDir}/${n}`),
+    };
+  }
+}
+
+function programInfoById(id: number): bpf.ProgramInfo | undefined {
+  try {
+    return bpf.withFd(bpf.programFdById(id), bpf.programInfo);
+  } catch {
+    return undefined; // unloaded between the id walk and the open
+  }
+}
+
+const XDP_MODE_FLAGS = { native: XdpFlags.DRV_MODE, skb: XdpFlags.SKB_MODE, hw: XdpFlags.HW_MODE } as const;
+
+/** The path of a namespace given as a name from /run/netns or a path (validated by the schema). */
+export function netnsPath(netns: string | undefined): string | undefined {
+  if (!netns) return undefined;
+  return netns.startsWith("/") ? netns : `/run/netns/${netns}`;
+}
+
+/** How many tc filters (anyone's) are on an interface's ingress and egress hooks. */
+async function tcFilterCount(iface: string, netns: string | undefined): Promise<number> {
+  let count = 0;
+  for (const hook of ["ingress", "egress"]) {
+    const tc = ["tc", "-j", "filter", "show", "dev", iface, hook];
+    const [cmd, ...args] = netns ? ["nsenter", `--net=${netns}`, ...tc] : tc;
+    const { code, stdout } = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
+    if (code !== 0) return Infinity; // cannot tell: keep the qdisc rather than clobber someone's filters
+    const text = new TextDecoder().decode(stdout).trim();
+    count += text ? (JSON.parse(text) as unknown[]).length : 0;
+  }
+  return count;
+}
+
+async function removePin(path: string): Promise<void> {
+  try {
+    await Deno.remove(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+}
+
+interface PerfAttr {
+  bytes: Uint8Array<ArrayBuffer>;
+  /** Strings the kernel reads through config1; kept referenced until perf_event_open returns. */
+  keep?: Uint8Array;
+}
+
+function perfAttr(type: number, config: bigint, config1?: Uint8Array<ArrayBuffer>, config2 = 0n): PerfAttr {
+  const bytes = new Uint8Array(PerfEventAttr.size);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint32(PerfEventAttr.type, type, true);
+  dv.setUint32(PerfEventAttr.sizeField, PerfEventAttr.size, true);
+  dv.setBigUint64(PerfEventAttr.config, config, true);
+  if (config1) {
+    dv.setBigUint64(
+      PerfEventAttr.config1,
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(config1))),
+      true,
+    );
+  }
+  dv.setBigUint64(PerfEventAttr.config2, config2, true);
+  return { bytes, keep: config1 };
+}
+
+/** The dynamic PMU for kprobes or uprobes, and the config bit for a return probe. */
+async function probePmu(
+  kind: "kprobe" | "uprobe",
+  retprobe: boolean,
+): Promise<{ type: number; config: bigint }> {
+  const dir = `/sys/bus/event_source/devices/${kind}`;
+  let type: number;
+  try {
+    type = Number(await Deno.readTextFile(`${dir}/type`));
+  } catch {
+    throw new BpfdError(
+      422,
+      "kernel_unsupported",
+      `this kernel has no ${kind} support (${
+        kind === "kprobe" ? "CONFIG_KPROBES" : "CONFIG_UPROBES"
+      } is not set: ${dir} is absent)`,
+      { errno: "ENOENT" },
+    );
+  }
+  if (!retprobe) return { type, config: 0n };
+  const format = await Deno.readTextFile(`${dir}/format/retprobe`); // "config:0"
+  const bit = Number(format.trim().split(":")[1] ?? 0);
+  return { type, config: 1n << BigInt(bit) };
+}
+
+async function resolveTarget(target: string): Promise<string> {
+  const candidates = target.startsWith("/")
+    ? [target]
+    : target.includes("/")
+    ? []
+    : LIBRARY_DIRS.map((d) => `${d}/${target}`);
+  for (const path of candidates) {
+    try {
+      const real = await Deno.realPath(path);
+      if ((await Deno.stat(real)).isFile) return real;
+    } catch { /* try the next */ }
+  }
+  throw notFound("target", target, { field: "attach.target" });
+}

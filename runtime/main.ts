@@ -1,0 +1,60 @@
+/**
+ * The node runtime: `deno task start`. Serves bpfd's functions on a unix socket (root and group bpfd)
+ * and on a TCP address, until SIGINT/SIGTERM. Programs stay loaded and attached when it stops.
+ *
+ * @module
+ */
+import { createApp } from "./app.ts";
+import { createNode, type Node } from "./ctx.ts";
+import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
+
+const USAGE = `usage: deno task start [options]
+
+Runs bpfd's node runtime.
+
+${NODE_OPTIONS_HELP}`;
+
+/** Serves `node` on its socket and TCP address; resolves when both listeners are closed. */
+export async function serve(node: Node, signal: AbortSignal): Promise<void> {
+  const { socket, listen } = node.config;
+  const servers: Deno.HttpServer[] = [];
+  if (socket) {
+    await Deno.remove(socket).catch(() => {});
+    const app = createApp(node, () => ({ user: "local", via: "unix-socket" }));
+    servers.push(Deno.serve({ path: socket, signal, onListen: () => {} }, app.fetch));
+    await Deno.chmod(socket, 0o660);
+    const gid = node.kernel.groupId;
+    if (gid !== undefined) await Deno.chown(socket, 0, gid);
+  }
+  if (listen) {
+    const at = listen.lastIndexOf(":");
+    const hostname = listen.slice(0, at), port = Number(listen.slice(at + 1));
+    const app = createApp(
+      node,
+      (c) => ({ user: "anonymous", via: `tcp ${c.req.header("host") ?? hostname}` }),
+    );
+    servers.push(Deno.serve({ hostname, port, signal, onListen: () => {} }, app.fetch));
+  }
+  node.log.info("serving", {
+    socket: socket || undefined,
+    listen: listen || undefined,
+    programs: node.state.programs().length,
+  });
+  await Promise.all(servers.map((s) => s.finished));
+}
+
+if (import.meta.main) {
+  const { values } = parseNodeArgs(Deno.args);
+  if (values.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  const node = await createNode(await configFrom(values));
+  const stop = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => stop.abort());
+  }
+  await serve(node, stop.signal);
+  node.close();
+  node.log.info("stopped; programs stay loaded", { programs: node.state.programs().length });
+}
