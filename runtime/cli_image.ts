@@ -41,7 +41,9 @@ function pairs(list: string[] | undefined, flag: string): Record<string, string>
   const out: Record<string, string> = {};
   for (const p of list ?? []) {
     const i = p.indexOf("=");
-    if (i <= 0 || i === p.length - 1) throw new ImageError("bad-image", `${flag} ${p}: expected NAME=TYPE`, { field: flag });
+    if (i <= 0 || i === p.length - 1) {
+      throw new ImageError("bad-image", `${flag} ${p}: expected NAME=TYPE`, { field: flag });
+    }
     out[p.slice(0, i)] = p.slice(i + 1);
   }
   return out;
@@ -59,7 +61,9 @@ async function storeFrom(values: {
     try {
       config = JSON.parse(await Deno.readTextFile(values.config));
     } catch (e) {
-      throw new ImageError("bad-config", `--config ${values.config}: ${(e as Error).message}`, { field: "config" });
+      throw new ImageError("bad-config", `--config ${values.config}: ${(e as Error).message}`, {
+        field: "config",
+      });
     }
   }
   if (values.cache) config.cacheDir = values.cache;
@@ -83,7 +87,11 @@ function splitLayoutArg(arg: string): [string, string | undefined] {
 }
 
 function human(n: number): string {
-  return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
+  return n < 1024
+    ? `${n} B`
+    : n < 1 << 20
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 
 function progressPrinter(): (p: PullProgress) => void {
@@ -103,7 +111,9 @@ function progressPrinter(): (p: PullProgress) => void {
         out(`cached   ${p.digest}\n`);
         break;
       case "blob": {
-        const line = `layer    ${p.digest.slice(0, 19)}… ${human(p.done)}${p.total ? ` / ${human(p.total)}` : ""}`;
+        const line = `layer    ${p.digest.slice(0, 19)}… ${human(p.done)}${
+          p.total ? ` / ${human(p.total)}` : ""
+        }`;
         if (tty) out(`\r${line}`);
         else if (p.done === p.total && lastBlob !== p.digest) out(`${line}\n`);
         if (tty && p.done === p.total) out("\n");
@@ -146,7 +156,9 @@ async function build(args: string[]): Promise<number> {
     } catch (e) {
       throw new ImageError("bad-image", `${f}: ${(e as Error).message}`, { field: "objects" });
     }
-    if (bytes.length < 4 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) {
+    if (
+      bytes.length < 4 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46
+    ) {
       throw new ImageError("bad-image", `${f}: not an ELF object file`, { field: "objects" });
     }
     objects.push({ name: basename(f), bytes });
