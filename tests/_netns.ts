@@ -1,0 +1,118 @@
+/**
+ * Test hosts: a veth pair between two network namespaces the test makes, with addresses, and real
+ * traffic between them. Disposing deletes both namespaces (and with them the veth), also on failure.
+ *
+ * @example
+ * ```ts
+ * await using net = await VethPair.create();
+ * await net.ping(3); // from the peer namespace to the host side
+ * ```
+ * @module
+ */
+
+let counter = 0;
+
+async function run(cmd: string, ...args: string[]): Promise<string> {
+  const { code, stdout, stderr } = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" })
+    .output();
+  const text = new TextDecoder().decode(stdout);
+  if (code !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(stderr).trim()}`);
+  return text;
+}
+
+/** Two namespaces joined by a veth pair: `host` side (where programs attach) and `peer` side. */
+export class VethPair {
+  private constructor(
+    /** Namespace names (under /run/netns), usable as `netns` in attach requests. */
+    readonly hostNs: string,
+    readonly peerNs: string,
+    readonly hostIf: string,
+    readonly peerIf: string,
+    readonly hostAddr: string,
+    readonly peerAddr: string,
+  ) {}
+
+  /** Creates the namespaces, the veth pair and addresses 10.213.<n>.1 (host) and .2 (peer). */
+  static async create(): Promise<VethPair> {
+    const n = (counter++ % 250) + 1;
+    const tag = `${Deno.pid}-${n}`;
+    const pair = new VethPair(
+      `bpfdt-h-${tag}`,
+      `bpfdt-p-${tag}`,
+      "veth-h",
+      "veth-p",
+      `10.213.${n}.1`,
+      `10.213.${n}.2`,
+    );
+    try {
+      await run("ip", "netns", "add", pair.hostNs);
+      await run("ip", "netns", "add", pair.peerNs);
+      await run(
+        "ip",
+        "link",
+        "add",
+        pair.hostIf,
+        "netns",
+        pair.hostNs,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        pair.peerIf,
+        "netns",
+        pair.peerNs,
+      );
+      for (
+        const [ns, dev, addr] of [[pair.hostNs, pair.hostIf, pair.hostAddr], [
+          pair.peerNs,
+          pair.peerIf,
+          pair.peerAddr,
+        ]]
+      ) {
+        await pair.exec(ns, "ip", "addr", "add", `${addr}/24`, "dev", dev);
+        await pair.exec(ns, "ip", "link", "set", dev, "up");
+        await pair.exec(ns, "ip", "link", "set", "lo", "up");
+      }
+    } catch (err) {
+      await pair.destroy();
+      throw err;
+    }
+    return pair;
+  }
+
+  /** Runs a command inside namespace `ns` (nsenter keeps /sys and bpffs visible, unlike `ip netns exec`). */
+  exec(ns: string, cmd: string, ...args: string[]): Promise<string> {
+    return run("nsenter", `--net=/run/netns/${ns}`, cmd, ...args);
+  }
+
+  /** Pings the host side from the peer; returns how many replies came back. */
+  async ping(count: number, intervalSeconds = 0.01): Promise<number> {
+    const { stdout } = await new Deno.Command("nsenter", {
+      args: [
+        `--net=/run/netns/${this.peerNs}`,
+        "ping",
+        "-q",
+        "-c",
+        String(count),
+        "-i",
+        String(intervalSeconds),
+        "-W",
+        "1",
+        this.hostAddr,
+      ],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const match = new TextDecoder().decode(stdout).match(/(\d+) received/);
+    return match ? Number(match[1]) : 0;
+  }
+
+  /** Deletes both namespaces (the veth pair goes with them). */
+  async destroy(): Promise<void> {
+    for (const ns of [this.hostNs, this.peerNs]) await run("ip", "netns", "del", ns).catch(() => {});
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.destroy();
+  }
+}
