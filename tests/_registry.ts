@@ -95,7 +95,7 @@ export async function makePki(dir: string, cn = "bpfd test CA"): Promise<Pki> {
   };
 }
 
-export async function freePort(): Promise<number> {
+export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -153,7 +153,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
   try {
-    const port = await freePort();
+    const port = freePort();
     const host = `127.0.0.1:${port}`;
     let tlsYaml = "";
     let caFile: string | undefined;
@@ -189,7 +189,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
           "sign",
         ],
       );
-      const tport = await freePort();
+      const tport = freePort();
       tokenServer = Deno.serve({ hostname: "127.0.0.1", port: tport, onListen() {} }, async (req) => {
         const u = new URL(req.url);
         const hdr = req.headers.get("authorization") ?? "";

@@ -9,6 +9,7 @@
 // Cryptography, certificate chains, SET checks and identity policy are @sigstore/verify's; this file maps
 // cosign's layout onto its bundle model and the outcome onto bpfd's refusal reasons. Nothing is fetched:
 // trust comes from configured keys and a trusted_root.json.
+import "./deno_compat.ts";
 import { Buffer } from "node:buffer";
 import { createHash, createPublicKey, verify as cryptoVerify } from "node:crypto";
 import { X509Certificate } from "@sigstore/core";
