@@ -23,12 +23,20 @@ export const detach = defineFunction({
   },
 });
 
-/** Detaches `link` and forgets it; the caller holds the hook's lock. */
+/**
+ * Detaches `link` and forgets it; the caller holds the hook's lock. A clsact qdisc bpfd created stays
+ * while bpfd has other tc filters on the interface (they inherit the duty to remove it) and goes with
+ * the last one, unless someone else's filters are on it.
+ */
 export async function detachLink(ctx: Ctx, link: LinkRecord): Promise<void> {
-  const sameInterface = (l: LinkRecord) =>
-    l.id !== link.id && l.attach.type === "tc" && l.ifindex === link.ifindex &&
-    l.attach.netns === (link.attach as { netns?: string }).netns;
-  await ctx.kernel.detach(link, !ctx.state.links().some(sameInterface));
-  await ctx.state.update({ deleteLinks: [link.id] });
+  const others = ctx.state.links().filter((l) =>
+    l.id !== link.id && l.attach.type === "tc" && link.attach.type === "tc" && l.ifindex === link.ifindex &&
+    l.attach.netns === link.attach.netns
+  );
+  await ctx.kernel.detach(link, others.length === 0);
+  const heir = link.tc?.qdiscCreated && others[0]?.tc
+    ? [{ ...others[0], tc: { ...others[0].tc, qdiscCreated: true } }]
+    : [];
+  await ctx.state.update({ deleteLinks: [link.id], putLinks: heir });
   ctx.log.info("detached", { linkId: link.id, programId: link.programId, caller: ctx.caller });
 }

@@ -117,8 +117,25 @@ export function kernelSnapshot(): { programs: Set<number>; links: Set<number> } 
   return { programs: new Set(bpf.programIds()), links: new Set(bpf.linkIds()) };
 }
 
-/** Programs and links alive now that were not in `before` and whose program name is in `names`. */
-export function leftovers(before: ReturnType<typeof kernelSnapshot>, names: string[]): string[] {
+/**
+ * Programs and links alive now that were not in `before` and whose program name is in `names`. The
+ * kernel frees programs asynchronously (after an RCU grace period, later still for perf-event links),
+ * so this waits up to two seconds for them to go before it reports them.
+ */
+export async function leftovers(
+  before: ReturnType<typeof kernelSnapshot>,
+  names: string[],
+): Promise<string[]> {
+  let found: string[] = [];
+  for (const deadline = Date.now() + 2000; Date.now() < deadline;) {
+    found = leftoversNow(before, names);
+    if (found.length === 0) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return found;
+}
+
+function leftoversNow(before: ReturnType<typeof kernelSnapshot>, names: string[]): string[] {
   const found: string[] = [];
   const programNames = new Map<number, string>();
   for (const id of bpf.programIds()) {
