@@ -20,6 +20,7 @@ import {
   ProgramView,
 } from "./_schemas.ts";
 import { managedView, programKey } from "./_views.ts";
+import { imageError } from "./pull.ts";
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64").refine(
   (s) => s.length % 4 === 0,
@@ -45,7 +46,7 @@ export const load = defineFunction({
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
-    const { objectPath, source } = await resolveBytecode(input.bytecode, ctx);
+    const { objectPath, source } = await resolveBytecode(input.bytecode, ctx, input.programs);
     const globalData = Object.fromEntries(
       Object.entries(input.globalData).map((
         [name, value],
@@ -103,6 +104,7 @@ export const load = defineFunction({
 async function resolveBytecode(
   bytecode: z.output<typeof BytecodeSource>,
   ctx: Parameters<typeof load.handler>[1],
+  programs: ProgramSpec[] = [],
 ) {
   if ("path" in bytecode) {
     if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
@@ -118,6 +120,32 @@ async function resolveBytecode(
     return { objectPath: bytecode.path, source: { path: bytecode.path } };
   }
   if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
-  const pulled = await ctx.images.pull(bytecode.image);
+  let pulled;
+  try {
+    pulled = await ctx.images.pull(bytecode.image);
+  } catch (err) {
+    throw imageError(err, "bytecode.image");
+  }
+  checkAgainstLabels(programs, pulled.programs);
   return { objectPath: pulled.objectPath, source: { image: { url: pulled.url, digest: pulled.digest } } };
+}
+
+/** Same program type for an image label (bpfman writes kprobe/uprobe/tc for the return and tcx variants). */
+const LABEL_FAMILY: Record<string, string> = { kretprobe: "kprobe", uretprobe: "uprobe", tcx: "tc" };
+
+/** Named programs must be ones the image's io.ebpf.programs label declares, with a matching type. */
+function checkAgainstLabels(programs: ProgramSpec[], labels: Record<string, string>) {
+  programs.forEach((p, i) => {
+    const declared = labels[p.name];
+    if (declared === undefined) {
+      throw invalid(
+        `programs.${i}.name`,
+        `${p.name} is not among the image's programs (${Object.keys(labels).join(", ") || "none"})`,
+      );
+    }
+    const family = (t: string) => LABEL_FAMILY[t.toLowerCase()] ?? t.toLowerCase();
+    if (family(declared) !== family(p.type)) {
+      throw invalid(`programs.${i}.type`, `${p.name} is a ${declared} program in the image, not ${p.type}`);
+    }
+  });
 }

@@ -9,11 +9,12 @@ import { detach } from "./detach.ts";
 import { get } from "./get.ts";
 import { list } from "./list.ts";
 import { load } from "./load.ts";
+import { pull } from "./pull.ts";
 import { unload } from "./unload.ts";
 
-export { attach, detach, get, list, load, unload };
+export { attach, detach, get, list, load, pull, unload };
 
 /** The functions by name. */
 export const FUNCTIONS: ReadonlyMap<string, BpfdFunction> = new Map(
-  ([load, attach, detach, unload, list, get] as BpfdFunction[]).map((fn) => [fn.name, fn]),
+  ([load, attach, detach, unload, list, get, pull] as BpfdFunction[]).map((fn) => [fn.name, fn]),
 );
