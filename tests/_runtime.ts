@@ -45,6 +45,8 @@ type Json = any;
 /** An in-process runtime on a scratch bpffs. */
 export interface TestRuntime extends AsyncDisposable {
   node: Node;
+  /** The HTTP API, for `app.request()` without a socket. */
+  app: ReturnType<typeof createApp>;
   dir: string;
   /** Calls a function in-process; throws BpfdError on failure. */
   invoke(name: string, input: unknown): Promise<Json>;
@@ -80,6 +82,7 @@ export async function startTestRuntime(opts: { dir?: string } = {}): Promise<Tes
   let closed = false;
   const rt: TestRuntime = {
     node,
+    app,
     dir,
     invoke(name, input) {
       const fn = FUNCTIONS.get(name);
