@@ -97,7 +97,7 @@ function human(n: number): string {
 function progressPrinter(): (p: PullProgress) => void {
   const tty = Deno.stderr.isTerminal();
   const enc = new TextEncoder();
-  const out = (s: string) => Deno.stderr.writeSync(enc.encode(s));
+  const out = (s: string) => tty ? Deno.stderr.writeSync(enc.encode(s)) : console.error(s.replace(/\n$/, ""));
   let lastBlob = "";
   return (p) => {
     switch (p.phase) {
@@ -115,7 +115,7 @@ function progressPrinter(): (p: PullProgress) => void {
           p.total ? ` / ${human(p.total)}` : ""
         }`;
         if (tty) out(`\r${line}`);
-        else if (p.done === p.total && lastBlob !== p.digest) out(`${line}\n`);
+        else if (p.done === p.total && lastBlob !== p.digest) console.error(line);
         if (tty && p.done === p.total) out("\n");
         lastBlob = p.digest;
         break;

@@ -99,7 +99,8 @@ export class RegistryClient {
       const err = e as Error;
       const why = err.name === "TimeoutError"
         ? `no answer within ${this.#opts.timeoutMs} ms`
-        : err.message.replace(/\s+/g, " ").slice(0, 300);
+        : [err.message, (err.cause as Error | undefined)?.message].filter(Boolean).join(": ")
+          .replace(/\s+/g, " ").slice(0, 400);
       throw new ImageError("registry-unreachable", `registry ${this.registry} unreachable: ${why}`, {
         cause: e,
       });

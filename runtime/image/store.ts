@@ -164,6 +164,9 @@ export class ImageStore implements ImageStoreInterface {
     }
     const src = parsed.data;
     const ref = parseReference(src.url);
+    if (src.auth && "dockerConfigJson" in src.auth) {
+      parseDockerConfig(src.auth.dockerConfigJson, "auth.dockerConfigJson");
+    }
     const key = `${formatReference(ref)} ${src.pullPolicy} ${JSON.stringify(src.auth ?? null)}`;
     const running = this.#inflight.get(key);
     if (running) return await running;
@@ -267,7 +270,7 @@ export class ImageStore implements ImageStoreInterface {
       progress({ phase: "manifest", digest });
       this.#checkAllowed(ref, url, digests);
       const record = await this.cache.readRecord(digest);
-      if (record) {
+      if (record && await this.#cacheIntact(digest)) {
         // Content already cached: fetch only the signatures again (they may have changed).
         const sigManifests: string[] = [];
         const sigs: CosignSignature[] = [];
@@ -347,6 +350,29 @@ export class ImageStore implements ImageStoreInterface {
       };
     } finally {
       await staging.discard();
+    }
+  }
+
+  /** Whether the cached content of an image still verifies (a damaged cache is repaired by a fresh pull). */
+  async #cacheIntact(digest: string): Promise<boolean> {
+    try {
+      const manifest = parseManifest(await this.cache.readBlob(digest), `cached manifest ${digest}`);
+      await this.cache.readBlob(manifest.config.digest);
+      for (const layer of manifest.layers) {
+        await readLayerObjects(
+          this.cache.readBlobStream(layer.digest),
+          isLayerType(layer.mediaType) ?? "tar",
+          this.config.maxLayerBytes,
+          async (name, bytes) => {
+            const onDisk = await Deno.readFile(this.cache.objectPath(digest, name));
+            if (!Buffer.from(onDisk).equals(Buffer.from(bytes))) throw new Error("changed");
+          },
+          "cached layer",
+        );
+      }
+      return true;
+    } catch {
+      return false;
     }
   }
 
