@@ -240,17 +240,25 @@ tar -C "$repo" -c --exclude=./.git --exclude=./toolchain --exclude=./node_module
 cp "$here/init.sh" "$proj/init"
 chmod 755 "$proj/init"
 
-# The npm packages the chosen files import, resolved on the host into a DENO_DIR that only the guest uses.
-denodir="$cache/deno-dir"
-(cd "$proj/bpfd" && DENO_DIR="$denodir" "$deno" cache --quiet "${files[@]}") ||
+# The npm packages the chosen files load (and their dependencies), copied from Deno's own cache — the one
+# the host tier fills — into the guest's DENO_DIR, so that the guest resolves them offline.
+(cd "$proj/bpfd" && "$deno" cache --quiet "${files[@]}") ||
   fail "deno cache of the VM test files failed (npm registry unreachable?)"
-deps_key=$(cd "$denodir" && { find npm remote -type f -printf '%p %s %T@\n' 2>/dev/null || true; } |
-  sort | sha256sum | cut -c1-16)
+npm_cache=$("$deno" info --json | sed -n 's/^ *"npmCache": "\(.*\)",\{0,1\}$/\1/p')
+[ -d "$npm_cache" ] || fail "cannot find Deno's npm cache (deno info --json says '$npm_cache')"
+npm_paths=$(cd "$proj/bpfd" && "$deno" run -A "$here/npm_closure.ts" "${files[@]}") ||
+  fail "listing the npm packages of the VM test files failed"
+deps_key=$(echo "$npm_paths" | sha256sum | cut -c1-16)
 deps="$cache/layers/deps-$deps_key.cpio"
 if [ ! -f "$deps" ]; then
   log "building the npm cache layer ($deps_key)"
-  mkdir -p "$run_dir/deps/bpfd-vm/deno-dir"
-  for d in npm remote; do [ -d "$denodir/$d" ] && cp -a "$denodir/$d" "$run_dir/deps/bpfd-vm/deno-dir/"; done
+  mkdir -p "$run_dir/deps/bpfd-vm/deno-dir/npm"
+  while IFS= read -r p; do
+    [ -n "$p" ] || continue
+    r=${p#"$npm_cache/"}
+    mkdir -p "$run_dir/deps/bpfd-vm/deno-dir/npm/$(dirname "$r")"
+    cp -a "$p" "$run_dir/deps/bpfd-vm/deno-dir/npm/$r"
+  done <<<"$npm_paths"
   (cd "$run_dir/deps" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) >"$deps.tmp"
   mv "$deps.tmp" "$deps"
   rm -rf "$run_dir/deps"
