@@ -18,5 +18,6 @@ if [ -x tests/vm/run.sh ]; then
   tests/vm/run.sh --junit-path "$reports/vm.xml" || status=1
 fi
 
+[ -f tests/_caps.ts ] && "$deno" run -A tests/_caps.ts "$reports"/*.xml # per tier: program types proven there
 "$deno" run -A tests/summary.ts "$reports"/*.xml || status=1
 exit $status
