@@ -5,6 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+bash tests/image/setup.sh || { echo "image test setup failed" >&2; exit 1; } # registry, skopeo, umoci
 deno=toolchain/node_modules/.bin/deno
 reports=$(mktemp -d /tmp/bpfd-test-reports.XXXXXX)
 trap 'rm -rf "$reports"' EXIT
