@@ -467,3 +467,13 @@ export class ImageStore implements ImageStoreInterface {
     };
   }
 }
+
+/**
+ * The runtime's image store from its `images` configuration (undefined: defaults, cache under
+ * /var/lib/bpfd/images). Loads keys, trusted root and CA files at once, so a bad policy fails start-up.
+ */
+export async function createImageStore(config?: Record<string, unknown>): Promise<ImageStore> {
+  const store = new ImageStore(config ?? {});
+  await store.init();
+  return store;
+}
