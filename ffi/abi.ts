@@ -82,8 +82,59 @@ export const LINK_TYPE_NAMES = [
   "sockmap",
 ] as const;
 
-/** XDP attach flags (`XDP_FLAGS_*`). */
-export const XdpFlags = { SKB_MODE: 1 << 1, DRV_MODE: 1 << 2, HW_MODE: 1 << 3 } as const;
+/** XDP attach flags (`XDP_FLAGS_*`): UPDATE_IF_NOEXIST refuses to replace, REPLACE checks the old program. */
+export const XdpFlags = {
+  UPDATE_IF_NOEXIST: 1 << 0,
+  SKB_MODE: 1 << 1,
+  DRV_MODE: 1 << 2,
+  HW_MODE: 1 << 3,
+  REPLACE: 1 << 4,
+} as const;
+
+/** `enum xdp_action`, as XDP programs return them. */
+export const XdpActionValue = { aborted: 0, drop: 1, pass: 2, tx: 3, redirect: 4 } as const;
+
+/** tc actions (`TC_ACT_*`), as cls_bpf/TCX programs return them. TCX runs the next program only on -1. */
+export const TcActionValue = {
+  unspec: -1,
+  ok: 0,
+  reclassify: 1,
+  shot: 2,
+  pipe: 3,
+  stolen: 4,
+  queued: 5,
+  repeat: 6,
+  redirect: 7,
+  trap: 8,
+} as const;
+
+/**
+ * libxdp's multi-prog dispatcher protocol, version 2 (also bpfd's tc dispatcher): the rodata config
+ * `struct xdp_dispatcher_config { u8 magic, dispatcher_version, num_progs_enabled, is_xdp_frags;
+ * u32 chain_call_actions[10], run_prios[10], program_flags[10]; }` (124 bytes). An empty slot returns
+ * XDP 31 / TC 30 ("dispatcher_return"); the chain goes on after slot i when bit `1 << ret` (TC:
+ * `1 << (ret + 1)`) is set in chain_call_actions[i].
+ */
+export const DispatcherConfig = {
+  size: 124,
+  magic: 0,
+  version: 1,
+  numProgsEnabled: 2,
+  isXdpFrags: 3,
+  chainCallActions: 4,
+  runPrios: 44,
+  programFlags: 84,
+} as const;
+export const DISPATCHER_MAGIC = 236;
+export const DISPATCHER_VERSION = 2;
+export const DISPATCHER_SLOTS = 10;
+export const XDP_DISPATCHER_RETVAL = 31;
+export const TC_DISPATCHER_RETVAL = 30;
+/** `BPF_F_XDP_HAS_FRAGS`, as libxdp records it in program_flags. */
+export const BPF_F_XDP_HAS_FRAGS = 1 << 5;
+
+/** `BTF_KIND_FUNC`. */
+export const BTF_KIND_FUNC = 12;
 
 /** `enum bpf_tc_attach_point`. */
 export const TcAttachPoint = { INGRESS: 1, EGRESS: 2, CUSTOM: 4 } as const;
@@ -102,6 +153,60 @@ export const TcHook = { size: 24, ifindex: 8, attachPoint: 12, parent: 16 } as c
 
 /** `struct bpf_tc_opts` (32 bytes). */
 export const TcOpts = { size: 32, progFd: 8, flags: 12, progId: 16, handle: 20, priority: 24 } as const;
+/** `BPF_TC_F_REPLACE`: replace the filter with the same handle and priority in place. */
+export const BPF_TC_F_REPLACE = 1;
+
+/** `struct bpf_xdp_attach_opts` (16 bytes) and `struct bpf_xdp_query_opts` (32 bytes in libbpf 1.1.2). */
+export const XdpAttachOpts = { size: 16, oldProgFd: 8 } as const;
+export const XdpQueryOpts = {
+  size: 32,
+  progId: 8,
+  drvProgId: 12,
+  hwProgId: 16,
+  skbProgId: 20,
+  attachMode: 24,
+} as const;
+/** `XDP_ATTACHED_*` as bpf_xdp_query reports it. */
+export const XdpAttached = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const;
+
+/** The bpf() syscall: number, the commands bpfd issues raw (libbpf 1.1.2 predates TCX), `union bpf_attr`. */
+export const SYS_bpf = 321;
+export const BpfCmd = { PROG_QUERY: 16, LINK_CREATE: 28, LINK_UPDATE: 29 } as const;
+/** Bytes of `union bpf_attr` bpfd passes (zeroed beyond the fields a command uses). */
+export const BPF_ATTR_SIZE = 64;
+/** `bpf_attr.link_create`: tcx {relative_fd|relative_id, expected_revision}; tracing/freplace target_btf_id. */
+export const AttrLinkCreate = {
+  progFd: 0,
+  targetFd: 4,
+  attachType: 8,
+  flags: 12,
+  targetBtfId: 16,
+  tcxRelative: 16,
+  tcxExpectedRevision: 24,
+} as const;
+/** `bpf_attr.link_update`. */
+export const AttrLinkUpdate = { linkFd: 0, newProgFd: 4, flags: 8, oldProgFd: 12 } as const;
+/** `bpf_attr.query` (BPF_PROG_QUERY), with the mprog fields of kernels >= 6.6. */
+export const AttrProgQuery = {
+  targetFd: 0,
+  attachType: 4,
+  queryFlags: 8,
+  attachFlags: 12,
+  progIds: 16,
+  count: 24,
+  progAttachFlags: 32,
+  linkIds: 40,
+  linkAttachFlags: 48,
+  revision: 56,
+} as const;
+/** Attach flags of mprog hooks (TCX): position relative to a program or link, by fd or id. */
+export const BpfAttachFlags = {
+  REPLACE: 1 << 2,
+  BEFORE: 1 << 3,
+  AFTER: 1 << 4,
+  ID: 1 << 5,
+  LINK: 1 << 13,
+} as const;
 
 /** `struct bpf_link_create_opts` (64 bytes in libbpf 1.1.2). */
 export const LinkCreateOpts = { size: 64, flags: 8, perfEventBpfCookie: 32 } as const;
@@ -173,6 +278,10 @@ export const SYS_perf_event_open = 298;
 export const CLONE_NEWNET = 0x40000000;
 export const O_RDONLY = 0;
 export const O_CLOEXEC = 0o2000000;
+export const O_DIRECTORY = 0o200000;
+/** `flock` operations. */
+export const LOCK_EX = 2;
+export const LOCK_UN = 8;
 /** `BPF_F_RDONLY` for `bpf_obj_get_opts`-style opens. */
 export const BPF_F_RDONLY = 1 << 3;
 
@@ -206,6 +315,7 @@ const ERRNO: Record<string, number> = {
   EBADMSG: 74,
   EOPNOTSUPP: 95,
   EADDRNOTAVAIL: 99,
+  ESTALE: 116,
   ENOTSUPP: 524,
 };
 const ERRNO_NAMES = new Map(Object.entries(ERRNO).map(([name, value]) => [value, name]));

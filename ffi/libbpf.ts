@@ -17,19 +17,35 @@
  * @module
  */
 import {
+  AttrLinkCreate,
+  AttrLinkUpdate,
+  AttrProgQuery,
+  BPF_ATTR_SIZE,
+  BPF_TC_F_REPLACE,
+  BpfCmd,
   BTF_KIND_DATASEC,
+  BTF_KIND_FUNC,
   BtfType,
   BtfVarSecinfo,
   errnoName,
   LINK_TYPE_NAMES,
   LinkCreateOpts,
   LinkInfo,
+  LOCK_EX,
+  LOCK_UN,
   MapInfo,
+  O_CLOEXEC,
+  O_DIRECTORY,
+  O_RDONLY,
   PROG_TYPE_NAMES,
   ProgInfo,
+  SYS_bpf,
   TcHook,
   TcOpts,
   TestRunOpts,
+  XdpAttached,
+  XdpAttachOpts,
+  XdpQueryOpts,
 } from "./abi.ts";
 import { closeFd, vformat } from "./libc.ts";
 import { cstring, fixedString, lazyLibrary, readCString } from "./lazy.ts";
@@ -82,6 +98,18 @@ const lib = lazyLibrary("libbpf.so.1", {
   bpf_map_lookup_elem: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_map_update_elem: { parameters: ["i32", "buffer", "buffer", "u64"], result: "i32" },
   bpf_prog_test_run_opts: { parameters: ["i32", "buffer"], result: "i32" },
+  bpf_xdp_attach: { parameters: ["i32", "i32", "u32", "buffer"], result: "i32" },
+  bpf_xdp_query: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  btf__load_from_kernel_by_id: { parameters: ["u32"], result: "pointer" },
+  btf__free: { parameters: ["pointer"], result: "void" },
+});
+
+/** The raw bpf() syscall, for what libbpf 1.1.2 cannot express (TCX positions and revisions). */
+const sys = lazyLibrary("libc.so.6", {
+  syscall: { parameters: ["i64", "i64", "buffer", "u32"], result: "i64" },
+  __errno_location: { parameters: [], result: "pointer" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  flock: { parameters: ["i32", "i32"], result: "i32" },
 });
 
 /** A libbpf or bpf() call that failed. */
@@ -278,6 +306,18 @@ export class BpfObject {
     check(
       `set attach target of ${name} to ${fnName}`,
       () => lib.bpf_program__set_attach_target(p, 0, cstring(fnName)),
+    );
+  }
+
+  /**
+   * Makes `name` an extension (freplace) of function `fnName` inside the loaded program `targetFd`: the
+   * program is verified against that function's prototype and then attached with {@link freplaceAttach}.
+   */
+  setAttachProgram(name: string, targetFd: number, fnName: string): void {
+    const p = this.#program(name);
+    check(
+      `set attach target of ${name} to ${fnName} of program fd ${targetFd}`,
+      () => lib.bpf_program__set_attach_target(p, targetFd, cstring(fnName)),
     );
   }
 
@@ -590,15 +630,20 @@ export function tcHookDestroy(ifindex: number, attachPoint: number): void {
   );
 }
 
-/** Adds a cls_bpf filter (direct-action) with this handle and priority; never replaces one. */
+/**
+ * Adds a cls_bpf filter (direct-action) with this handle and priority. With `replace`, swaps the program
+ * of the existing filter with that handle and priority in one step (cls_bpf replaces it under RCU).
+ */
 export function tcAttach(
   ifindex: number,
   attachPoint: number,
   progFd: number,
   handle: number,
   priority: number,
+  replace = false,
 ): { handle: number; priority: number } {
   const opts = tcOpts({ progFd, handle, priority });
+  if (replace) new DataView(opts.buffer).setUint32(TcOpts.flags, BPF_TC_F_REPLACE, true);
   check(
     `attach tc filter on ifindex ${ifindex}`,
     () => lib.bpf_tc_attach(tcHook(ifindex, attachPoint), opts),
@@ -665,5 +710,177 @@ export function testRun(
   return {
     retval: dv.getUint32(TestRunOpts.retval, true),
     durationNs: dv.getUint32(TestRunOpts.duration, true),
+  };
+}
+
+// ---- raw bpf(): TCX (mprog) positions and revisions, freplace targets, link updates ----------------
+
+function sysErrno(): number {
+  const p = sys.__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+/** Issues bpf(cmd, attr, size); returns the result (an fd or 0) or throws with errno. */
+function sysBpf(op: string, cmd: number, attr: Uint8Array<ArrayBuffer>): number {
+  const r = Number(sys.syscall(BigInt(SYS_bpf), BigInt(cmd), attr, attr.length));
+  if (r < 0) throw new LibbpfError(op, sysErrno() || 22);
+  return r;
+}
+
+/** Where a new program goes on an mprog hook (TCX): before/after a link given by fd, or first/last. */
+export interface MprogPosition {
+  /** `BpfAttachFlags` bits: BEFORE or AFTER, with LINK when `relativeFd` names a link. */
+  flags: number;
+  relativeFd?: number;
+}
+
+/**
+ * `BPF_LINK_CREATE` for a TCX hook at a position, refused with ESTALE if the hook's revision is no longer
+ * `expectedRevision` (0: do not check). Returns the link fd.
+ */
+export function tcxLinkCreate(
+  op: string,
+  progFd: number,
+  ifindex: number,
+  attachType: number,
+  position: MprogPosition,
+  expectedRevision: bigint,
+): number {
+  const attr = new Uint8Array(BPF_ATTR_SIZE);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(AttrLinkCreate.progFd, progFd, true);
+  dv.setUint32(AttrLinkCreate.targetFd, ifindex, true);
+  dv.setUint32(AttrLinkCreate.attachType, attachType, true);
+  dv.setUint32(AttrLinkCreate.flags, position.flags, true);
+  dv.setUint32(AttrLinkCreate.tcxRelative, position.relativeFd ?? 0, true);
+  dv.setBigUint64(AttrLinkCreate.tcxExpectedRevision, expectedRevision, true);
+  return sysBpf(op, BpfCmd.LINK_CREATE, attr);
+}
+
+/** An mprog hook's programs and links in run order, and its revision (changes with every attach/detach). */
+export interface MprogState {
+  revision: bigint;
+  programIds: number[];
+  /** Link ids in run order; 0 for programs attached without a link. */
+  linkIds: number[];
+}
+
+/** `BPF_PROG_QUERY` on an mprog hook (TCX ingress/egress of an interface). */
+export function mprogQuery(ifindex: number, attachType: number): MprogState {
+  for (let room = 16;; room *= 4) {
+    const progIds = new Uint32Array(room);
+    const linkIds = new Uint32Array(room);
+    const attr = new Uint8Array(BPF_ATTR_SIZE);
+    const dv = new DataView(attr.buffer);
+    const ptr = (a: Uint32Array) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a)));
+    dv.setUint32(AttrProgQuery.targetFd, ifindex, true);
+    dv.setUint32(AttrProgQuery.attachType, attachType, true);
+    dv.setBigUint64(AttrProgQuery.progIds, ptr(progIds), true);
+    dv.setUint32(AttrProgQuery.count, room, true);
+    dv.setBigUint64(AttrProgQuery.linkIds, ptr(linkIds), true);
+    try {
+      sysBpf(`query hook ${attachType} of ifindex ${ifindex}`, BpfCmd.PROG_QUERY, attr);
+    } catch (err) {
+      if (err instanceof LibbpfError && err.code === "ENOSPC") continue;
+      throw err;
+    }
+    const count = dv.getUint32(AttrProgQuery.count, true);
+    if (count > room) continue;
+    return {
+      revision: dv.getBigUint64(AttrProgQuery.revision, true),
+      programIds: [...progIds.subarray(0, count)],
+      linkIds: [...linkIds.subarray(0, count)],
+    };
+  }
+}
+
+/** Attaches a loaded extension program to function `btfId` of program `targetFd`; returns the link fd. */
+export function freplaceAttach(op: string, extFd: number, targetFd: number, btfId: number): number {
+  const attr = new Uint8Array(BPF_ATTR_SIZE);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(AttrLinkCreate.progFd, extFd, true);
+  dv.setUint32(AttrLinkCreate.targetFd, targetFd, true);
+  dv.setUint32(AttrLinkCreate.targetBtfId, btfId, true);
+  return sysBpf(op, BpfCmd.LINK_CREATE, attr);
+}
+
+/** `BPF_LINK_UPDATE`: swaps a link's program; with `oldProgFd`, only if the link still runs that one. */
+export function linkUpdate(op: string, linkFd: number, newProgFd: number, oldProgFd?: number): void {
+  const attr = new Uint8Array(BPF_ATTR_SIZE);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(AttrLinkUpdate.linkFd, linkFd, true);
+  dv.setUint32(AttrLinkUpdate.newProgFd, newProgFd, true);
+  if (oldProgFd !== undefined) {
+    dv.setUint32(AttrLinkUpdate.flags, 1 << 2, true); // BPF_F_REPLACE
+    dv.setUint32(AttrLinkUpdate.oldProgFd, oldProgFd, true);
+  }
+  sysBpf(op, BpfCmd.LINK_UPDATE, attr);
+}
+
+/** The BTF id of function `name` in a loaded program's BTF (the freplace target id), or 0. */
+export function btfFuncId(progFd: number, name: string): number {
+  const btfId = programInfo(progFd).btfId;
+  if (!btfId) return 0;
+  const btf = checkPointer(`load BTF ${btfId}`, () => lib.btf__load_from_kernel_by_id(btfId));
+  try {
+    const id = lib.btf__find_by_name_kind(btf, cstring(name), BTF_KIND_FUNC);
+    return id > 0 ? id : 0;
+  } finally {
+    lib.btf__free(btf);
+  }
+}
+
+// ---- XDP over netlink (what libxdp uses, so that several managers can share an interface) ----------
+
+/**
+ * Attaches `progFd` (-1: detaches) as the interface's XDP program. With `oldProgFd`, replaces only if
+ * that program is still the one attached (EEXIST otherwise); without, refuses when any is attached.
+ */
+export function xdpAttach(
+  op: string,
+  ifindex: number,
+  progFd: number,
+  flags: number,
+  oldProgFd?: number,
+): void {
+  const opts = new Uint8Array(XdpAttachOpts.size);
+  const dv = new DataView(opts.buffer);
+  dv.setBigUint64(0, BigInt(XdpAttachOpts.size), true);
+  dv.setInt32(XdpAttachOpts.oldProgFd, oldProgFd ?? 0, true);
+  check(op, () => lib.bpf_xdp_attach(ifindex, progFd, flags, opts));
+}
+
+/** The XDP program attached to an interface (driver or generic mode), if any. */
+export function xdpQuery(ifindex: number): { programId: number; mode?: "native" | "skb" | "hw" } {
+  const opts = new Uint8Array(XdpQueryOpts.size);
+  const dv = new DataView(opts.buffer);
+  dv.setBigUint64(0, BigInt(XdpQueryOpts.size), true);
+  check(`query XDP on ifindex ${ifindex}`, () => lib.bpf_xdp_query(ifindex, 0, opts));
+  const drv = dv.getUint32(XdpQueryOpts.drvProgId, true);
+  const skb = dv.getUint32(XdpQueryOpts.skbProgId, true);
+  const hw = dv.getUint32(XdpQueryOpts.hwProgId, true);
+  const mode = dv.getUint8(XdpQueryOpts.attachMode);
+  if (mode === XdpAttached.NONE) return { programId: 0 };
+  if (drv) return { programId: drv, mode: "native" };
+  if (skb) return { programId: skb, mode: "skb" };
+  return { programId: hw, mode: "hw" };
+}
+
+/**
+ * Takes libxdp's lock: an exclusive flock on its bpffs directory (`/sys/fs/bpf/xdp`), held while
+ * dispatcher pins are read or changed, so bpfd and libxdp users (xdp-loader) never see each other's
+ * half-written pin directories. Waits for the lock; returns the release.
+ */
+export function lockDirectory(path: string): () => void {
+  const fd = sys.open(cstring(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw new LibbpfError(`open ${path}`, sysErrno());
+  if (sys.flock(fd, LOCK_EX) !== 0) {
+    const err = sysErrno();
+    closeFd(fd);
+    throw new LibbpfError(`lock ${path}`, err);
+  }
+  return () => {
+    sys.flock(fd, LOCK_UN);
+    closeFd(fd);
   };
 }
