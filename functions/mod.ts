@@ -10,11 +10,12 @@ import { get } from "./get.ts";
 import { list } from "./list.ts";
 import { load } from "./load.ts";
 import { pull } from "./pull.ts";
+import { reconcile } from "./reconcile.ts";
 import { unload } from "./unload.ts";
 
-export { attach, detach, get, list, load, pull, unload };
+export { attach, detach, get, list, load, pull, reconcile, unload };
 
 /** The functions by name. */
 export const FUNCTIONS: ReadonlyMap<string, BpfdFunction> = new Map(
-  ([load, attach, detach, unload, list, get, pull] as BpfdFunction[]).map((fn) => [fn.name, fn]),
+  ([load, attach, detach, unload, list, get, pull, reconcile] as BpfdFunction[]).map((fn) => [fn.name, fn]),
 );
