@@ -75,3 +75,17 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     throw err;
   }
 }
+
+/**
+ * The image store, created on the first image pull: it brings the OCI client and sigstore, which a
+ * node that only loads object files never needs in memory. Configuration errors surface at that pull.
+ */
+export function lazyImageStore(config: RuntimeConfig["images"]): ImagePuller {
+  let store: Promise<ImagePuller> | undefined;
+  return {
+    async pull(source, opts) {
+      store ??= import("./image/store.ts").then((m) => m.createImageStore(config));
+      return await (await store).pull(source, opts);
+    },
+  };
+}

@@ -7,7 +7,7 @@
 import { invoke } from "../functions/_define.ts";
 import { BpfdError } from "../functions/_errors.ts";
 import { FUNCTIONS } from "../functions/mod.ts";
-import { createNode } from "./ctx.ts";
+import { createNode, lazyImageStore } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 
 const { values, positionals } = parseNodeArgs(Deno.args);
@@ -26,7 +26,7 @@ if (!fn) {
   Deno.exit(2);
 }
 const config = await configFrom({ ...values, socket: "", listen: "" });
-const node = await createNode(config);
+const node = await createNode(config, lazyImageStore(config.images));
 try {
   const output = await invoke(
     fn,

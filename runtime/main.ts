@@ -5,7 +5,7 @@
  * @module
  */
 import { createApp } from "./app.ts";
-import { createNode, type Node } from "./ctx.ts";
+import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 
 const USAGE = `usage: deno task start [options]
@@ -49,7 +49,8 @@ if (import.meta.main) {
     console.log(USAGE);
     Deno.exit(0);
   }
-  const node = await createNode(await configFrom(values));
+  const config = await configFrom(values);
+  const node = await createNode(config, lazyImageStore(config.images));
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());

@@ -170,6 +170,7 @@ export class RuntimeProcess {
       args: [
         "run",
         "-A",
+        "--v8-flags=--max-semi-space-size=1", // as `deno task start`
         `${root}runtime/main.ts`,
         "--state-dir",
         dir,
@@ -180,7 +181,7 @@ export class RuntimeProcess {
         "--listen",
         "",
         "--log-level",
-        "warn",
+        Deno.env.get("BPFD_TEST_LOG_LEVEL") ?? "warn",
       ],
       stdout: "null",
       stderr: "inherit",
@@ -199,16 +200,14 @@ export class RuntimeProcess {
     throw new Error("runtime process did not come up within 10 s");
   }
 
-  /** An HTTP request to the runtime over its unix socket. */
+  #client?: Deno.HttpClient;
+
+  /** An HTTP request to the runtime over its unix socket (one kept-alive client per process). */
   async fetch(path: string, init?: RequestInit): Promise<Response> {
-    const client = Deno.createHttpClient({ proxy: { transport: "unix", path: this.socket } });
-    try {
-      const res = await fetch(`http://bpfd${path}`, { ...init, client });
-      const body = await res.arrayBuffer();
-      return new Response(body, { status: res.status, headers: res.headers });
-    } finally {
-      client.close();
-    }
+    this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.socket } });
+    const res = await fetch(`http://bpfd${path}`, { ...init, client: this.#client });
+    const body = await res.arrayBuffer();
+    return new Response(body, { status: res.status, headers: res.headers });
   }
 
   /** Calls a function over the socket. */
@@ -219,6 +218,8 @@ export class RuntimeProcess {
 
   /** Sends a signal and waits for the process to end. */
   async stop(signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    this.#client?.close();
+    this.#client = undefined;
     try {
       this.child.kill(signal);
     } catch { /* already gone */ }
