@@ -132,10 +132,38 @@ export async function detectCaps(): Promise<KernelCaps> {
   };
 }
 
+/** Where {@link kernelCaps} keeps its answer for the rest of this boot (each test file is its own process). */
+function cachePath(): string | undefined {
+  try {
+    const bootId = Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim();
+    return `${Deno.env.get("TMPDIR") ?? "/tmp"}/bpfd-test-caps-${bootId}-${Deno.uid()}.json`;
+  } catch {
+    return undefined;
+  }
+}
+
+async function cachedCaps(): Promise<KernelCaps> {
+  const path = cachePath();
+  if (path) {
+    try {
+      const cached: KernelCaps = JSON.parse(await Deno.readTextFile(path));
+      if (cached.kernel === Deno.osRelease() && cached.tier === tier) return cached;
+    } catch { /* none yet */ }
+  }
+  const caps = await detectCaps();
+  // A result that only says the probe object is missing is not worth keeping.
+  if (path && exists(PROBE_OBJECT)) {
+    const tmp = `${path}.${Deno.pid}`;
+    await Deno.writeTextFile(tmp, JSON.stringify(caps));
+    await Deno.rename(tmp, path);
+  }
+  return caps;
+}
+
 let detected: Promise<KernelCaps> | undefined;
-/** {@link detectCaps}, once per process. */
+/** {@link detectCaps}, once per boot: kept in a temporary file named after the boot id. */
 export function kernelCaps(): Promise<KernelCaps> {
-  return detected ??= detectCaps();
+  return detected ??= cachedCaps();
 }
 
 // Detection runs while the test module loads, so that capTest can decide synchronously.

@@ -6,9 +6,9 @@
 #
 #   tests/vm/run.sh [--junit-path FILE] [--timeout SECONDS] [test files...]
 #
-# Without files it runs tests/vm/guest_smoke.ts and every *_test.ts under tests/ that imports tests/_caps.ts
-# (the tests that declare kernel capabilities), so everything the host tier skips for a missing capability
-# runs here. Cached under /var/cache/bpfd/vm (BPFD_VM_CACHE): the kernel and its modules per version, the
+# Without files it runs tests/vm/guest_smoke.ts and every test file under tests/kernel/, where tests that
+# need kernel capabilities must live (tests/_caps.ts's capTest enforces it), so everything the host tier
+# skips for a missing capability runs here. Cached under /var/cache/bpfd/vm (BPFD_VM_CACHE): the kernel and its modules per version, the
 # guest's base layer (busybox, deno, libbpf & co, bpftool, iproute2, xdp-tools, modules) and the npm cache
 # layer; only the project layer is rebuilt each run. Environment: BPFD_VM_KERNEL (e.g. 6.1.0-56-cloud-amd64),
 # BPFD_VM_TIMEOUT (whole run, default 1500 s), BPFD_VM_BOOT_TIMEOUT (to the guest's /init, default 120 s),
@@ -46,7 +46,7 @@ log() { printf 'vm: [%5.1fs] %s\n' "$(( ($(date +%s%N) - started) / 1000000 ))e-
 # A failure before or around the tests still leaves a report that says so (summary.ts counts it failed).
 fail() {
   local msg=$1
-  echo "vm: FAILED: $msg" >&2
+  printf '\nvm: FAILED: %s\n' "$msg" >&2
   if [ -n "$junit" ]; then
     local esc=${msg//&/&amp;}
     esc=${esc//</&lt;}
@@ -105,7 +105,8 @@ kdir="$cache/kernel/$kver"
 if [ ! -f "$kdir/.complete" ]; then
   log "fetching linux-image-$kver"
   tmp=$(mktemp -d "$cache/kernel/.fetch.XXXXXX")
-  (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "linux-image-$kver" >/dev/null) ||
+  download() { (cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "linux-image-$kver" >/dev/null); }
+  download || { apt-get update -qq && download; } ||
     { rm -rf "$tmp"; fail "apt-get download linux-image-$kver failed"; }
   dpkg-deb -x "$tmp"/linux-image-*.deb "$tmp/root"
   depmod -b "$tmp/root" "$kver"
@@ -146,7 +147,7 @@ copy_lib() { # copies a library by path into the root at the same path, as a fil
 }
 
 build_base() {
-  local root="$cache/layers/.base-$base_key"
+  local root="$cache/layers/.base-$base_key.$$"
   rm -rf "$root"
   mkdir -p "$root"/{usr/bin,usr/sbin,usr/local/bin,"usr/lib/$multiarch/bpf",usr/lib64,etc,root,dev,proc,sys,run,tmp}
   ln -s usr/bin "$root/bin"
@@ -193,10 +194,10 @@ build_base() {
   printf '127.0.0.1 localhost bpfd-vm\n::1 localhost ip6-localhost\n' >"$root/etc/hosts"
   echo bpfd-vm >"$root/etc/hostname"
   cp /etc/os-release "$root/etc/os-release"
-  (cd "$root" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) >"$base.tmp"
-  mv "$base.tmp" "$base"
+  (cd "$root" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) >"$base.tmp.$$"
+  mv "$base.tmp.$$" "$base"
   rm -rf "$root"
-  find "$cache/layers" -maxdepth 1 -name 'base-*.cpio' ! -name "base-$base_key.cpio" -delete
+  find "$cache/layers" -maxdepth 1 -name 'base-*.cpio' ! -name "base-$base_key.cpio" -mmin +60 -delete
 }
 if [ ! -f "$base" ]; then
   log "building the base layer ($base_key)"
@@ -207,9 +208,9 @@ fi
 cd "$repo"
 if [ ${#files[@]} -eq 0 ]; then
   files=(tests/vm/guest_smoke.ts)
-  while IFS= read -r f; do files+=("$f"); done < <(
-    grep -rlE --include='*_test.ts' --include='*.test.ts' "from \"(\.\./)*(\./)?_caps\.ts\"" tests | sort
-  )
+  if [ -d tests/kernel ]; then
+    while IFS= read -r f; do files+=("$f"); done < <(find tests/kernel -name '*_test.ts' -o -name '*.test.ts' | sort)
+  fi
 fi
 rel=()
 for f in "${files[@]}"; do
@@ -225,6 +226,7 @@ log "test files: ${files[*]}"
 "$deno" check --quiet "${files[@]}" || fail "type check of the VM test files failed"
 
 # ---- project layer (every run) and npm cache layer (when the dependencies change) -------------------
+find "$cache/runs" -mindepth 1 -maxdepth 1 -mmin +240 -exec rm -rf {} + # left by runs that were killed
 run_dir=$(mktemp -d "$cache/runs/run.XXXXXX")
 qemu_pid=""
 cleanup() {
@@ -259,19 +261,19 @@ if [ ! -f "$deps" ]; then
     mkdir -p "$run_dir/deps/bpfd-vm/deno-dir/npm/$(dirname "$r")"
     cp -a "$p" "$run_dir/deps/bpfd-vm/deno-dir/npm/$r"
   done <<<"$npm_paths"
-  (cd "$run_dir/deps" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) >"$deps.tmp"
-  mv "$deps.tmp" "$deps"
+  (cd "$run_dir/deps" && find . -mindepth 1 | cpio -o -H newc -R 0:0 --quiet) >"$deps.tmp.$$"
+  mv "$deps.tmp.$$" "$deps"
   rm -rf "$run_dir/deps"
-  find "$cache/layers" -maxdepth 1 -name 'deps-*.cpio' ! -name "deps-$deps_key.cpio" -delete
+  find "$cache/layers" -maxdepth 1 -name 'deps-*.cpio' ! -name "deps-$deps_key.cpio" -mmin +60 -delete
 fi
 
 # The smoke test's fentry/fexit object, compiled here (the guest has no clang).
 smoke_src="$here/smoke_fentry.bpf.c"
 smoke_obj="$cache/objects/smoke_fentry-$(sha256sum "$smoke_src" | cut -c1-16).bpf.o"
 if [ ! -f "$smoke_obj" ]; then
-  clang -O2 -g -Wall -target bpf "-I/usr/include/$multiarch" -c "$smoke_src" -o "$smoke_obj.tmp" ||
+  clang -O2 -g -Wall -target bpf "-I/usr/include/$multiarch" -c "$smoke_src" -o "$smoke_obj.tmp.$$" ||
     fail "compiling $smoke_src failed"
-  mv "$smoke_obj.tmp" "$smoke_obj"
+  mv "$smoke_obj.tmp.$$" "$smoke_obj"
 fi
 cp "$smoke_obj" "$proj/bpfd-vm/smoke_fentry.bpf.o"
 
@@ -328,8 +330,8 @@ done
 if [ -n "$verdict" ]; then
   kill -9 "$qemu_pid" 2>/dev/null || true
 fi
-wait "$qemu_pid" 2>/dev/null
-qemu_status=$?
+qemu_status=0
+wait "$qemu_pid" 2>/dev/null || qemu_status=$?
 qemu_pid=""
 wait "$tail_pid" 2>/dev/null || true
 [ -n "$verdict" ] && fail "$verdict"
