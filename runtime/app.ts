@@ -27,8 +27,11 @@ export function createApp(node: Node, identify: Identify): Hono {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.get("/readyz", (c) => {
-    const ready = node.kernel.programAlive !== undefined && node.state !== undefined;
-    return c.json({ ready, findings: node.findings }, ready ? 200 : 503);
+    const problem = node.readiness();
+    return c.json(
+      { ready: !problem, ...(problem ? { problem } : {}), findings: node.findings },
+      problem ? 503 : 200,
+    );
   });
   app.get(
     "/v1/functions",

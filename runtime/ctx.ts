@@ -12,6 +12,7 @@
 import type { Ctx, ImagePuller } from "../functions/_ctx.ts";
 import type { Identity } from "../functions/_schemas.ts";
 import { closeFd, tryLockFile } from "../ffi/libc.ts";
+import { programIds } from "../ffi/libbpf.ts";
 import type { RuntimeConfig } from "./config.ts";
 import { NodeKernel } from "./kernel.ts";
 import { KeyedLocks } from "./locks.ts";
@@ -32,6 +33,8 @@ export interface Node {
   findings: Finding[];
   /** A ctx for one caller. */
   ctxFor(caller: Identity): Ctx;
+  /** Why this node cannot load programs now (bpffs gone, bpf() refused), or undefined when it can. */
+  readiness(): string | undefined;
   /** Releases the state lock; programs, maps and links stay in the kernel. */
   close(): void;
 }
@@ -68,6 +71,15 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
       images,
       findings,
       ctxFor: (caller) => ({ kernel, state, locks, images, caller, log }),
+      readiness: () => {
+        try {
+          if (!Deno.statSync(kernel.progDir).isDirectory) return `${kernel.progDir} is not a directory`;
+          programIds();
+          return undefined;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      },
       close: () => closeFd(lockFd),
     };
   } catch (err) {

@@ -1,13 +1,28 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo). `deno task bench node` runs only the named ones.
  *
  * @module
  */
+import { benchImages } from "./image.ts";
 import { benchNode, type BenchSection } from "./node.ts";
+
+/** The image pull figures as a table, each with its ratio to a cold `skopeo copy` of the same image. */
+async function images(): Promise<BenchSection> {
+  const results = await benchImages();
+  const skopeo = results.find((r) => r.name.includes("skopeo") && r.name.includes("cold"))?.value;
+  const rows = results.map((r) =>
+    `| ${r.name} | ${r.value.toFixed(2)} ${r.unit} | ${skopeo ? `${(r.value / skopeo).toFixed(2)}×` : ""} |`
+  );
+  return {
+    title: "Image pull vs skopeo",
+    markdown: ["| what | median | vs skopeo cold |", "| --- | ---: | ---: |", ...rows].join("\n"),
+  };
+}
 
 const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   node: () => benchNode(),
+  images,
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);
