@@ -7,6 +7,8 @@
 import { z } from "zod";
 import { ImageSource } from "../runtime/image/schema.ts";
 
+z.config({ jitless: true });
+
 /** The program types bpfd manages. */
 export const ProgramType = z.enum([
   "xdp",
@@ -185,6 +187,11 @@ export const LinkRecord = z.object({
   /** tc filter identity, and whether bpfd created the clsact qdisc. */
   tc: z.object({ handle: z.number().int(), priority: z.number().int(), qdiscCreated: z.boolean() })
     .optional(),
+  /**
+   * The extension (freplace) program that runs this link's program in a dispatcher slot, while several
+   * programs share an XDP or tc hook (absent when the program is attached directly).
+   */
+  slotProgramId: ProgramId.optional(),
   createdAt: z.string(),
   createdBy: Identity,
   /** Recorded before the kernel step and cleared after it, so a crash in between can be repaired. */
@@ -245,3 +252,32 @@ export const ProgramView = z.object({
   links: z.array(LinkRecord).default([]),
 });
 export type ProgramView = z.infer<typeof ProgramView>;
+
+/** One program of a hook's chain, in run order (bpfd's or someone else's). */
+export const ChainEntryView = z.object({
+  position: z.number().int().min(0),
+  /** The program that runs: bpfd's program id for its own programs, the kernel's id for others'. */
+  programId: ProgramId,
+  name: z.string(),
+  priority: z.number().int(),
+  proceedOn: z.array(z.string()),
+  managed: z.boolean(),
+  linkId: z.number().int().positive().optional(),
+  /** The extension program that runs it in a dispatcher slot. */
+  slotProgramId: ProgramId.optional(),
+});
+export type ChainEntryView = z.infer<typeof ChainEntryView>;
+
+/** A network hook bpfd has programs on, with everything that runs there in order. */
+export const HookChainView = z.object({
+  /** xdp:<netns>:<iface> or tc:<netns>:<iface>:<direction> (the hook's lock key). */
+  hook: z.string(),
+  type: z.enum(["xdp", "tc", "tcx"]),
+  iface: z.string(),
+  netns: z.string().optional(),
+  direction: Direction.optional(),
+  /** How the chain runs: one program attached directly, a dispatcher (its program id), or TCX links. */
+  dispatcherId: ProgramId.optional(),
+  chain: z.array(ChainEntryView),
+});
+export type HookChainView = z.infer<typeof HookChainView>;

@@ -6,9 +6,23 @@
  */
 import { z } from "zod";
 import { defineFunction } from "./_define.ts";
-import { conflict, invalid, notFound } from "./_errors.ts";
+import { invalid, notFound } from "./_errors.ts";
+import { hookContext, isSharedHook } from "./_hooks.ts";
 import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "./_schemas.ts";
 import { hookKey } from "./_views.ts";
+
+/** TCX runs the next program only on TC_ACT_UNSPEC: proceed-on is the kernel's there, not a setting. */
+export function checkTcxProceedOn(spec: AttachSpec, field = "attach.proceedOn"): void {
+  if (spec.type !== "tcx") return;
+  const given = [...spec.proceedOn].sort().join(",");
+  if (given !== "dispatcher_return,pipe" && given !== "unspec") {
+    throw invalid(
+      field,
+      "TCX decides proceed-on in the kernel: the next program runs only when one returns TC_ACT_UNSPEC (-1); " +
+        'leave it at the default or ["unspec"] (type tc chains honour proceed-on in a dispatcher)',
+    );
+  }
+}
 
 export const attach = defineFunction({
   name: "attach",
@@ -31,17 +45,9 @@ export const attach = defineFunction({
         }`,
       );
     }
+    checkTcxProceedOn(spec);
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {
-      if (spec.type === "xdp") {
-        const other = ctx.state.links().find((l) => hookKey(l.programId, l.attach) === key);
-        if (other) {
-          throw conflict(
-            `${spec.iface} already has bpfd's XDP program ${other.programId} (link ${other.id}); several XDP programs on one interface need a dispatcher`,
-            { linkId: other.id, programId: other.programId },
-          );
-        }
-      }
       const pending: LinkRecord = {
         id: ctx.state.allocateLinkId(),
         programId,
@@ -52,15 +58,26 @@ export const attach = defineFunction({
       };
       await ctx.state.update({ putLinks: [pending] });
       let done: LinkRecord;
+      const moved: LinkRecord[] = [];
       try {
-        const attachment = await ctx.kernel.attach(programId, pending.id, spec);
-        done = { ...pending, ...attachment, pending: undefined };
+        if (isSharedHook(spec) && spec.type !== "tc") {
+          // Several programs share the hook: bpfd's others there are placed around it by priority.
+          const change = await ctx.kernel.attachToHook(program, pending.id, spec, hookContext(ctx, pending));
+          done = { ...pending, ...change.self, pending: undefined };
+          for (const [id, attachment] of change.peers) {
+            const peer = ctx.state.link(id);
+            if (peer) moved.push({ ...peer, ...attachment });
+          }
+        } else {
+          const attachment = await ctx.kernel.attach(programId, pending.id, spec);
+          done = { ...pending, ...attachment, pending: undefined };
+        }
       } catch (err) {
         await ctx.state.update({ deleteLinks: [pending.id] });
         throw err;
       }
       try {
-        await ctx.state.update({ putLinks: [done] });
+        await ctx.state.update({ putLinks: [done, ...moved] });
       } catch (err) {
         await ctx.kernel.detach(done);
         await ctx.state.update({ deleteLinks: [pending.id] }).catch(() => {});

@@ -9,6 +9,7 @@ import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
 import { type LinkRecord, ProgramId } from "./_schemas.ts";
 import { hookKey } from "./_views.ts";
+import { hookContext } from "./_hooks.ts";
 
 export const detach = defineFunction({
   name: "detach",
@@ -33,10 +34,19 @@ export async function detachLink(ctx: Ctx, link: LinkRecord): Promise<void> {
     l.id !== link.id && l.attach.type === "tc" && link.attach.type === "tc" && l.ifindex === link.ifindex &&
     l.attach.netns === link.attach.netns
   );
-  await ctx.kernel.detach(link, others.length === 0);
+  const moved: LinkRecord[] = [];
+  if (link.attach.type === "xdp") {
+    // The others on the interface stay, in order: a new dispatcher without it, or the last one direct.
+    for (const [id, attachment] of await ctx.kernel.detachFromHook(link, hookContext(ctx, link))) {
+      const peer = ctx.state.link(id);
+      if (peer) moved.push({ ...peer, ...attachment });
+    }
+  } else {
+    await ctx.kernel.detach(link, others.length === 0);
+  }
   const heir = link.tc?.qdiscCreated && others[0]?.tc
     ? [{ ...others[0], tc: { ...others[0].tc, qdiscCreated: true } }]
     : [];
-  await ctx.state.update({ deleteLinks: [link.id], putLinks: heir });
+  await ctx.state.update({ deleteLinks: [link.id], putLinks: [...heir, ...moved] });
   ctx.log.info("detached", { linkId: link.id, programId: link.programId, caller: ctx.caller });
 }

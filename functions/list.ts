@@ -6,8 +6,22 @@
  */
 import { z } from "zod";
 import { defineFunction } from "./_define.ts";
-import { Metadata, ProgramType, ProgramView } from "./_schemas.ts";
-import { kernelInfo, managedView } from "./_views.ts";
+import { HookChainView, Metadata, ProgramType, ProgramView } from "./_schemas.ts";
+import { hookKey, kernelInfo, managedView } from "./_views.ts";
+import { hookMembers, isSharedHook } from "./_hooks.ts";
+import type { Ctx } from "./_ctx.ts";
+
+/** Every network hook bpfd has programs on (of `type`, if given), with its whole chain in run order. */
+function hookChains(ctx: Ctx, type?: string): HookChainView[] {
+  const seen = new Map<string, HookChainView>();
+  for (const link of ctx.state.links()) {
+    if (link.pending || !isSharedHook(link.attach) || (type && link.attach.type !== type)) continue;
+    const key = `${link.attach.type}|${hookKey(link.programId, link.attach)}`;
+    if (seen.has(key)) continue;
+    seen.set(key, ctx.kernel.hookChain(link.attach, hookMembers(ctx, link.attach, link.programId)));
+  }
+  return [...seen.values()];
+}
 
 /** The kernel's type names that each bpfd type loads as, to filter unmanaged programs by type. */
 const KERNEL_TYPE: Record<z.infer<typeof ProgramType>, string> = {
@@ -31,19 +45,24 @@ export const list = defineFunction({
     type: ProgramType.optional(),
     metadata: Metadata.optional(),
   }).strict(),
-  output: z.object({ programs: z.array(ProgramView) }),
+  output: z.object({
+    programs: z.array(ProgramView),
+    /** The network hooks bpfd has programs on, each with what runs there in order. */
+    hooks: z.array(HookChainView).default([]),
+  }),
   handler({ all, type, metadata }, ctx) {
     const managed = ctx.state.programs()
       .filter((p) => !type || p.type === type)
       .filter((p) => !metadata || Object.entries(metadata).every(([k, v]) => p.metadata[k] === v))
       .map((p) => managedView(ctx, p));
-    if (!all || metadata) return Promise.resolve({ programs: managed });
+    const hooks = hookChains(ctx, type);
+    if (!all || metadata) return Promise.resolve({ programs: managed, hooks });
     const known = new Set(managed.map((p) => p.id));
     const unmanaged = ctx.kernel.allPrograms()
       .filter((info) => !known.has(info.id) && !ctx.state.program(info.id))
       .filter((info) => !type || info.type === KERNEL_TYPE[type])
       .map((info) => ({ id: info.id, managed: false, kernel: kernelInfo(ctx, info.id) ?? info, links: [] }));
     const programs = [...managed, ...unmanaged].sort((a, b) => a.id - b.id);
-    return Promise.resolve({ programs });
+    return Promise.resolve({ programs, hooks });
   },
 });

@@ -12,13 +12,22 @@ import {
   PERF_TYPE_TRACEPOINT,
   PerfEventAttr,
   TcAttachPoint,
-  XdpFlags,
 } from "../ffi/abi.ts";
 import * as bpf from "../ffi/libbpf.ts";
 import { closeFd, ifNameToIndex, inNetns, perfEventOpen, SysError } from "../ffi/libc.ts";
 import { cstring } from "../ffi/lazy.ts";
 import { BpfdError, conflict, invalid, notFound } from "../functions/_errors.ts";
-import type { AttachSpec, LinkRecord, ProgramSpec, ProgramType } from "../functions/_schemas.ts";
+import type {
+  AttachSpec,
+  HookChainView,
+  LinkRecord,
+  ProgramRecord,
+  ProgramSpec,
+  ProgramType,
+} from "../functions/_schemas.ts";
+import type { ReloadPlan } from "./hooks/dispatcher.ts";
+import { TcxChains, type TcxMember } from "./hooks/tcx.ts";
+import { XdpChains, type XdpMember } from "./hooks/xdp.ts";
 import { ElfError, functionOffset } from "./elf.ts";
 import { ensureTracefs } from "./mounts.ts";
 
@@ -44,7 +53,33 @@ export interface LoadPlan {
 }
 
 /** The kernel side of an attachment, to be recorded. */
-export type Attachment = Pick<LinkRecord, "kernelLinkId" | "ifindex" | "tc">;
+export type Attachment = Pick<LinkRecord, "kernelLinkId" | "ifindex" | "tc" | "slotProgramId">;
+
+/** A network hook several programs can share: XDP on an interface, tc/TCX on its ingress or egress. */
+export type NetworkAttach = Extract<AttachSpec, { type: "xdp" | "tc" | "tcx" }>;
+
+/** A link and its program, as bpfd records them. */
+export interface HookMember {
+  link: LinkRecord;
+  program: ProgramRecord;
+}
+
+/** What a change on a shared hook needs to know: bpfd's other links there, how to reload a program. */
+export interface HookContext {
+  /** bpfd's other links on the same hook (not the one being attached, changed or detached). */
+  peers: HookMember[];
+  /** The object file and settings to load a program again as a dispatcher slot extension. */
+  reload(program: ProgramRecord): Promise<ReloadPlan>;
+}
+
+/** What a change on a shared hook did: the kernel side of the link, and of the peers it moved. */
+export interface HookChange {
+  self: Attachment;
+  peers: Map<number, Attachment>;
+}
+
+const NO_RELOAD = (program: ProgramRecord): Promise<ReloadPlan> =>
+  Promise.reject(new Error(`program ${program.id} cannot be reloaded here`));
 
 const LOAD_TYPES: Record<ProgramType, { progType: number; attachType?: number }> = {
   xdp: { progType: BpfProgType.XDP, attachType: BpfAttachType.XDP },
@@ -95,6 +130,10 @@ export class NodeKernel {
   readonly progDir: string;
   readonly mapDir: string;
   readonly linkDir: string;
+  /** XDP chains, kept where libxdp keeps them. */
+  readonly xdp = new XdpChains();
+  /** TCX chains, ordered by the kernel. */
+  readonly tcx = new TcxChains();
 
   constructor(readonly bpffs: string, readonly groupId?: number) {
     this.progDir = `${bpffs}/progs`;
@@ -287,8 +326,10 @@ export class NodeKernel {
     try {
       switch (spec.type) {
         case "xdp":
-        case "tcx":
-          return this.#attachNetLink(progFd, linkId, spec);
+        case "tcx": {
+          const program = this.#bareRecord(programId, spec);
+          return (await this.attachToHook(program, linkId, spec, { peers: [], reload: NO_RELOAD })).self;
+        }
         case "tc":
           return this.#attachTcFilter(progFd, linkId, spec);
         case "tracepoint":
@@ -335,32 +376,224 @@ export class NodeKernel {
     return ifindex;
   }
 
-  #attachNetLink(
-    progFd: number,
+  /** A program record with what the hook managers need, for callers that have none at hand. */
+  #bareRecord(programId: number, spec: AttachSpec): ProgramRecord {
+    const name = this.programInfo(programId)?.name ?? "";
+    return {
+      id: programId,
+      name,
+      type: spec.type as ProgramType,
+      tag: "",
+      bytecode: { path: "" },
+      pinPath: this.progPin(programId),
+      mapPinPath: "",
+      maps: {},
+      globalData: {},
+      metadata: {},
+      loadedAt: "",
+      loadedBy: { user: "", via: "" },
+    };
+  }
+
+  /**
+   * Attaches `program` to a hook others may share, in its place by priority among bpfd's `hook.peers`
+   * (and beside other managers' programs). All or nothing: on failure the hook runs what it ran before.
+   */
+  async attachToHook(
+    program: ProgramRecord,
     linkId: number,
-    spec: Extract<AttachSpec, { type: "xdp" | "tcx" }>,
-  ): Attachment {
+    spec: NetworkAttach,
+    hook: HookContext,
+  ): Promise<HookChange> {
+    const link: LinkRecord = {
+      id: linkId,
+      programId: program.id,
+      attach: spec,
+      createdAt: "",
+      createdBy: { user: "", via: "" },
+    };
+    return await this.#changeHook(link, spec, hook, "attach");
+  }
+
+  /** Moves an attached link to its new place after its priority or proceed-on changed (`link.attach`). */
+  async rechain(link: LinkRecord, program: ProgramRecord, hook: HookContext): Promise<HookChange> {
+    const spec = link.attach as NetworkAttach;
+    if (spec.type === "tc") return { self: this.#moveTcFilter(link, spec), peers: new Map() };
+    return await this.#changeHook(link, spec, hook, "move", program);
+  }
+
+  async #changeHook(
+    link: LinkRecord,
+    spec: NetworkAttach,
+    hook: HookContext,
+    change: "attach" | "move",
+    record?: ProgramRecord,
+  ): Promise<HookChange> {
     const ifindex = this.#ifindex(spec.iface, spec.netns);
-    const [attachType, flags, what] = spec.type === "xdp"
-      ? [BpfAttachType.XDP, XDP_MODE_FLAGS[spec.mode], `attach XDP (${spec.mode}) to ${spec.iface}`]
-      : [
-        spec.direction === "ingress" ? BpfAttachType.TCX_INGRESS : BpfAttachType.TCX_EGRESS,
-        0,
-        `attach TCX ${spec.direction} to ${spec.iface}`,
-      ];
-    let linkFd: number;
-    try {
-      linkFd = inNetns(netnsPath(spec.netns), () => bpf.linkCreate(what, progFd, ifindex, attachType, flags));
-    } catch (err) {
-      if (err instanceof bpf.LibbpfError && (err.code === "EBUSY" || err.code === "EEXIST")) {
-        throw conflict(`${spec.iface} already has an XDP program that bpfd does not own; detach it first`, {
-          errno: err.code,
-          iface: spec.iface,
-        });
-      }
-      throw kernelRefused(err, what);
+    const netns = netnsPath(spec.netns);
+    if (spec.type === "xdp") {
+      const program = record ?? hook.peers.find((p) => p.program.id === link.programId)?.program ??
+        this.#bareRecord(link.programId, spec);
+      const all: HookMember[] = [...hook.peers, { link, program }];
+      const placement = await this.#xdpApply(spec, ifindex, all, hook, knownIds(all));
+      return {
+        self: { ifindex, slotProgramId: placement.get(link.id)?.slotProgramId },
+        peers: new Map(
+          hook.peers.map((
+            { link: l },
+          ) => [l.id, { ifindex, slotProgramId: placement.get(l.id)?.slotProgramId }]),
+        ),
+      };
     }
-    return this.#pinLink(linkId, linkFd, { ifindex });
+    if (spec.type === "tcx") {
+      const thook = { iface: spec.iface, ifindex, netns, direction: spec.direction };
+      const name = record?.name ?? this.programInfo(link.programId)?.name ?? "";
+      const member: TcxMember = {
+        linkId: link.id,
+        programId: link.programId,
+        name,
+        priority: spec.priority,
+        linkPin: this.linkPin(link.id),
+      };
+      const peers = hook.peers.map(({ link: l, program }) => tcxMember(this, l, program));
+      if (change === "move") await this.releaseLink(link.id);
+      const progFd = bpf.objGet(this.progPin(link.programId));
+      let linkFd: number;
+      try {
+        linkFd = this.tcx.attach(thook, progFd, member, peers);
+      } catch (err) {
+        throw kernelRefused(err, `attach TCX ${spec.direction} to ${spec.iface}`);
+      } finally {
+        closeFd(progFd);
+      }
+      return { self: this.#pinLink(link.id, linkFd, { ifindex }), peers: new Map() };
+    }
+    throw new Error(`${spec.type} hooks are not chained here`);
+  }
+
+  async #xdpApply(
+    spec: Extract<AttachSpec, { type: "xdp" }>,
+    ifindex: number,
+    members: HookMember[],
+    hook: Pick<HookContext, "reload">,
+    known: Set<number>,
+  ) {
+    const xhook = { iface: spec.iface, ifindex, netns: netnsPath(spec.netns), mode: spec.mode };
+    try {
+      return await this.xdp.apply(xhook, members.map((m) => xdpMember(m, hook.reload)), known);
+    } catch (err) {
+      throw kernelRefused(err, `attach XDP (${spec.mode}) to ${spec.iface}`);
+    }
+  }
+
+  /**
+   * Takes `link` out of its hook's chain; `hook.peers` stay, in order (XDP: the dispatcher is rebuilt
+   * without it, or the last one left runs directly). Returns the kernel side of the peers it moved.
+   */
+  async detachFromHook(link: LinkRecord, hook: HookContext): Promise<Map<number, Attachment>> {
+    if (link.attach.type !== "xdp") {
+      await this.detach(link);
+      return new Map();
+    }
+    const spec = link.attach;
+    let ifindex: number;
+    try {
+      ifindex = this.#ifindex(spec.iface, spec.netns);
+    } catch {
+      return new Map(); // the interface or namespace is gone, and its XDP programs with it
+    }
+    const placement = await this.#xdpApply(
+      spec,
+      ifindex,
+      hook.peers,
+      hook,
+      knownIds([...hook.peers, {
+        link,
+        program: this.#bareRecord(link.programId, spec),
+      }]),
+    );
+    return new Map(
+      hook.peers.map(({ link: l }) => [l.id, { ifindex, slotProgramId: placement.get(l.id)?.slotProgramId }]),
+    );
+  }
+
+  /** The hook's chain in run order, bpfd's `members` (all its links on the hook) marked as managed. */
+  hookChain(spec: NetworkAttach, members: HookMember[]): HookChainView {
+    const base = {
+      type: spec.type,
+      iface: spec.iface,
+      ...(spec.netns ? { netns: spec.netns } : {}),
+      ...(spec.type !== "xdp" ? { direction: spec.direction } : {}),
+    };
+    const hookName = spec.type === "xdp"
+      ? `xdp:${spec.netns ?? ""}:${spec.iface}`
+      : `tc:${spec.netns ?? ""}:${spec.iface}:${spec.direction}`;
+    let ifindex: number;
+    try {
+      ifindex = this.#ifindex(spec.iface, spec.netns);
+    } catch {
+      return { hook: hookName, ...base, chain: [] };
+    }
+    const netns = netnsPath(spec.netns);
+    if (spec.type === "xdp") {
+      const view = this.xdp.chain({ ifindex, netns }, members.map((m) => xdpMember(m, NO_RELOAD)));
+      return {
+        hook: hookName,
+        ...base,
+        ...(view.dispatcherId ? { dispatcherId: view.dispatcherId } : {}),
+        chain: view.entries,
+      };
+    }
+    if (spec.type === "tcx") {
+      const chain = this.tcx.chain(
+        { iface: spec.iface, ifindex, netns, direction: spec.direction },
+        members.map(({ link, program }) => tcxMember(this, link, program)),
+      );
+      return { hook: hookName, ...base, chain };
+    }
+    const chain = members
+      .filter((m) => m.link.attach.type === "tc")
+      .sort((a, b) => (a.link.tc?.priority ?? 0) - (b.link.tc?.priority ?? 0))
+      .map(({ link, program }, position) => ({
+        position,
+        programId: link.programId,
+        name: program.name,
+        priority: (link.attach as { priority: number }).priority,
+        proceedOn: [...(link.attach as { proceedOn: string[] }).proceedOn],
+        managed: true,
+        linkId: link.id,
+      }));
+    return { hook: hookName, ...base, chain };
+  }
+
+  /**
+   * A tc filter's priority is its place: a new priority adds the filter at the new place first, then
+   * removes the old one, so the program never stops running (it may run twice for packets in between).
+   */
+  #moveTcFilter(link: LinkRecord, spec: Extract<AttachSpec, { type: "tc" }>): Attachment {
+    const { ifindex, tc } = link;
+    if (!tc || !ifindex || tc.priority === spec.priority + 1) return { ifindex, tc };
+    const point = spec.direction === "ingress" ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS;
+    return inNetns(netnsPath(spec.netns), () => {
+      const progFd = bpf.objGet(this.progPin(link.programId));
+      try {
+        const moved = bpf.tcAttach(ifindex, point, progFd, tc.handle, spec.priority + 1);
+        bpf.tcDetach(ifindex, point, tc.handle, tc.priority);
+        return { ifindex, tc: { ...tc, ...moved } };
+      } catch (err) {
+        if (err instanceof bpf.LibbpfError && err.code === "EEXIST") {
+          throw conflict(
+            `${spec.iface} ${spec.direction} already has a tc filter at priority ${spec.priority + 1}`,
+            {
+              errno: err.code,
+            },
+          );
+        }
+        throw kernelRefused(err, `move tc filter on ${spec.iface}`);
+      } finally {
+        closeFd(progFd);
+      }
+    });
   }
 
   /** A tc filter has no kernel link: its handle is the bpfd link id, so it can be found after a crash. */
@@ -499,6 +732,10 @@ export class NodeKernel {
       }
       return;
     }
+    if (link.attach.type === "xdp") {
+      await this.detachFromHook(link, { peers: [], reload: NO_RELOAD });
+      return;
+    }
     await this.releaseLink(link.id);
   }
 
@@ -524,6 +761,17 @@ export class NodeKernel {
 
   /** Whether the attachment is still in the kernel. */
   attachmentAlive(link: LinkRecord): boolean {
+    if (link.attach.type === "xdp") {
+      if (!link.ifindex) return false;
+      try {
+        const state = this.xdp.read({ ifindex: link.ifindex, netns: netnsPath(link.attach.netns) });
+        if (state.kind === "program") return state.programId === link.programId;
+        if (state.kind === "dispatcher") return state.slots.some((s) => s.programId === link.slotProgramId);
+        return false;
+      } catch {
+        return false;
+      }
+    }
     if (link.attach.type === "tc" && link.tc && link.ifindex) {
       const { ifindex, tc } = link;
       const point = link.attach.direction === "ingress" ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS;
@@ -590,6 +838,40 @@ export class NodeKernel {
   }
 }
 
+/** Every program id of bpfd's on a hook: its programs and their slot extensions. */
+function knownIds(members: HookMember[]): Set<number> {
+  const ids = new Set<number>();
+  for (const { link } of members) {
+    ids.add(link.programId);
+    if (link.slotProgramId) ids.add(link.slotProgramId);
+  }
+  return ids;
+}
+
+function xdpMember({ link, program }: HookMember, reload: HookContext["reload"]): XdpMember {
+  const spec = link.attach as Extract<AttachSpec, { type: "xdp" }>;
+  return {
+    linkId: link.id,
+    programId: link.programId,
+    name: program.name,
+    priority: spec.priority,
+    proceedOn: spec.proceedOn,
+    slotProgramId: link.slotProgramId,
+    reload: () => reload(program),
+  };
+}
+
+function tcxMember(kernel: NodeKernel, link: LinkRecord, program: ProgramRecord): TcxMember {
+  return {
+    linkId: link.id,
+    programId: link.programId,
+    name: program.name,
+    priority: (link.attach as { priority: number }).priority,
+    kernelLinkId: link.kernelLinkId,
+    linkPin: kernel.linkPin(link.id),
+  };
+}
+
 function programInfoById(id: number): bpf.ProgramInfo | undefined {
   try {
     return bpf.withFd(bpf.programFdById(id), bpf.programInfo);
@@ -597,8 +879,6 @@ function programInfoById(id: number): bpf.ProgramInfo | undefined {
     return undefined; // unloaded between the id walk and the open
   }
 }
-
-const XDP_MODE_FLAGS = { native: XdpFlags.DRV_MODE, skb: XdpFlags.SKB_MODE, hw: XdpFlags.HW_MODE } as const;
 
 /** The path of a namespace given as a name from /run/netns or a path (validated by the schema). */
 export function netnsPath(netns: string | undefined): string | undefined {

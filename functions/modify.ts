@@ -1,0 +1,90 @@
+/**
+ * `modify`: changes an attached program's priority or proceed-on in place, without reloading it: the
+ * program keeps its id and its maps (and their contents). On a shared hook the chain is rebuilt around
+ * it and swapped in atomically (XDP: a new dispatcher, the same extension programs; TCX: the link moves
+ * to its new place, the program stays loaded).
+ *
+ * @example
+ * ```sh
+ * deno task invoke modify '{"linkId": 3, "priority": 10, "proceedOn": ["pass", "drop"]}'
+ * ```
+ * @module
+ */
+import { z } from "zod";
+import { checkTcxProceedOn } from "./attach.ts";
+import { defineFunction } from "./_define.ts";
+import { fromZod, invalid, notFound } from "./_errors.ts";
+import { hookContext, isSharedHook } from "./_hooks.ts";
+import { AttachSpec, type LinkRecord, Priority, ProgramId } from "./_schemas.ts";
+import { hookKey } from "./_views.ts";
+
+export const modify = defineFunction({
+  name: "modify",
+  summary: "Change an attached program's priority or proceed-on in place (no reload).",
+  input: z.object({
+    linkId: z.number().int().positive(),
+    priority: Priority.optional(),
+    /** XDP: aborted, drop, pass, tx, redirect, dispatcher_return; tc: unspec, ok, ..., dispatcher_return. */
+    proceedOn: z.array(z.string().min(1).max(32)).min(1).max(16).optional(),
+  }).strict().refine((v) => v.priority !== undefined || v.proceedOn !== undefined, {
+    message: "give priority, proceedOn or both",
+    path: ["priority"],
+  }),
+  output: z.object({
+    linkId: z.number().int(),
+    programId: ProgramId,
+    attach: AttachSpec,
+    kernelLinkId: z.number().int().optional(),
+    slotProgramId: ProgramId.optional(),
+  }),
+  async handler({ linkId, priority, proceedOn }, ctx) {
+    const link = ctx.state.link(linkId);
+    if (!link) throw notFound("link", linkId, { field: "linkId" });
+    if (!isSharedHook(link.attach)) {
+      throw invalid(
+        "linkId",
+        `link ${linkId} is a ${link.attach.type} attachment; priority and proceed-on belong to xdp, tc and tcx hooks`,
+      );
+    }
+    const parsed = AttachSpec.safeParse({
+      ...link.attach,
+      ...(priority !== undefined ? { priority } : {}),
+      ...(proceedOn !== undefined ? { proceedOn } : {}),
+    });
+    if (!parsed.success) {
+      const err = fromZod(parsed.error);
+      throw invalid(String(err.details.field ?? "proceedOn").replace(/^attach\./, ""), err.message);
+    }
+    const spec = parsed.data;
+    checkTcxProceedOn(spec, "proceedOn");
+    return await ctx.locks.with([hookKey(link.programId, link.attach)], async () => {
+      const current = ctx.state.link(linkId);
+      if (!current) throw notFound("link", linkId, { field: "linkId" });
+      const program = ctx.state.program(current.programId);
+      if (!program) throw notFound("program", current.programId, { field: "linkId" });
+      const changed: LinkRecord = { ...current, attach: spec };
+      const change = await ctx.kernel.rechain(changed, program, hookContext(ctx, changed));
+      const done: LinkRecord = { ...changed, ...change.self };
+      const moved: LinkRecord[] = [];
+      for (const [id, attachment] of change.peers) {
+        const peer = ctx.state.link(id);
+        if (peer) moved.push({ ...peer, ...attachment });
+      }
+      await ctx.state.update({ putLinks: [done, ...moved] });
+      ctx.log.info("modified", {
+        linkId,
+        programId: done.programId,
+        priority,
+        proceedOn,
+        caller: ctx.caller,
+      });
+      return {
+        linkId,
+        programId: done.programId,
+        attach: done.attach,
+        kernelLinkId: done.kernelLinkId,
+        slotProgramId: done.slotProgramId,
+      };
+    });
+  },
+});
