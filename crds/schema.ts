@@ -318,6 +318,14 @@ export const ObjectMeta = z.object({
   labels: z.record(z.string(), z.string()).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
   finalizers: z.array(z.string()).optional(),
+  ownerReferences: z.array(z.object({
+    apiVersion: z.string(),
+    kind: z.string(),
+    name: z.string(),
+    uid: z.string(),
+    controller: z.boolean().optional(),
+    blockOwnerDeletion: z.boolean().optional(),
+  })).optional(),
   deletionTimestamp: z.union([z.string(), z.date()]).optional(),
   creationTimestamp: z.union([z.string(), z.date()]).optional(),
 }).passthrough();
