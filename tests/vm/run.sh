@@ -13,7 +13,7 @@
 # layer; only the project layer is rebuilt each run. Environment: BPFD_VM_KERNEL (e.g. 6.1.0-56-cloud-amd64),
 # BPFD_VM_TIMEOUT (whole run, default 1500 s), BPFD_VM_BOOT_TIMEOUT (to the guest's /init, default 120 s),
 # BPFD_VM_MEM (MiB, default 2048), BPFD_VM_CPUS (default 2).
-set -euo pipefail
+set -eEuo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${BPFD_VM_CACHE:-/var/cache/bpfd/vm}
@@ -66,6 +66,9 @@ EOF
   fi
   exit 1
 }
+
+# Any unexpected failure of a command (set -e) also ends in fail(), with the command that failed.
+trap 'fail "tests/vm/run.sh line $LINENO: \"$BASH_COMMAND\" failed"' ERR
 
 [ "$(id -u)" = 0 ] || fail "must run as root (it installs packages and runs tests as root)"
 [ -x "$deno" ] || fail "no deno at $deno: run scripts/setup.sh first"
@@ -201,7 +204,7 @@ build_base() {
 }
 if [ ! -f "$base" ]; then
   log "building the base layer ($base_key)"
-  build_base || fail "building the VM's base layer failed"
+  build_base
 fi
 
 # ---- which test files --------------------------------------------------------------------------------
