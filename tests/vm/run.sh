@@ -225,6 +225,11 @@ done
 files=("${rel[@]}")
 log "test files: ${files[*]}"
 
+# The BPF objects and fixtures the tests load (a no-op when up to date), built here: the guest has no clang.
+if [ -f bytecode/build.ts ]; then
+  "$deno" run -A bytecode/build.ts || fail "deno task bytecode failed"
+fi
+
 # Type-check on the host (fast, shares the host tier's cache) so the guest can skip it.
 "$deno" check --quiet "${files[@]}" || fail "type check of the VM test files failed"
 
