@@ -412,7 +412,7 @@ export class NodeKernel {
       createdAt: "",
       createdBy: { user: "", via: "" },
     };
-    return await this.#changeHook(link, spec, hook, "attach");
+    return await this.#changeHook(link, spec, hook, "attach", program);
   }
 
   /** Moves an attached link to its new place after its priority or proceed-on changed (`link.attach`). */
@@ -456,16 +456,20 @@ export class NodeKernel {
         linkPin: this.linkPin(link.id),
       };
       const peers = hook.peers.map(({ link: l, program }) => tcxMember(this, l, program));
-      if (change === "move") await this.releaseLink(link.id);
       const progFd = bpf.objGet(this.progPin(link.programId));
       let linkFd: number;
       try {
+        // A move: mprog refuses one program twice on a hook and keeps a replaced link in place, so the
+        // old link goes and the new one comes in back-to-back calls (the program skips the packets in
+        // between, microseconds; none is dropped for it).
+        if (change === "move") this.#detachPinnedLink(link.id);
         linkFd = this.tcx.attach(thook, progFd, member, peers);
       } catch (err) {
         throw kernelRefused(err, `attach TCX ${spec.direction} to ${spec.iface}`);
       } finally {
         closeFd(progFd);
       }
+      if (change === "move") await removePin(this.linkPin(link.id));
       return { self: this.#pinLink(link.id, linkFd, { ifindex }), peers: new Map() };
     }
     throw new Error(`${spec.type} hooks are not chained here`);
@@ -737,6 +741,15 @@ export class NodeKernel {
       return;
     }
     await this.releaseLink(link.id);
+  }
+
+  /** Detaches the link pinned as `linkId` from its hook; the pin stays (a missing pin is not an error). */
+  #detachPinnedLink(linkId: number): void {
+    try {
+      bpf.withFd(bpf.objGet(this.linkPin(linkId)), (fd) => bpf.linkDetach(fd));
+    } catch (err) {
+      if (!(err instanceof bpf.LibbpfError && err.code === "ENOENT")) throw err;
+    }
   }
 
   /** Detaches the link pinned as `linkId` and removes the pin; a missing pin is not an error. */
