@@ -2,7 +2,9 @@
 /* Counts calls to and returns from one kernel function, four ways: kprobe and kretprobe (function chosen
  * at attach time), fentry and fexit (function chosen at load time, `fnName`). Used by the VM tier's probe
  * tests (tests/kernel/) and by tests/_caps.ts to find out whether a kernel allows fentry/fexit at all.
- * `target_tgid` (global data) limits counting to one process; 0 counts every process. */
+ * `target_tgid` (global data) limits counting to one process; 0 counts every process.
+ * `freplace_target` is tests/_caps.ts's freplace probe: loaded as an XDP program, then again as an
+ * extension (BPF_PROG_TYPE_EXT) of itself. */
 #include "counter.h"
 
 COUNTER_MAP(kprobe_calls);
@@ -47,6 +49,12 @@ int fexit_counter(__u64 *ctx)
 	if (wanted())
 		count(&fexit_returns);
 	return 0;
+}
+
+SEC("xdp")
+int freplace_target(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }
 
 char LICENSE[] SEC("license") = "GPL";

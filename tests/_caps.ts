@@ -24,7 +24,9 @@
  * ```
  * @module
  */
-import { BpfObject, LibbpfError } from "../ffi/libbpf.ts";
+import { BpfProgType } from "../ffi/abi.ts";
+import { closeFd } from "../ffi/libc.ts";
+import { BpfObject, btfFuncId, freplaceAttach, LibbpfError } from "../ffi/libbpf.ts";
 
 /** What a test may need from the kernel. */
 export type Capability = "kprobes" | "fentry" | "fexit" | "freplace";
@@ -94,27 +96,43 @@ function probeTrampoline(kind: "fentry" | "fexit"): CapabilityState {
 }
 
 /**
- * freplace (BPF_PROG_TYPE_EXT): bpftool's program-type probe, which reaches the verifier with a
- * deliberately impossible target and tells "type refused" from "type known" by the kernel's answer.
+ * freplace: loads probe_counters' `freplace_target` as an XDP program, then again as an extension
+ * (BPF_PROG_TYPE_EXT) of that program's own function, and attaches it — what bpfd's dispatchers do.
  */
-async function probeFreplace(): Promise<CapabilityState> {
-  let out;
+function probeFreplace(): CapabilityState {
+  if (!exists(PROBE_OBJECT)) return no(`${PROBE_OBJECT} is missing (run \`deno task bytecode\`)`);
+  const name = "freplace_target";
+  let target: BpfObject | undefined, ext: BpfObject | undefined;
+  let link = -1;
   try {
-    out = await new Deno.Command("bpftool", { args: ["-j", "feature", "probe", "kernel"], stderr: "piped" })
-      .output();
+    target = BpfObject.open(PROBE_OBJECT);
+    for (const p of target.programs()) target.setAutoload(p.name, p.name === name);
+    target.load();
+    const targetFd = target.programFd(name);
+    ext = BpfObject.open(PROBE_OBJECT);
+    for (const p of ext.programs()) ext.setAutoload(p.name, p.name === name);
+    ext.setProgramType(name, BpfProgType.EXT, 0); // SEC("xdp") set BPF_XDP; extensions take none
+    ext.setAttachProgram(name, targetFd, name);
+    ext.load();
+    link = freplaceAttach("attach freplace probe", ext.programFd(name), targetFd, btfFuncId(targetFd, name));
+    return yes("an extension program loaded and attached to an XDP program's function");
   } catch (err) {
-    return no(`bpftool could not run: ${err instanceof Error ? err.message : err}`);
+    if (!(err instanceof LibbpfError)) throw err;
+    const refused = err.code === "EPERM" && !err.verifierLog;
+    return no(
+      refused
+        ? "this kernel refuses extension (freplace) programs (EPERM before verification)"
+        : `loading or attaching an extension (freplace) program failed: ${err.message}`,
+    );
+  } finally {
+    if (link >= 0) closeFd(link);
+    ext?.close();
+    target?.close();
   }
-  if (out.code !== 0) {
-    return no(`bpftool feature probe failed: ${new TextDecoder().decode(out.stderr).trim()}`);
-  }
-  const types = JSON.parse(new TextDecoder().decode(out.stdout)).program_types ?? {};
-  if (types.have_ext_prog_type === true) return yes("BPF_PROG_TYPE_EXT accepted by the verifier");
-  return no("this kernel refuses BPF_PROG_TYPE_EXT programs (bpftool feature probe)");
 }
 
 /** Finds out what the running kernel can do (a few milliseconds; run once per test file). */
-export async function detectCaps(): Promise<KernelCaps> {
+export function detectCaps(): KernelCaps {
   const kernel = Deno.osRelease();
   if (Deno.uid() !== 0) {
     const notRoot = no("tests run as root, this process is not");
@@ -127,7 +145,7 @@ export async function detectCaps(): Promise<KernelCaps> {
       kprobes: probeKprobes(),
       fentry: probeTrampoline("fentry"),
       fexit: probeTrampoline("fexit"),
-      freplace: await probeFreplace(),
+      freplace: probeFreplace(),
     },
   };
 }
@@ -142,19 +160,31 @@ function cachePath(): string | undefined {
   }
 }
 
+/** Changes when the probe object is rebuilt, so that a cached answer does not outlive it. */
+function probeStamp(): string {
+  try {
+    const st = Deno.statSync(PROBE_OBJECT);
+    return `${st.size}-${st.mtime?.getTime()}`;
+  } catch {
+    return "missing";
+  }
+}
+
 async function cachedCaps(): Promise<KernelCaps> {
   const path = cachePath();
   if (path) {
     try {
-      const cached: KernelCaps = JSON.parse(await Deno.readTextFile(path));
-      if (cached.kernel === Deno.osRelease() && cached.tier === tier) return cached;
+      const cached: KernelCaps & { probe?: string } = JSON.parse(await Deno.readTextFile(path));
+      if (cached.kernel === Deno.osRelease() && cached.tier === tier && cached.probe === probeStamp()) {
+        return cached;
+      }
     } catch { /* none yet */ }
   }
-  const caps = await detectCaps();
+  const caps = detectCaps();
   // A result that only says the probe object is missing is not worth keeping.
   if (path && exists(PROBE_OBJECT)) {
     const tmp = `${path}.${Deno.pid}`;
-    await Deno.writeTextFile(tmp, JSON.stringify(caps));
+    await Deno.writeTextFile(tmp, JSON.stringify({ ...caps, probe: probeStamp() }));
     await Deno.rename(tmp, path);
   }
   return caps;
