@@ -60,7 +60,7 @@ export const attach = defineFunction({
       let done: LinkRecord;
       const moved: LinkRecord[] = [];
       try {
-        if (isSharedHook(spec) && spec.type !== "tc") {
+        if (isSharedHook(spec)) {
           // Several programs share the hook: bpfd's others there are placed around it by priority.
           const change = await ctx.kernel.attachToHook(program, pending.id, spec, hookContext(ctx, pending));
           done = { ...pending, ...change.self, pending: undefined };

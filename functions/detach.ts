@@ -35,9 +35,10 @@ export async function detachLink(ctx: Ctx, link: LinkRecord): Promise<void> {
     l.attach.netns === link.attach.netns
   );
   const moved: LinkRecord[] = [];
-  if (link.attach.type === "xdp") {
-    // The others on the interface stay, in order: a new dispatcher without it, or the last one direct.
-    for (const [id, attachment] of await ctx.kernel.detachFromHook(link, hookContext(ctx, link))) {
+  const hook = hookContext(ctx, link);
+  if (link.attach.type === "xdp" || (link.attach.type === "tc" && hook.peers.length > 0)) {
+    // The others on the hook stay, in order: a new dispatcher without it, or the last one direct.
+    for (const [id, attachment] of await ctx.kernel.detachFromHook(link, hook, others.length === 0)) {
       const peer = ctx.state.link(id);
       if (peer) moved.push({ ...peer, ...attachment });
     }

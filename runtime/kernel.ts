@@ -26,6 +26,7 @@ import type {
   ProgramType,
 } from "../functions/_schemas.ts";
 import type { ReloadPlan } from "./hooks/dispatcher.ts";
+import { TcChains, type TcHook, type TcMember } from "./hooks/tc.ts";
 import { TcxChains, type TcxMember } from "./hooks/tcx.ts";
 import { XdpChains, type XdpMember } from "./hooks/xdp.ts";
 import { ElfError, functionOffset } from "./elf.ts";
@@ -134,8 +135,11 @@ export class NodeKernel {
   readonly xdp = new XdpChains();
   /** TCX chains, ordered by the kernel. */
   readonly tcx = new TcxChains();
+  /** tc chains (kernels without TCX): one cls_bpf filter, a dispatcher when several programs share it. */
+  readonly tc: TcChains;
 
   constructor(readonly bpffs: string, readonly groupId?: number) {
+    this.tc = new TcChains(`${bpffs}/tc-dispatchers`, (id) => this.progPin(id));
     this.progDir = `${bpffs}/progs`;
     this.mapDir = `${bpffs}/maps`;
     this.linkDir = `${bpffs}/links`;
@@ -418,7 +422,9 @@ export class NodeKernel {
   /** Moves an attached link to its new place after its priority or proceed-on changed (`link.attach`). */
   async rechain(link: LinkRecord, program: ProgramRecord, hook: HookContext): Promise<HookChange> {
     const spec = link.attach as NetworkAttach;
-    if (spec.type === "tc") return { self: this.#moveTcFilter(link, spec), peers: new Map() };
+    if (spec.type === "tc" && !tcPeers(hook).length) {
+      return { self: this.#moveTcFilter(link, spec), peers: new Map() };
+    }
     return await this.#changeHook(link, spec, hook, "move", program);
   }
 
@@ -472,7 +478,56 @@ export class NodeKernel {
       if (change === "move") await removePin(this.linkPin(link.id));
       return { self: this.#pinLink(link.id, linkFd, { ifindex }), peers: new Map() };
     }
-    throw new Error(`${spec.type} hooks are not chained here`);
+    const peers = tcPeers(hook);
+    if (!peers.length) {
+      // Alone on the hook: a plain cls_bpf filter, no dispatcher.
+      const progFd = bpf.objGet(this.progPin(link.programId));
+      try {
+        return { self: this.#attachTcFilter(progFd, link.id, spec), peers: new Map() };
+      } finally {
+        closeFd(progFd);
+      }
+    }
+    const filter = peers[0].link.tc!;
+    const program = record ?? this.#bareRecord(link.programId, spec);
+    const placement = await this.#tcApply(spec, ifindex, filter, [...peers, { link, program }], hook);
+    return {
+      self: {
+        ifindex,
+        tc: { handle: filter.handle, priority: filter.priority, qdiscCreated: false },
+        slotProgramId: placement.get(link.id)?.slotProgramId,
+      },
+      peers: new Map(
+        peers.map((
+          { link: l },
+        ) => [l.id, { ifindex, tc: l.tc, slotProgramId: placement.get(l.id)?.slotProgramId }]),
+      ),
+    };
+  }
+
+  #tcHook(
+    spec: Extract<AttachSpec, { type: "tc" }>,
+    ifindex: number,
+    filter: { handle: number; priority: number },
+  ): TcHook {
+    return { iface: spec.iface, ifindex, netns: netnsPath(spec.netns), direction: spec.direction, filter };
+  }
+
+  async #tcApply(
+    spec: Extract<AttachSpec, { type: "tc" }>,
+    ifindex: number,
+    filter: { handle: number; priority: number },
+    members: HookMember[],
+    hook: Pick<HookContext, "reload">,
+  ) {
+    try {
+      return await this.tc.apply(
+        this.#tcHook(spec, ifindex, filter),
+        members.map((m) => tcMember(m, hook.reload)),
+      );
+    } catch (err) {
+      throw kernelRefused(err, `attach tc ${spec.direction} to ${spec.iface}`);
+    }
   }
 
   async #xdpApply(
@@ -494,9 +549,28 @@ export class NodeKernel {
    * Takes `link` out of its hook's chain; `hook.peers` stay, in order (XDP: the dispatcher is rebuilt
    * without it, or the last one left runs directly). Returns the kernel side of the peers it moved.
    */
-  async detachFromHook(link: LinkRecord, hook: HookContext): Promise<Map<number, Attachment>> {
+  async detachFromHook(
+    link: LinkRecord,
+    hook: HookContext,
+    releaseQdisc = false,
+  ): Promise<Map<number, Attachment>> {
+    if (link.attach.type === "tc" && link.tc && tcPeers(hook).length) {
+      const spec = link.attach;
+      let ifindex: number;
+      try {
+        ifindex = this.#ifindex(spec.iface, spec.netns);
+      } catch {
+        return new Map();
+      }
+      const placement = await this.#tcApply(spec, ifindex, link.tc, tcPeers(hook), hook);
+      return new Map(
+        tcPeers(hook).map((
+          { link: l },
+        ) => [l.id, { ifindex, tc: l.tc, slotProgramId: placement.get(l.id)?.slotProgramId }]),
+      );
+    }
     if (link.attach.type !== "xdp") {
-      await this.detach(link);
+      await this.detach(link, releaseQdisc);
       return new Map();
     }
     const spec = link.attach;
@@ -554,6 +628,19 @@ export class NodeKernel {
         members.map(({ link, program }) => tcxMember(this, link, program)),
       );
       return { hook: hookName, ...base, chain };
+    }
+    const filter = members.find((m) => m.link.tc)?.link.tc;
+    if (filter && members.length > 1) {
+      const view = this.tc.chain(
+        this.#tcHook(spec, ifindex, filter),
+        members.map((m) => tcMember(m, NO_RELOAD)),
+      );
+      return {
+        hook: hookName,
+        ...base,
+        ...(view.dispatcherId ? { dispatcherId: view.dispatcherId } : {}),
+        chain: view.entries,
+      };
     }
     const chain = members
       .filter((m) => m.link.attach.type === "tc")
@@ -788,6 +875,18 @@ export class NodeKernel {
     if (link.attach.type === "tc" && link.tc && link.ifindex) {
       const { ifindex, tc } = link;
       const point = link.attach.direction === "ingress" ? TcAttachPoint.INGRESS : TcAttachPoint.EGRESS;
+      if (link.slotProgramId) {
+        // In a dispatcher: the shared filter is there, and so is the program's slot extension.
+        try {
+          const running = inNetns(
+            netnsPath(link.attach.netns),
+            () => bpf.tcQuery(ifindex, point, tc.handle, tc.priority),
+          );
+          return running !== undefined && this.programInfo(link.slotProgramId) !== undefined;
+        } catch {
+          return false;
+        }
+      }
       try {
         return inNetns(
           netnsPath(link.attach.netns),
@@ -863,6 +962,24 @@ function knownIds(members: HookMember[]): Set<number> {
 
 function xdpMember({ link, program }: HookMember, reload: HookContext["reload"]): XdpMember {
   const spec = link.attach as Extract<AttachSpec, { type: "xdp" }>;
+  return {
+    linkId: link.id,
+    programId: link.programId,
+    name: program.name,
+    priority: spec.priority,
+    proceedOn: spec.proceedOn,
+    slotProgramId: link.slotProgramId,
+    reload: () => reload(program),
+  };
+}
+
+/** bpfd's other tc links on the hook that run in its shared filter. */
+function tcPeers(hook: HookContext): HookMember[] {
+  return hook.peers.filter((p) => p.link.attach.type === "tc" && p.link.tc && p.link.ifindex);
+}
+
+function tcMember({ link, program }: HookMember, reload: HookContext["reload"]): TcMember {
+  const spec = link.attach as Extract<AttachSpec, { type: "tc" }>;
   return {
     linkId: link.id,
     programId: link.programId,
