@@ -115,7 +115,7 @@ capTest({
   assert.deepEqual(hook.chain.map((e: Json) => e.programId), [p1.id, p2.id, p3.id]);
   for (const e of hook.chain) assert.equal(e.slotProgramId, slots.get(e.programId), "extension not reloaded");
   assert.equal(await net.ping(3), 3);
-  assert.deepEqual(chainOrder(programs), [1, 2, 3]);
+  assert.deepEqual(chainOrder(programs.slice(0, 3)), [1, 2, 3], "the detached tag 4 is left out");
   assertRan(chainCounts(programs), counts, [1, 2, 3], 3);
 
   // Back to one program: it runs directly again, no dispatcher.
