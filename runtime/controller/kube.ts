@@ -42,6 +42,8 @@ class Collection<T extends Obj> {
     onChange: (obj: T, deleted: boolean) => void,
     log: () => Logger,
     fieldSelector?: string,
+    /** For a namespaced collection: the namespace its objects are in. */
+    readonly namespace?: string,
   ) {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, undefined, fieldSelector);
     const seen = (obj: T, deleted: boolean) => {
@@ -78,7 +80,7 @@ class Collection<T extends Obj> {
   }
 
   get(name: string): T | undefined {
-    const cached = this.informer.get(name);
+    const cached = this.informer.get(name, this.namespace);
     const o = this.#overlay.get(name);
     if (!o) return cached;
     if (Date.now() - o.at > 30_000) {
@@ -192,6 +194,7 @@ export class KubeStore implements Store {
       (o, deleted) => handlers.settings(deleted ? undefined : (o as k8s.V1ConfigMap).data ?? {}),
       opts.log,
       `metadata.name=${CONFIGMAP_NAME}`,
+      namespace,
     );
   }
 

@@ -97,7 +97,9 @@ export function setCondition(conds: Condition[] | undefined, cond: Omit<Conditio
   const old = i >= 0 ? list[i] : undefined;
   const next: Condition = {
     ...cond,
-    lastTransitionTime: old && old.status === cond.status ? old.lastTransitionTime : new Date().toISOString(),
+    lastTransitionTime: old && old.status === cond.status
+      ? old.lastTransitionTime
+      : new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
   };
   if (old?.observedGeneration !== undefined && cond.observedGeneration === undefined) {
     next.observedGeneration = old.observedGeneration;
@@ -182,13 +184,12 @@ export class Reconciler {
 
   /** Everything again (start, leadership won, periodic resync, settings changed). */
   resyncAll(): void {
+    this.log.debug("resync", { configs: this.store.configs().length, queued: this.queue.length });
+    // A config fans out to its pairs; BpfPrograms of configs that are gone are queued directly.
     for (const c of this.store.configs()) this.configChanged(c.metadata.name);
     for (const bp of this.store.programs()) {
       const p = pairOf(bp);
-      if (p) {
-        this.queue.add(`pair:${p.config}/${p.node}`);
-        this.queue.add(`summary:${p.config}`);
-      }
+      if (p && !this.store.config(p.config)) this.queue.add(`pair:${p.config}/${p.node}`);
     }
   }
 
