@@ -1,0 +1,147 @@
+// Standalone mode: the controller fed by BpfProgramConfig files in a directory, driving a local node
+// runtime (a real runtime process on a unix socket) — files added, changed and removed converge the node.
+import assert from "node:assert/strict";
+import { bytecodePath, readCounter, RuntimeProcess } from "../_runtime.ts";
+import { waitFor } from "../_kube.ts";
+import { ControllerProcess, type Json } from "./_cluster.ts";
+import { NodeNet } from "./_nodes.ts";
+
+Deno.test("standalone: config files in a directory converge the local node", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "bpfd-standalone-" });
+  const configs = `${dir}/configs`, status = `${dir}/status`;
+  await Deno.mkdir(configs);
+  await using net = await NodeNet.create(240);
+  let runtime: RuntimeProcess | undefined;
+  let controller: ControllerProcess | undefined;
+  try {
+    await Deno.mkdir(`${dir}/rt`);
+    runtime = await RuntimeProcess.start(`${dir}/rt`);
+    controller = new ControllerProcess("standalone", [
+      "--standalone",
+      configs,
+      "--runtime",
+      `unix:${runtime.socket}`,
+      "--node-name",
+      "local",
+      "--node-labels",
+      "role=edge",
+      "--resync",
+      "1",
+      "--status-dir",
+      status,
+    ], `${dir}/controller.log`);
+    await controller.start();
+    const rt = runtime;
+    const owned = async (owner: string) =>
+      ((await rt.call("list", {})).body.programs as Json[]).filter((p) =>
+        p.program.metadata["bpfd.io/owner"] === owner
+      );
+    const seed = (extra = "") =>
+      Deno.readTextFileSync(new URL("../../crds/examples/xdp-pass-all-nodes.yaml", import.meta.url))
+        .replace("name: pass", "name: xdp_counter")
+        .replace("interface: eth0", `interface: ${net.hostIf}`)
+        .replace(/imageurl: .*/, `path: ${bytecodePath("xdp_counter")}`) + extra;
+    const statusOf = async (name: string) => {
+      try {
+        return JSON.parse(await Deno.readTextFile(`${status}/${name}.json`));
+      } catch {
+        return undefined;
+      }
+    };
+
+    await t.step("a file added loads the program; its BpfProgram is written to the status dir", async () => {
+      await Deno.writeTextFile(`${configs}/xdp.yaml`, seed());
+      const [p] = await waitFor("loaded", async () => {
+        const o = await owned("xdp-pass-all-nodes-local");
+        return o.length === 1 && o[0].links.length === 1 ? o : undefined;
+      }, 30000);
+      const bp = await waitFor("status", async () => {
+        const s = await statusOf("xdp-pass-all-nodes-local");
+        return s?.status?.conditions?.[0]?.reason === "bpfdLoaded" ? s : undefined;
+      });
+      assert.deepEqual(Object.keys(bp.spec.programs), [String(p.id)]);
+      const map = p.program.maps.xdp_packets;
+      const before = readCounter(map);
+      assert.equal(await net.pingHost(4), 4);
+      assert.ok(readCounter(map) >= before + 4);
+    });
+
+    let firstId = 0;
+    await t.step(
+      "a changed file replaces the program; a nodeselector that no longer matches unloads it",
+      async () => {
+        firstId = (await owned("xdp-pass-all-nodes-local"))[0].id;
+        await Deno.writeTextFile(
+          `${configs}/xdp.yaml`,
+          seed().replace("nodeselector: {}", "nodeselector: {matchLabels: {role: edge}}") +
+            "  globaldata:\n    verdict: AgAAAA==\n",
+        );
+        await waitFor("replaced", async () => {
+          const o = await owned("xdp-pass-all-nodes-local");
+          return o.length === 1 && o[0].id !== firstId && o[0].links.length === 1;
+        }, 30000);
+        await Deno.writeTextFile(
+          `${configs}/xdp.yaml`,
+          seed().replace("nodeselector: {}", "nodeselector: {matchLabels: {role: core}}"),
+        );
+        await waitFor("unloaded", async () => (await owned("xdp-pass-all-nodes-local")).length === 0, 30000);
+        await waitFor(
+          "status removed",
+          async () => (await statusOf("xdp-pass-all-nodes-local")) === undefined,
+        );
+        await Deno.writeTextFile(`${configs}/xdp.yaml`, seed());
+        await waitFor(
+          "loaded again",
+          async () => (await owned("xdp-pass-all-nodes-local")).length === 1,
+          30000,
+        );
+      },
+    );
+
+    await t.step("an invalid file is reported and does not disturb the others", async () => {
+      await Deno.writeTextFile(
+        `${configs}/bad.yaml`,
+        seed().replace("xdp-pass-all-nodes", "bad").replace("XDP", "XDPP"),
+      );
+      await waitFor(
+        "reported",
+        async () =>
+          /invalid config file.*bad\.yaml.*spec\.type/.test(await Deno.readTextFile(`${dir}/controller.log`)),
+      );
+      assert.equal((await owned("xdp-pass-all-nodes-local")).length, 1);
+      assert.equal((await owned("bad-local")).length, 0);
+    });
+
+    await t.step("drift is repaired by the resync", async () => {
+      const [p] = await owned("xdp-pass-all-nodes-local");
+      const r = await rt.call("unload", { programId: p.id }); // behind the controller's back
+      assert.equal(r.status, 200);
+      await waitFor("reloaded", async () => {
+        const o = await owned("xdp-pass-all-nodes-local");
+        return o.length === 1 && o[0].id !== p.id;
+      }, 30000);
+    });
+
+    await t.step("a file removed unloads the program", async () => {
+      await Deno.remove(`${configs}/xdp.yaml`);
+      await waitFor("unloaded", async () => (await owned("xdp-pass-all-nodes-local")).length === 0, 30000);
+      assert.deepEqual((await rt.call("list", {})).body.programs, []);
+    });
+  } catch (err) {
+    console.error(await Deno.readTextFile(`${dir}/controller.log`).catch(() => ""));
+    throw err;
+  } finally {
+    await controller?.kill("SIGKILL");
+    if (runtime) {
+      for (
+        const p of ((await runtime.call("list", {}).catch(() => ({ body: { programs: [] } }))).body
+          .programs as Json[])
+      ) {
+        await runtime.call("unload", { programId: p.id }).catch(() => {});
+      }
+      await runtime.stop();
+    }
+    await new Deno.Command("umount", { args: [`${dir}/rt/fs`], stderr: "null" }).output();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
