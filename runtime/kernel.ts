@@ -471,7 +471,10 @@ export class NodeKernel {
         if (change === "move") this.#detachPinnedLink(link.id);
         linkFd = this.tcx.attach(thook, progFd, member, peers);
       } catch (err) {
-        throw kernelRefused(err, `attach TCX ${spec.direction} to ${spec.iface}`);
+        const hint = err instanceof bpf.LibbpfError && err.code === "EINVAL"
+          ? "kernels before 6.6 have no TCX; attach as type tc"
+          : undefined;
+        throw kernelRefused(err, `attach TCX ${spec.direction} to ${spec.iface}`, hint);
       } finally {
         closeFd(progFd);
       }
