@@ -4,7 +4,7 @@
  * a clear error; the VM tier proves them where the kernel allows them.
  */
 import assert from "node:assert/strict";
-import { BpfdError } from "../../functions/_errors.ts";
+import { detectCaps } from "../_caps.ts";
 import {
   bytecodePath,
   fixturePath,
@@ -49,7 +49,7 @@ function u32(value: number): string {
   return btoa(String.fromCharCode(...bytes));
 }
 
-Deno.test("tracepoint program counts exactly the target process's getppid syscalls", async () => {
+Deno.test("tracepoint program counts exactly the target process's getppid syscalls [proves tracepoint]", async () => {
   const before = kernelSnapshot();
   await using rt = await startTestRuntime();
   await using target = startTarget();
@@ -69,7 +69,7 @@ Deno.test("tracepoint program counts exactly the target process's getppid syscal
   assert.deepEqual(await leftovers(before, ["enter_getppid"]), []);
 });
 
-Deno.test("uprobe and uretprobe count exactly the calls of a function in a binary", async () => {
+Deno.test("uprobe and uretprobe count exactly the calls of a function in a binary [proves uprobe, uretprobe]", async () => {
   const before = kernelSnapshot();
   await using rt = await startTestRuntime();
   await using target = startTarget();
@@ -112,11 +112,11 @@ Deno.test("uprobe on a function that is not in the target is a 404 naming the fu
   assert.equal(rt.node.state.links().length, 0);
 });
 
-const hasKprobes = await Deno.stat("/sys/bus/event_source/devices/kprobe").then(() => true, () => false);
+const { caps } = detectCaps();
 
 Deno.test({
-  name: "kprobe attach on a kernel without kprobes fails with a clear 422 and leaves nothing",
-  ignore: hasKprobes,
+  name: `kprobe attach where the kernel has no kprobes: a clear 422, nothing left (${caps.kprobes.why})`,
+  ignore: caps.kprobes.available, // then tests/kernel/probes_test.ts proves kprobes instead
   async fn() {
     await using rt = await startTestRuntime();
     const { programs: [program] } = await rt.invoke("load", {
@@ -133,20 +133,21 @@ Deno.test({
   },
 });
 
-Deno.test("fentry on this host: load succeeds where trampolines are allowed, else a 422 that says why", async () => {
-  await using rt = await startTestRuntime();
-  const before = kernelSnapshot();
-  try {
-    const { programs: [program] } = await rt.invoke("load", {
+Deno.test({
+  name:
+    `fentry load where the kernel refuses trampolines: a 422 that says why, nothing left (${caps.fentry.why})`,
+  ignore: caps.fentry.available, // then tests/kernel/probes_test.ts proves fentry instead
+  async fn() {
+    await using rt = await startTestRuntime();
+    const before = kernelSnapshot();
+    const res = await rt.call("load", {
       bytecode: { path: bytecodePath("probe_counters") },
       programs: [{ name: "fentry_counter", type: "fentry", fnName: "do_unlinkat" }],
     });
-    assert.ok(program.id > 0); // a kernel that allows trampolines (the VM tier proves firing)
-  } catch (err) {
-    assert.ok(err instanceof BpfdError, String(err));
-    assert.equal(err.status, 422);
-    assert.equal(err.details.errno, "EPERM");
-    assert.match(err.message, /does not allow trampoline programs/);
+    assert.equal(res.status, 422);
+    assert.equal(res.body.error.errno, "EPERM");
+    assert.match(res.body.error.message, /does not allow trampoline programs/);
     assert.deepEqual(await leftovers(before, ["fentry_counter"]), []);
-  }
+    assert.equal(rt.node.state.programs().length, 0);
+  },
 });
