@@ -95,11 +95,15 @@ const MODE_FLAGS: Record<XdpMode, number> = {
   hw: XdpFlags.HW_MODE,
 };
 const MAX_RETRIES = 10;
+const MAIN_FUNCTION = "xdp_dispatcher";
 
 /** Someone changed the hook between reading it and swapping: start over. */
 class HookChanged extends Error {}
 
 export class XdpChains {
+  /** Set once the kernel refused an extension program: single programs then attach directly. */
+  #extensionsRefused = false;
+
   constructor(readonly dir: string = libxdpDir()) {}
 
   #dispatchDir(ifindex: number, dispatcherId: number): string {
@@ -229,8 +233,21 @@ export class XdpChains {
     if (planned.length === 0) {
       if (state.kind !== "empty") this.#swap(hook, -1, state);
     } else if (planned.length === 1 && planned[0].member) {
+      // libxdp's trick: alone, the program replaces the dispatcher's main function, so it costs what a
+      // directly attached program costs and xdp-loader still finds a dispatcher to join. Where the
+      // kernel refuses extensions, the program is attached directly.
       const only = planned[0].member;
-      if (!(state.kind === "program" && state.programId === only.programId)) {
+      let inDispatcher = false;
+      if (!this.#extensionsRefused) {
+        try {
+          await this.#swapInDispatcher(hook, state, planned, placement);
+          inDispatcher = true;
+        } catch (err) {
+          if (!(err instanceof BpfdError && err.details.errno === "EPERM")) throw err;
+          this.#extensionsRefused = true;
+        }
+      }
+      if (!inDispatcher && !(state.kind === "program" && state.programId === only.programId)) {
         bpf.withFd(bpf.programFdById(only.programId), (fd) => this.#swap(hook, fd, state));
       }
     } else {
@@ -264,10 +281,14 @@ export class XdpChains {
     const dir = this.#dispatchDir(hook.ifindex, dispatcher.id);
     let pinned = false;
     try {
-      const targets = slotTargets(dispatcher.fd, planned.length);
+      // One program replaces the whole main function (as libxdp does); several fill prog0..prog<n-1>.
+      const functions = planned.length === 1 ? [MAIN_FUNCTION] : planned.map((_, i) => `prog${i}`);
+      const targets = planned.length === 1
+        ? [bpf.btfFuncId(dispatcher.fd, MAIN_FUNCTION)]
+        : slotTargets(dispatcher.fd, planned.length);
       const filled: Array<{ prog: HeldProgram; link: number }> = [];
       for (const [i, p] of planned.entries()) {
-        const prog = await this.#slotProgram(hook, p, dispatcher.fd, i);
+        const prog = await this.#slotProgram(hook, p, dispatcher.fd, functions[i]);
         held.push(prog.fd);
         const link = bpf.freplaceAttach(
           `attach program ${prog.id} to slot ${i}`,
@@ -300,7 +321,7 @@ export class XdpChains {
     hook: XdpHook,
     p: { member?: XdpMember; slot?: XdpSlot },
     dispatcherFd: number,
-    i: number,
+    fn: string,
   ): Promise<HeldProgram> {
     const existing = p.member ? p.member.slotProgramId : p.slot!.programId;
     if (existing) {
@@ -312,7 +333,7 @@ export class XdpChains {
     }
     const member = p.member!;
     try {
-      return loadExtension(await member.reload(), dispatcherFd, `prog${i}`);
+      return loadExtension(await member.reload(), dispatcherFd, fn);
     } catch (err) {
       if (err instanceof bpf.LibbpfError && err.code === "EPERM" && !err.verifierLog) {
         throw extensionsRefused(

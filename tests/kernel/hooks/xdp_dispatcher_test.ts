@@ -72,14 +72,15 @@ capTest({
   }]);
   const [p1, p2, p3, p4] = programs;
   const l1 = (await rt.invoke("attach", xdpAttach(net, p1.id, 30))).linkId;
-  assert.match(
-    await net.exec(net.hostNs, "ip", "link", "show", net.hostIf),
-    new RegExp(`prog/xdp id ${p1.id} `),
-  );
+  // Alone, the program replaces the dispatcher's main function (libxdp's trick): one slot, no chain cost.
+  let hook = await hookChain(rt);
+  assert.ok(hook.dispatcherId);
+  assert.deepEqual(hook.chain.map((e: Json) => e.programId), [p1.id]);
+  assert.equal(await net.ping(2), 2);
   const l2 = (await rt.invoke("attach", xdpAttach(net, p2.id, 10))).linkId;
   const l3 = (await rt.invoke("attach", xdpAttach(net, p3.id, 20))).linkId;
 
-  let hook = await hookChain(rt);
+  hook = await hookChain(rt);
   assert.ok(hook.dispatcherId, "several programs run in a dispatcher");
   assert.match(
     await net.exec(net.hostNs, "ip", "link", "show", net.hostIf),
@@ -118,14 +119,14 @@ capTest({
   assert.deepEqual(chainOrder(programs.slice(0, 3)), [1, 2, 3], "the detached tag 4 is left out");
   assertRan(chainCounts(programs), counts, [1, 2, 3], 3);
 
-  // Back to one program: it runs directly again, no dispatcher.
+  // Back to one program: it replaces the main function again, still the same extension.
   await rt.invoke("detach", { linkId: l2 });
   await rt.invoke("detach", { linkId: l3 });
-  assert.match(
-    await net.exec(net.hostNs, "ip", "link", "show", net.hostIf),
-    new RegExp(`prog/xdp id ${p1.id} `),
-  );
+  hook = await hookChain(rt);
+  assert.deepEqual(hook.chain.map((e: Json) => [e.programId, e.slotProgramId]), [[p1.id, slots.get(p1.id)]]);
+  counts = chainCounts(programs);
   assert.equal(await net.ping(2), 2);
+  assertRan(chainCounts(programs), counts, [1], 2);
   for (const p of [...programs].reverse()) await rt.invoke("unload", { programId: p.id });
   assert.doesNotMatch(await net.exec(net.hostNs, "ip", "link", "show", net.hostIf), /prog\/xdp/);
   assert.deepEqual(await leftovers(before, NAMES), []);
@@ -159,13 +160,13 @@ capTest({
   await using net = await VethPair.create();
   await using rt = await startTestRuntime();
   const programs = await loadChain(rt, "xdp", [{ tag: 1 }, { tag: 2 }]);
-  const [l1, l2] = [
-    (await rt.invoke("attach", xdpAttach(net, programs[0].id, 10))).linkId,
-    (await rt.invoke("attach", xdpAttach(net, programs[1].id, 20))).linkId,
-  ];
   const loader = (...args: string[]) => net.exec(net.hostNs, "xdp-loader", ...args);
+  // One bpfd program (in a one-slot dispatcher), then xdp-loader's joins, then bpfd's second.
+  const l1 = (await rt.invoke("attach", xdpAttach(net, programs[0].id, 10))).linkId;
   await loader("load", "-m", "native", net.hostIf, bytecodePath("xdp_counter"));
   try {
+    assert.deepEqual((await hookChain(rt)).chain.map((e: Json) => e.managed), [true, false]);
+    const l2 = (await rt.invoke("attach", xdpAttach(net, programs[1].id, 20))).linkId;
     const status = await loader("status", net.hostIf);
     assert.match(status, /xdp_dispatcher/, status);
     assert.match(status, /chain_xdp[\s\S]*chain_xdp/, "xdp-loader shows bpfd's programs");
