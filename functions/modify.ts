@@ -56,12 +56,25 @@ export const modify = defineFunction({
       throw invalid(String(err.details.field ?? "proceedOn").replace(/^attach\./, ""), err.message);
     }
     const spec = parsed.data;
+    if (!isSharedHook(spec)) throw invalid("linkId", `link ${linkId} is not on a network hook`);
     checkTcxProceedOn(spec, "proceedOn");
     return await ctx.locks.with([hookKey(link.programId, link.attach)], async () => {
       const current = ctx.state.link(linkId);
       if (!current) throw notFound("link", linkId, { field: "linkId" });
       const program = ctx.state.program(current.programId);
       if (!program) throw notFound("program", current.programId, { field: "linkId" });
+      const unchanged = (current.attach as { priority: number }).priority === spec.priority &&
+        JSON.stringify((current.attach as { proceedOn: string[] }).proceedOn) ===
+          JSON.stringify(spec.proceedOn);
+      if (unchanged) {
+        return {
+          linkId,
+          programId: current.programId,
+          attach: current.attach,
+          kernelLinkId: current.kernelLinkId,
+          slotProgramId: current.slotProgramId,
+        };
+      }
       const changed: LinkRecord = { ...current, attach: spec };
       const change = await ctx.kernel.rechain(changed, program, hookContext(ctx, changed));
       const done: LinkRecord = { ...changed, ...change.self };

@@ -465,11 +465,14 @@ export class NodeKernel {
       const progFd = bpf.objGet(this.progPin(link.programId));
       let linkFd: number;
       try {
-        // A move: mprog refuses one program twice on a hook and keeps a replaced link in place, so the
-        // old link goes and the new one comes in back-to-back calls (the program skips the packets in
-        // between, microseconds; none is dropped for it).
-        if (change === "move") this.#detachPinnedLink(link.id);
-        linkFd = this.tcx.attach(thook, progFd, member, peers);
+        if (change === "move") {
+          linkFd = bpf.withFd(
+            bpf.objGet(this.linkPin(link.id)),
+            (oldLinkFd) => this.tcx.move(thook, progFd, member, peers, oldLinkFd),
+          );
+        } else {
+          linkFd = this.tcx.attach(thook, progFd, member, peers);
+        }
       } catch (err) {
         const hint = err instanceof bpf.LibbpfError && err.code === "EINVAL"
           ? "kernels before 6.6 have no TCX; attach as type tc"
@@ -831,15 +834,6 @@ export class NodeKernel {
       return;
     }
     await this.releaseLink(link.id);
-  }
-
-  /** Detaches the link pinned as `linkId` from its hook; the pin stays (a missing pin is not an error). */
-  #detachPinnedLink(linkId: number): void {
-    try {
-      bpf.withFd(bpf.objGet(this.linkPin(linkId)), (fd) => bpf.linkDetach(fd));
-    } catch (err) {
-      if (!(err instanceof bpf.LibbpfError && err.code === "ENOENT")) throw err;
-    }
   }
 
   /** Detaches the link pinned as `linkId` and removes the pin; a missing pin is not an error. */

@@ -103,11 +103,25 @@ export interface HeldProgram {
 export function loadDispatcher(kind: DispatcherKind, slots: SlotConfig[]): HeldProgram {
   const obj = bpf.BpfObject.open(OBJECT[kind]);
   try {
+    for (const p of obj.programs()) obj.setAutoload(p.name, p.name === MAIN[kind]);
     const conf = obj.globals().find((g) => g.name === "conf");
     if (!conf) throw new Error(`${OBJECT[kind]} has no conf variable`);
     obj.setGlobal(conf, encodeConfig(slots));
     obj.load();
     const id = bpf.programInfo(obj.programFd(MAIN[kind])).id;
+    return { fd: bpf.programFdById(id), id };
+  } finally {
+    obj.close();
+  }
+}
+
+/** A TCX placeholder program (returns TC_ACT_UNSPEC: the next program runs); the caller closes the fd. */
+export function loadPassOn(): HeldProgram {
+  const obj = bpf.BpfObject.open(OBJECT.tc);
+  try {
+    for (const p of obj.programs()) obj.setAutoload(p.name, p.name === "tc_pass_on");
+    obj.load();
+    const id = bpf.programInfo(obj.programFd("tc_pass_on")).id;
     return { fd: bpf.programFdById(id), id };
   } finally {
     obj.close();

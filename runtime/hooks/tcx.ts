@@ -8,12 +8,19 @@
  * The kernel runs the next program only when one returns TC_ACT_UNSPEC (TCX_NEXT); any other verdict
  * ends the chain — proceed-on on TCX is the kernel's rule, not bpfd's.
  *
+ * mprog has no move, refuses one program twice on a hook, and keeps a link's place when its program is
+ * replaced. A move therefore parks a placeholder (returns TC_ACT_UNSPEC) at the new place first, then
+ * swaps the program out of its old link (for a second placeholder) and into the new one: two in-place
+ * link updates back to back, which need no RCU grace period, so the program is out of the chain for
+ * microseconds instead of the milliseconds a detach and a fresh attach take.
+ *
  * @module
  */
 import { BpfAttachFlags, BpfAttachType } from "../../ffi/abi.ts";
 import * as bpf from "../../ffi/libbpf.ts";
 import { inNetns } from "../../ffi/libc.ts";
 import { conflict } from "../../functions/_errors.ts";
+import { loadPassOn } from "./dispatcher.ts";
 import { compareChainKeys, kernelName } from "./order.ts";
 import type { ChainEntry } from "./xdp.ts";
 
@@ -114,6 +121,44 @@ export class TcxChains {
       }
     }
   }
+
+  /**
+   * Moves `member` (its program `progFd`, running on link `oldLinkFd`) to its place among `peers` by
+   * its (new) priority. Returns the fd of the link it runs on afterwards; the old link is detached.
+   */
+  move(hook: TcxHook, progFd: number, member: TcxMember, peers: TcxMember[], oldLinkFd: number): number {
+    const parked = loadPassOn();
+    const stand = loadPassOn();
+    let newLink = -1;
+    try {
+      newLink = this.attach(hook, parked.fd, member, peers);
+      bpf.linkUpdate(`take program ${member.programId} out of its place`, oldLinkFd, stand.fd, progFd);
+      try {
+        bpf.linkUpdate(`put program ${member.programId} in its new place`, newLink, progFd, parked.fd);
+      } catch (err) {
+        bpf.linkUpdate(`put program ${member.programId} back`, oldLinkFd, progFd, stand.fd);
+        throw err;
+      }
+      detachQuietly(oldLinkFd);
+      const moved = newLink;
+      newLink = -1;
+      return moved;
+    } finally {
+      if (newLink >= 0) {
+        detachQuietly(newLink);
+        bpf.closeFd(newLink);
+      }
+      bpf.closeFd(parked.fd);
+      bpf.closeFd(stand.fd);
+    }
+  }
+}
+
+/** Detaches a link, ignoring one that is already gone. */
+function detachQuietly(linkFd: number): void {
+  try {
+    bpf.linkDetach(linkFd);
+  } catch { /* already detached */ }
 }
 
 function nameOf(programId: number): string {

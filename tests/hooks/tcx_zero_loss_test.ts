@@ -1,6 +1,7 @@
 /**
  * Zero loss on TCX: continuous pings across 1000 chain changes (reorders by `modify`, a fourth program
- * attached and detached) lose no packet — every program in the chain passes, so none may be dropped.
+ * attached and detached) lose no packet — every program in the chain passes, so none may be dropped —
+ * and every program that stays in the chain, moved or not, runs on every packet.
  */
 import assert from "node:assert/strict";
 import { VethPair } from "../_netns.ts";
@@ -67,15 +68,12 @@ Deno.test(`TCX: ${CHANGES} chain changes under continuous traffic lose no packet
   assert.ok(changesTook < pingTook, "the changes happened while traffic ran");
   assert.equal(transmitted, count);
   assert.equal(received, transmitted, `lost ${transmitted - received} of ${transmitted} packets`);
-  // The program that never moved ran on every packet; a moved one skips the packets that pass while it
-  // is out of the chain (mprog has no in-place move): reported, and few.
+  // Every program ran on every packet, also the moved ones (a move swaps the program between two links
+  // in place, see runtime/hooks/tcx.ts).
   const after = chainCounts(programs);
-  assert.ok(after.get(2)! - counts.get(2)! >= count, "the unmoved program ran on every packet");
-  for (const tag of [1, 3]) {
-    const skipped = count - (after.get(tag)! - counts.get(tag)!);
-    console.log(
-      `tag ${tag} (moved ${CHANGES / 4} times) skipped ${Math.max(0, skipped)} of ${count} packets`,
-    );
+  for (const tag of [1, 2, 3]) {
+    const seen = after.get(tag)! - counts.get(tag)!;
+    assert.ok(seen >= count, `tag ${tag} saw ${seen} of ${count} packets`);
   }
   for (const p of programs.reverse()) await rt.invoke("unload", { programId: p.id });
   assert.deepEqual(await leftovers(before, ["chain_tc"]), []);
