@@ -175,6 +175,7 @@ export class Controller {
     this.queue.stop();
     await this.leader?.stop();
     await this.#workers;
+    await this.reconciler.flushEvents();
     await this.store.stop();
     if (this.#nodes instanceof HttpNodeCaller) this.#nodes.close();
   }

@@ -151,6 +151,7 @@ export class Reconciler {
   log: Logger;
   #nodes: NodeCaller;
   #configFinalizer: boolean;
+  #pendingEvents = new Set<Promise<void>>();
 
   constructor(opts: ReconcilerOptions) {
     this.store = opts.store;
@@ -396,15 +397,15 @@ export class Reconciler {
     const updated = await this.#write(() =>
       this.store.updateProgramStatus({ ...bp, status: { ...bp.status, conditions } })
     );
-    if (!old || old.status !== cond.status || old.message !== cond.message) {
-      const ok = cond.status === "True";
+    // Failures get an Event per BpfProgram; loads are summed up in the config's Event (one write, not N).
+    if (cond.status !== "True" && (!old || old.status !== cond.status || old.message !== cond.message)) {
       await this.#event({
         kind: "BpfProgram",
         name: bp.metadata.name,
         uid: updated.metadata.uid ?? bp.metadata.uid,
-        type: ok ? "Normal" : "Warning",
+        type: "Warning",
         reason: cond.reason,
-        message: ok ? `Loaded on node ${bp.spec.node}` : cond.message,
+        message: cond.message,
       });
     }
     return updated;
@@ -486,12 +487,12 @@ export class Reconciler {
     const old = cfg.status?.conditions?.find((c) => c.type === LOADED);
     const cur = cfg;
     cfg = await this.#write(() => this.store.updateConfigStatus({ ...cur, status }));
-    if (!old || old.reason !== cond.reason) {
+    if ((!old || old.reason !== cond.reason) && cond.reason !== REASON_PENDING) {
       await this.#event({
         kind: "BpfProgramConfig",
         name,
         uid: cfg.metadata.uid,
-        type: cond.status === "True" || cond.reason === REASON_PENDING ? "Normal" : "Warning",
+        type: cond.status === "True" ? "Normal" : "Warning",
         reason: cond.reason,
         message: cond.message,
       });
@@ -503,12 +504,18 @@ export class Reconciler {
     return await fn();
   }
 
-  async #event(e: EventSpec): Promise<void> {
+  /** Records an Event without holding up the reconcile (Events are best effort, as in client-go). */
+  #event(e: EventSpec): Promise<void> {
     this.stats.events++;
-    try {
-      await this.store.event(e);
-    } catch (err) {
-      this.log.warn("event not recorded", { event: e, error: String(err) });
-    }
+    const p = this.store.event(e).catch((err) =>
+      this.log.warn("event not recorded", { event: e, error: String(err) })
+    ).finally(() => this.#pendingEvents.delete(p));
+    this.#pendingEvents.add(p);
+    return Promise.resolve();
+  }
+
+  /** Waits for Events still being written. */
+  async flushEvents(): Promise<void> {
+    await Promise.all([...this.#pendingEvents]);
   }
 }

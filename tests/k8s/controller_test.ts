@@ -120,9 +120,15 @@ Deno.test("controller: BpfProgramConfig -> BpfPrograms -> programs on the select
           "--field-selector",
           "reason=bpfdLoaded",
           "-o",
-          "name",
+          "json",
         ]);
-        assert.ok(ev.stdout.trim().split("\n").length >= 4, `events: ${ev.stdout}`);
+        const loadedEvents = JSON.parse(ev.stdout).items.map((e: Json) =>
+          `${e.involvedObject.kind}/${e.involvedObject.name}: ${e.message}`
+        );
+        assert.ok(
+          loadedEvents.includes("BpfProgramConfig/xdp-pass-all-nodes: loaded on 3/3 nodes"),
+          String(loadedEvents),
+        );
       },
     );
 
@@ -218,6 +224,22 @@ Deno.test("controller: BpfProgramConfig -> BpfPrograms -> programs on the select
       assert.equal((await owned("node-c", "tc-edge-node-c")).length, 0, "the old program stayed");
       const cfg = await cluster.config("tc-edge");
       assert.deepEqual(cfg.status.failingNodes, ["node-c"]);
+      const warn = await kubectl([
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "involvedObject.name=tc-edge-node-c,type=Warning",
+        "-o",
+        "json",
+      ]);
+      assert.ok(
+        JSON.parse(warn.stdout).items.some((e: Json) =>
+          e.reason === "bpfdNotLoaded" && /not found/.test(e.message)
+        ),
+        warn.stdout,
+      );
       assert.match(cfg.status.conditions[0].message, /failing on 1: node-c: .*not found/);
       const get = await kubectl(["get", "bpfprograms"]);
       assert.match(get.stdout, /tc-edge-node-c\s+node-c\s+tc-edge\s+False\s+bpfdNotLoaded/);

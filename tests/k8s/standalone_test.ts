@@ -1,7 +1,9 @@
 // Standalone mode: the controller fed by BpfProgramConfig files in a directory, driving a local node
 // runtime (a real runtime process on a unix socket) — files added, changed and removed converge the node.
 import assert from "node:assert/strict";
-import { bytecodePath, readCounter, RuntimeProcess } from "../_runtime.ts";
+import { bytecodePath, readCounter, RuntimeProcess, startTestRuntime } from "../_runtime.ts";
+import { inProcessCaller, Standalone } from "../../runtime/controller/standalone.ts";
+import { Logger } from "../../runtime/log.ts";
 import { waitFor } from "../_kube.ts";
 import { ControllerProcess, type Json } from "./_cluster.ts";
 import { NodeNet } from "./_nodes.ts";
@@ -142,6 +144,45 @@ Deno.test("standalone: config files in a directory converge the local node", asy
       await runtime.stop();
     }
     await new Deno.Command("umount", { args: [`${dir}/rt/fs`], stderr: "null" }).output();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("standalone: in-process on the runtime's own node (the path for `deno task start --configs`)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bpfd-standalone-inproc-" });
+  await using net = await NodeNet.create(241);
+  await using rt = await startTestRuntime();
+  const sa = new Standalone({
+    dir,
+    node: { name: "local", labels: {} },
+    nodes: inProcessCaller(rt.node),
+    log: new Logger("warn"),
+    resyncMs: 500,
+  });
+  try {
+    await sa.start();
+    const seed = Deno.readTextFileSync(
+      new URL("../../crds/examples/xdp-pass-all-nodes.yaml", import.meta.url),
+    )
+      .replace("name: pass", "name: xdp_counter")
+      .replace("interface: eth0", `interface: ${net.hostIf}`)
+      .replace(/imageurl: .*/, `path: ${bytecodePath("xdp_counter")}`);
+    await Deno.writeTextFile(`${dir}/xdp.yaml`, seed);
+    await sa.rescan();
+    await sa.settled();
+    const progs = rt.node.state.programs();
+    assert.equal(progs.length, 1);
+    assert.equal(progs[0].metadata["bpfd.io/owner"], "xdp-pass-all-nodes-local");
+    const bp = sa.store.program("xdp-pass-all-nodes-local")!;
+    assert.equal(bp.status?.conditions?.[0].reason, "bpfdLoaded");
+    assert.equal(sa.store.config("xdp-pass-all-nodes")?.status?.nodes?.loaded, 1);
+    await Deno.remove(`${dir}/xdp.yaml`);
+    await sa.rescan();
+    await sa.settled();
+    assert.equal(rt.node.state.programs().length, 0);
+    assert.equal(sa.store.programs().length, 0);
+  } finally {
+    await sa.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 });

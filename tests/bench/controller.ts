@@ -1,0 +1,222 @@
+/**
+ * Controller benchmark: time from `kubectl apply` of a BpfProgramConfig (nodeselector {}) to every node
+ * Loaded (the config's status says so), for 1, 10 and 50 node runtimes — real runtime processes, each in
+ * its own network namespace with its own eth0 and Node object, one controller process, a real
+ * kube-apiserver — and the API writes each change costs (from the API server's own request counters,
+ * leases and the benchmark's own requests left out). Also the time to unload everywhere on delete, and
+ * the writes of an idle resync (should be none).
+ *
+ * ```sh
+ * deno run -A tests/bench/controller.ts            # 1, 10, 50 nodes
+ * deno run -A tests/bench/controller.ts 1 5        # other counts
+ * ```
+ * `benchController()` returns a BENCHMARKS.md section for `deno task bench`.
+ * @module
+ */
+import { waitFor } from "../_kube.ts";
+import { type Json, TestCluster } from "../k8s/_cluster.ts";
+
+const root = new URL("../..", import.meta.url).pathname;
+/** Apply/delete rounds per node count; the figures are medians. */
+const ROUNDS = Number(Deno.env.get("BPFD_BENCH_ROUNDS") ?? 3);
+
+/** Write requests the API server counted, by resource (leases and events apart). */
+async function writeCounts(cluster: TestCluster): Promise<Map<string, number>> {
+  const res = await fetch(`${cluster.kube.server}/metrics`, {
+    client: Deno.createHttpClient({ caCerts: [cluster.kube.caPem] }),
+    headers: { authorization: `Bearer ${cluster.kube.admin.token}` },
+  });
+  const text = await res.text();
+  const counts = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const labels = Object.fromEntries(
+      [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]),
+    );
+    if (!["POST", "PUT", "PATCH", "DELETE"].includes(labels.verb)) continue;
+    const key = `${labels.resource}${labels.subresource ? `/${labels.subresource}` : ""}`;
+    counts.set(key, (counts.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return counts;
+}
+
+function diff(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of b) {
+    const d = v - (a.get(k) ?? 0);
+    if (d > 0) out[k] = d;
+  }
+  return out;
+}
+
+const sum = (o: Record<string, number>, skip: string[] = []) =>
+  Object.entries(o).filter(([k]) => !skip.includes(k)).reduce((s, [, v]) => s + v, 0);
+
+export interface ControllerFigure {
+  nodes: number;
+  applyToLoadedMs: number;
+  deleteToUnloadedMs: number;
+  writesApply: Record<string, number>;
+  writesDelete: Record<string, number>;
+  writesIdle: Record<string, number>;
+  startRuntimesMs: number;
+  /** apply → Loaded of every round (ms). */
+  rounds: number[];
+}
+
+function config(name: string) {
+  return JSON.stringify({
+    apiVersion: "bpfd.io/v1alpha1",
+    kind: "BpfProgramConfig",
+    metadata: { name },
+    spec: {
+      name: "xdp_counter",
+      type: "XDP",
+      nodeselector: {},
+      priority: 0,
+      attachpoint: { interface: "eth0" },
+      bytecode: { path: `${root}bytecode/build/xdp_counter.bpf.o` },
+    },
+  });
+}
+
+/** Runs the benchmark for each node count, growing one cluster. */
+export async function runControllerBench(
+  counts = [1, 10, 50],
+  log = console.error,
+): Promise<ControllerFigure[]> {
+  const cluster = await TestCluster.start({ nodes: [], settings: { "bpfd.resync.seconds": "5" } });
+  const figures: ControllerFigure[] = [];
+  try {
+    const workers = Deno.env.get("BPFD_BENCH_WORKERS");
+    await cluster.startController("bench", [
+      "--log-level",
+      "warn",
+      ...(workers ? ["--workers", workers] : []),
+    ]);
+    let have = 0;
+    for (const n of counts) {
+      const t0 = performance.now();
+      while (have < n) {
+        const batch = Math.min(8, n - have);
+        await Promise.all(
+          Array.from({ length: batch }, (_, i) => cluster.addNode(`node-${have + i + 1}`, {}, have + i + 1)),
+        );
+        have += batch;
+      }
+      const startRuntimesMs = performance.now() - t0;
+      // Node runtimes are long-running: warm each one's load path (JIT, libbpf) before measuring.
+      await Promise.all([...cluster.runtimes.values()].map(async (rt) => {
+        const r = await rt.call("load", {
+          bytecode: { path: `${root}bytecode/build/xdp_counter.bpf.o` },
+          programs: [{ name: "xdp_counter", type: "xdp" }],
+        });
+        for (const p of r.body.programs ?? []) await rt.call("unload", { programId: p.id });
+      }));
+      await new Promise((r) => setTimeout(r, 2000));
+      const rounds: Array<{ up: number; down: number }> = [];
+      let w0 = new Map<string, number>(), w1 = w0, w2 = w0, w3 = w0;
+      const name = `bench-${n}`;
+      for (let round = 0; round < ROUNDS; round++) {
+        const first = round === 0;
+        if (first) w0 = await writeCounts(cluster);
+        const t1 = performance.now();
+        const r = await cluster.kube.kubectl(["apply", "-f", "-"], { stdin: config(name) });
+        if (r.code !== 0) throw new Error(r.stderr);
+        await waitFor(
+          `${n} nodes loaded`,
+          async () => {
+            const c = await cluster.config(name);
+            return c?.status?.nodes?.loaded === n && c.status.nodes.selected === n;
+          },
+          300_000,
+          20,
+        );
+        const up = performance.now() - t1;
+        if (first) {
+          // Let the last writes land before counting; then two resyncs with nothing to do.
+          await new Promise((r) => setTimeout(r, 500));
+          w1 = await writeCounts(cluster);
+          await new Promise((r) => setTimeout(r, 11_000));
+          w2 = await writeCounts(cluster);
+        }
+        const t2 = performance.now();
+        const d = await cluster.kube.kubectl(["delete", "bpfprogramconfig", name, "--timeout=300s"]);
+        if (d.code !== 0) throw new Error(d.stderr);
+        await waitFor(
+          "BpfPrograms gone",
+          async () => (await cluster.bpfPrograms(name)).length === 0,
+          300_000,
+          20,
+        );
+        const down = performance.now() - t2;
+        if (first) {
+          await new Promise((r) => setTimeout(r, 500));
+          w3 = await writeCounts(cluster);
+        }
+        for (const rt of cluster.runtimes.values()) {
+          const left = (await rt.programs()).filter((p: Json) =>
+            p.program.metadata["bpfd.io/config"] === name
+          );
+          if (left.length) throw new Error(`${rt.name} still has ${name}`);
+        }
+        rounds.push({ up, down });
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+      const applyToLoadedMs = median(rounds.map((r) => r.up));
+      const deleteToUnloadedMs = median(rounds.map((r) => r.down));
+      const f: ControllerFigure = {
+        nodes: n,
+        applyToLoadedMs,
+        deleteToUnloadedMs,
+        rounds: rounds.map((r) => Math.round(r.up)),
+        writesApply: diff(w0, w1),
+        writesIdle: diff(w1, w2),
+        writesDelete: diff(w2, w3),
+        startRuntimesMs,
+      };
+      log(JSON.stringify(f));
+      figures.push(f);
+    }
+  } finally {
+    await cluster.stop();
+  }
+  return figures;
+}
+
+/** The figures as a BENCHMARKS.md section. */
+export function controllerMarkdown(figures: ControllerFigure[]): string {
+  const one = figures.find((f) => f.nodes === 1)?.applyToLoadedMs;
+  const ctlWrites = (w: Record<string, number>, own: number) => {
+    const total = sum(w, ["leases"]) - own;
+    return `${total} (${
+      Object.entries(w).filter(([k]) => k !== "leases").map(([k, v]) => `${k} ${v}`).join(", ")
+    })`;
+  };
+  const rows = figures.map((f) =>
+    `| ${f.nodes} | ${f.applyToLoadedMs.toFixed(0)} ms | ${
+      one ? `${(f.applyToLoadedMs / one).toFixed(2)}×` : ""
+    } | ${f.deleteToUnloadedMs.toFixed(0)} ms | ${ctlWrites(f.writesApply, 1)} | ${
+      ctlWrites(f.writesDelete, 1)
+    } | ${sum(f.writesIdle, ["leases"])} |`
+  );
+  return [
+    "| nodes | apply → all Loaded | vs 1 node | delete → all unloaded | API writes for the apply | API writes for the delete | writes in 2 idle resyncs |",
+    "| ---: | ---: | ---: | ---: | --- | --- | ---: |",
+    ...rows,
+  ].join("\n");
+}
+
+export async function benchController(counts?: number[]): Promise<{ title: string; markdown: string }> {
+  return {
+    title: "Controller: apply to Loaded",
+    markdown: controllerMarkdown(await runControllerBench(counts)),
+  };
+}
+
+if (import.meta.main) {
+  const counts = Deno.args.length ? Deno.args.map(Number) : [1, 10, 50];
+  const figures = await runControllerBench(counts);
+  console.log(controllerMarkdown(figures));
+}
