@@ -105,6 +105,21 @@ export function benchPerPacket(repeat = 200_000): ChainFigure[] {
   } finally {
     bpf.closeFd(direct.fd);
   }
+  if (extensions) {
+    // What bpfd runs for a single program: the copy replaces the dispatcher's main function itself.
+    const d = loadDispatcher("xdp", [{ chainCallActions: 0, runPrio: 50, programFlags: 0 }]);
+    const ext = loadCounter(d.fd, "xdp_dispatcher");
+    const link = bpf.freplaceAttach("main", ext.fd, d.fd, bpf.btfFuncId(d.fd, "xdp_dispatcher"));
+    try {
+      figures.push({
+        name: "1 × xdp_counter replacing the dispatcher's main function (bpfd's single program)",
+        value: nsPerPacket(d.fd, repeat),
+        unit: "ns/packet",
+      });
+    } finally {
+      [link, ext.fd, d.fd].forEach(bpf.closeFd);
+    }
+  }
   for (const n of SIZES) {
     const { fd, held } = dispatcherOf(n, extensions);
     try {

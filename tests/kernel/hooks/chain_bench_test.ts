@@ -16,7 +16,7 @@ capTest({
   const { title, markdown, figures } = await benchChain({ repeat: 20_000, changes: 10 });
   console.log(`## ${title} (emulated: qemu TCG)\n\n${markdown}\n`);
   const perPacket = figures.filter((f) => f.unit === "ns/packet");
-  assert.equal(perPacket.length, 5);
+  assert.equal(perPacket.length, 6);
   assert.ok(perPacket.every((f) => f.value > 0));
   assert.ok(figures.some((f) => f.name.includes("XDP (dispatcher)")), "bpfd's XDP modify was timed");
 });
