@@ -85,3 +85,40 @@ Deno.test({
     assert.deepEqual(await leftovers(before, ["xdp_counter", "xdp_dispatcher"]), []);
   },
 });
+
+Deno.test({
+  name:
+    "tc where the kernel refuses freplace: a second program on one hook is refused (409, says why, points to tcx); the first keeps running",
+  ignore: caps.caps.freplace.available,
+  async fn() {
+    const before = kernelSnapshot();
+    await using net = await VethPair.create();
+    await using rt = await startTestRuntime();
+    const load = async () =>
+      (await rt.invoke("load", {
+        bytecode: { path: bytecodePath("tc_counter") },
+        programs: [{ name: "tc_counter", type: "tc" }],
+      })).programs[0];
+    const first = await load();
+    const second = await load();
+    const tc = (programId: number, direction: string) => ({
+      programId,
+      attach: { type: "tc", iface: net.hostIf, netns: net.hostNs, direction, priority: 10 },
+    });
+    assert.equal((await rt.call("attach", tc(first.id, "ingress"))).status, 200);
+    const refused = await rt.call("attach", tc(second.id, "ingress"));
+    assert.equal(refused.status, 409);
+    assert.match(refused.body.error.message, /does not allow extension \(freplace\) programs/);
+    assert.match(refused.body.error.message, /type tcx/);
+    const filters = await net.exec(net.hostNs, "tc", "filter", "show", "dev", net.hostIf, "ingress");
+    assert.equal(filters.match(/ handle 0x/g)?.length, 1, filters);
+    assert.equal(await net.ping(3), 3);
+    assert.ok(readCounter(first.program.maps.tc_packets) >= 3);
+    // The other direction is another hook: no chain, no refusal.
+    assert.equal((await rt.call("attach", tc(second.id, "egress"))).status, 200);
+    await rt.invoke("unload", { programId: second.id });
+    await rt.invoke("unload", { programId: first.id });
+    assert.doesNotMatch(await net.exec(net.hostNs, "tc", "qdisc", "show", "dev", net.hostIf), /clsact/);
+    assert.deepEqual(await leftovers(before, ["tc_counter", "tc_dispatcher"]), []);
+  },
+});
