@@ -49,7 +49,7 @@ Deno.test(`TCX: ${CHANGES} chain changes under continuous traffic lose no packet
   const warmupStart = performance.now();
   for (let i = 0; i < 20; i++) await change();
   const perChange = (performance.now() - warmupStart) / 20;
-  const seconds = (CHANGES * perChange) / 1000 * 2 + 2;
+  const seconds = (CHANGES * perChange) / 1000 * 3 + 3; // room for a machine busier than during the warm-up
   const count = Math.ceil(seconds / INTERVAL);
   const counts = chainCounts(programs);
 
