@@ -31,6 +31,8 @@ function rvNewer(a: string | undefined, b: string | undefined): boolean {
 class Collection<T extends Obj> {
   readonly informer: k8s.ListWatch<T>;
   #overlay = new Map<string, { obj: T | null; at: number }>();
+  /** resourceVersions our own writes produced, by name (their watch events are not news). */
+  #ours = new Map<string, Set<string>>();
   #restart?: ReturnType<typeof setTimeout>;
   #stopped = false;
 
@@ -47,12 +49,21 @@ class Collection<T extends Obj> {
   ) {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, undefined, fieldSelector);
     const seen = (obj: T, deleted: boolean) => {
-      const o = this.#overlay.get(obj.metadata.name!);
+      const name = obj.metadata.name!;
+      const o = this.#overlay.get(name);
       if (
         o && (deleted || !o.obj || !rvNewer(o.obj.metadata.resourceVersion, obj.metadata.resourceVersion))
       ) {
-        this.#overlay.delete(obj.metadata.name!);
+        this.#overlay.delete(name);
       }
+      // The echo of our own write: the reconcile that made it already knows (controller-runtime would
+      // reconcile again; with N nodes that is N more node calls per status write).
+      const ours = this.#ours.get(name);
+      if (!deleted && ours?.delete(obj.metadata.resourceVersion ?? "")) {
+        if (ours.size === 0) this.#ours.delete(name);
+        return;
+      }
+      if (deleted) this.#ours.delete(name);
       onChange(obj, deleted);
     };
     this.informer.on("add", (o) => seen(o, false));
@@ -99,7 +110,12 @@ class Collection<T extends Obj> {
   }
 
   wrote(obj: T): T {
-    this.#overlay.set(obj.metadata.name!, { obj, at: Date.now() });
+    const name = obj.metadata.name!;
+    this.#overlay.set(name, { obj, at: Date.now() });
+    const ours = this.#ours.get(name) ?? new Set<string>();
+    ours.add(obj.metadata.resourceVersion ?? "");
+    if (ours.size > 16) ours.delete(ours.values().next().value!);
+    this.#ours.set(name, ours);
     return obj;
   }
 

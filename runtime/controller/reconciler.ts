@@ -356,7 +356,7 @@ export class Reconciler {
         throw err;
       }
     }
-    if (cfg) {
+    if (cfg && !isDeleting(cfg)) {
       const message = why === "unselected"
         ? `node ${node?.name} no longer selected: unloaded`
         : why === "deleted"

@@ -55,6 +55,8 @@ const sum = (o: Record<string, number>, skip: string[] = []) =>
 export interface ControllerFigure {
   nodes: number;
   applyToLoadedMs: number;
+  /** The same reconcile sent straight to every runtime at once (no API server, no controller). */
+  nodeFloorMs: number;
   deleteToUnloadedMs: number;
   writesApply: Record<string, number>;
   writesDelete: Record<string, number>;
@@ -114,6 +116,23 @@ export async function runControllerBench(
         for (const p of r.body.programs ?? []) await rt.call("unload", { programId: p.id });
       }));
       await new Promise((r) => setTimeout(r, 2000));
+      // The node-side floor: the same reconcile straight to every runtime at once (no API server, no
+      // controller). On one machine all "nodes" share one kernel, whose XDP attach is serialized.
+      const spec = JSON.parse(config("floor")).spec;
+      const floors: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const tf = performance.now();
+        await Promise.all([...cluster.runtimes.values()].map(async (rt) => {
+          const r = await rt.call("reconcile", { name: `floor-${rt.name}`, spec });
+          if (r.status !== 200) throw new Error(JSON.stringify(r.body));
+        }));
+        floors.push(performance.now() - tf);
+        await Promise.all(
+          [...cluster.runtimes.values()].map((rt) =>
+            rt.call("reconcile", { name: `floor-${rt.name}`, spec: null })
+          ),
+        );
+      }
       const rounds: Array<{ up: number; down: number }> = [];
       let w0 = new Map<string, number>(), w1 = w0, w2 = w0, w3 = w0;
       const name = `bench-${n}`;
@@ -165,10 +184,12 @@ export async function runControllerBench(
       }
       const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
       const applyToLoadedMs = median(rounds.map((r) => r.up));
+      const nodeFloorMs = median(floors);
       const deleteToUnloadedMs = median(rounds.map((r) => r.down));
       const f: ControllerFigure = {
         nodes: n,
         applyToLoadedMs,
+        nodeFloorMs,
         deleteToUnloadedMs,
         rounds: rounds.map((r) => Math.round(r.up)),
         writesApply: diff(w0, w1),
@@ -202,8 +223,8 @@ export function controllerMarkdown(figures: ControllerFigure[]): string {
     } | ${sum(f.writesIdle, ["leases"])} |`
   );
   return [
-    "| nodes | apply → all Loaded | vs 1 node | delete → all unloaded | API writes for the apply | API writes for the delete | writes in 2 idle resyncs |",
-    "| ---: | ---: | ---: | ---: | --- | --- | ---: |",
+    "| nodes | apply → all Loaded | vs 1 node | node-side floor | delete → all unloaded | API writes for the apply | API writes for the delete | writes in 2 idle resyncs |",
+    "| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ...rows,
   ].join("\n");
 }

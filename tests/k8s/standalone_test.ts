@@ -4,6 +4,11 @@ import assert from "node:assert/strict";
 import { bytecodePath, readCounter, RuntimeProcess, startTestRuntime } from "../_runtime.ts";
 import { inProcessCaller, Standalone } from "../../runtime/controller/standalone.ts";
 import { Logger } from "../../runtime/log.ts";
+import { HttpNodeCaller } from "../../runtime/controller/node_client.ts";
+import { startRegistry } from "../_registry.ts";
+import { pushTestImage, storeFor } from "../image/_helpers.ts";
+
+const root = new URL("../..", import.meta.url).pathname;
 import { waitFor } from "../_kube.ts";
 import { ControllerProcess, type Json } from "./_cluster.ts";
 import { NodeNet } from "./_nodes.ts";
@@ -184,5 +189,97 @@ Deno.test("standalone: in-process on the runtime's own node (the path for `deno 
   } finally {
     await sa.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("standalone: the seed's example with bytecode.imageurl, pulled from a real registry", async () => {
+  const reg = await startRegistry();
+  const dir = await Deno.makeTempDir({ prefix: "bpfd-standalone-image-" });
+  await using net = await NodeNet.create(242);
+  let runtime: Deno.ChildProcess | undefined;
+  const socket = `${dir}/bpfd.sock`;
+  let sa: Standalone | undefined;
+  let caller: HttpNodeCaller | undefined;
+  try {
+    await pushTestImage(storeFor(reg, `${dir}/push`), reg, "bpfd-bytecode/xdp_pass:latest");
+    await Deno.writeTextFile(
+      `${dir}/runtime.json`,
+      JSON.stringify({ images: { cacheDir: `${dir}/images`, insecureRegistries: [reg.host] } }),
+    );
+    runtime = new Deno.Command("setpriv", {
+      args: [
+        "--pdeathsig",
+        "KILL",
+        "--",
+        Deno.execPath(),
+        "run",
+        "-A",
+        `${root}runtime/main.ts`,
+        "--config",
+        `${dir}/runtime.json`,
+        "--state-dir",
+        `${dir}/rt`,
+        "--bpffs",
+        `${dir}/rt/fs`,
+        "--socket",
+        socket,
+        "--listen",
+        "",
+        "--log-level",
+        "warn",
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn(); // deno-fmt-ignore
+    caller = new HttpNodeCaller(20_000);
+    const node = { name: "local", labels: {}, address: `unix:${socket}` };
+    const c = caller;
+    await waitFor("runtime up", () => c.call(node, "list", {}).then(() => true), 20_000);
+    await Deno.mkdir(`${dir}/configs`);
+    // The seed's example as written, but for the program name (this repository's XDP object), the
+    // interface (the test's veth) and the registry (the test's, on loopback).
+    await Deno.writeTextFile(
+      `${dir}/configs/seed.yaml`,
+      Deno.readTextFileSync(new URL("../../crds/examples/xdp-pass-all-nodes.yaml", import.meta.url))
+        .replace("name: pass", "name: xdp_counter")
+        .replace("interface: eth0", `interface: ${net.hostIf}`)
+        .replace("quay.io/", `${reg.host}/`),
+    );
+    sa = new Standalone({
+      dir: `${dir}/configs`,
+      node,
+      nodes: caller,
+      log: new Logger("warn"),
+      resyncMs: 1000,
+    });
+    await sa.start();
+    await sa.settled();
+    const bp = sa.store.program("xdp-pass-all-nodes-local")!;
+    assert.equal(bp.status?.conditions?.[0].reason, "bpfdLoaded", JSON.stringify(bp.status));
+    const [id] = Object.keys(bp.spec.programs ?? {});
+    const got = await c.call(node, "get", { programId: Number(id) }) as Json;
+    assert.match(got.program.bytecode.image.url, /bpfd-bytecode\/xdp_pass:latest$/);
+    assert.match(got.program.bytecode.image.digest, /^sha256:/);
+    const map = bp.spec.programs![id].maps.xdp_packets;
+    const before = readCounter(map);
+    assert.equal(await net.pingHost(3), 3);
+    assert.ok(readCounter(map) >= before + 3);
+    await Deno.remove(`${dir}/configs/seed.yaml`);
+    await sa.rescan();
+    await sa.settled();
+    assert.deepEqual((await c.call(node, "list", {}) as Json).programs, []);
+  } finally {
+    await sa?.stop();
+    caller?.close();
+    if (runtime) {
+      try {
+        runtime.kill("SIGTERM");
+      } catch { /* gone */ }
+      await runtime.status;
+    }
+    await new Deno.Command("umount", { args: [`${dir}/rt/fs`], stderr: "null" }).output();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await reg.stop();
   }
 });
