@@ -21,9 +21,10 @@ commands:
   attach PROGRAM_ID TYPE [--iface IF] [--netns NS] [--direction ingress|egress] [--priority N]
          [--proceed-on ACTION,...] [--mode native|skb|hw] [--tracepoint GROUP/NAME]
          [--fn-name FN] [--offset N] [--target PATH] [--pid PID]
+  modify LINK_ID [--priority N] [--proceed-on ACTION,...]   (in place, no reload)
   detach LINK_ID
   unload PROGRAM_ID
-  list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]
+  list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]   (programs, then each hook's chain)
   get    PROGRAM_ID
   image  build|push|pull ...   (bpfd image --help)
 
@@ -138,6 +139,15 @@ export function requestFor(command: string, args: string[], v: Values): { fn: st
       );
       return { fn: "attach", input: { programId, attach } };
     }
+    case "modify":
+      return {
+        fn: "modify",
+        input: {
+          linkId: int(positional(0, "LINK_ID"), "LINK_ID"),
+          ...(v.priority ? { priority: int(v.priority, "--priority") } : {}),
+          ...(v["proceed-on"] ? { proceedOn: v["proceed-on"].split(",") } : {}),
+        },
+      };
     case "detach":
       return { fn: "detach", input: { linkId: int(positional(0, "LINK_ID"), "LINK_ID") } };
     case "unload":
@@ -205,6 +215,23 @@ function programRows(programs: Json[]): string {
   );
 }
 
+/** Each hook's chain in run order: position, program, priority, proceed-on, who manages it. */
+function hookRows(hooks: Json[]): string {
+  return hooks.map((h) => {
+    const how = h.dispatcherId ? `dispatcher ${h.dispatcherId}` : h.type === "tcx" ? "tcx links" : "direct";
+    const title = `${h.hook} (${how})`;
+    const rows = h.chain.map((e: Json) => [
+      String(e.position),
+      String(e.programId),
+      e.name,
+      String(e.priority),
+      e.proceedOn.join(","),
+      e.managed ? `link ${e.linkId}` : "not bpfd's",
+    ]);
+    return `${title}\n${table(["POS", "PROGRAM", "NAME", "PRIORITY", "PROCEED-ON", "BPFD"], rows)}`;
+  }).join("\n\n");
+}
+
 function programDetail(p: Json): string {
   const lines: Array<[string, string]> = [["ID", String(p.id)], [
     "Managed by bpfd",
@@ -249,7 +276,9 @@ function programDetail(p: Json): string {
 export function render(fn: string, out: Json): string {
   switch (fn) {
     case "list":
-      return programRows(out.programs);
+      return out.hooks?.length
+        ? `${programRows(out.programs)}\n\n${hookRows(out.hooks)}`
+        : programRows(out.programs);
     case "load":
       return programRows(out.programs);
     case "get":
@@ -258,6 +287,8 @@ export function render(fn: string, out: Json): string {
       return `attached program ${out.programId} as link ${out.linkId}${
         out.kernelLinkId ? ` (kernel link ${out.kernelLinkId})` : ""
       }: ${describeAttach(out.attach)}`;
+    case "modify":
+      return `modified link ${out.linkId} of program ${out.programId}: ${describeAttach(out.attach)}`;
     case "detach":
       return `detached link ${out.linkId} of program ${out.programId}`;
     case "unload":

@@ -1,9 +1,10 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook). `deno task bench node` runs only the named ones.
  *
  * @module
  */
+import { benchChain } from "./chain.ts";
 import { benchImages } from "./image.ts";
 import { benchNode, type BenchSection } from "./node.ts";
 
@@ -23,6 +24,7 @@ async function images(): Promise<BenchSection> {
 const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   node: () => benchNode(),
   images,
+  chain: () => benchChain(),
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);

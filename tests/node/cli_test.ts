@@ -108,3 +108,68 @@ Deno.test("bpfd CLI: a runtime that is not there is a clear error", async () => 
   assert.equal(r.code, 1);
   assert.match(r.err, /cannot reach the runtime at \/nonexistent\/bpfd\.sock/);
 });
+
+Deno.test("bpfd CLI: list shows each hook's chain in order; modify reorders it in place", async () => {
+  await using net = await VethPair.create();
+  const dir = await Deno.makeTempDir({ prefix: "bpfd-cli-" });
+  const rt = await RuntimeProcess.start(dir);
+  try {
+    const s = rt.socket;
+    const links: number[] = [];
+    const ids: number[] = [];
+    for (const priority of ["20", "10"]) {
+      const load = await bpfd(
+        s,
+        "-o",
+        "json",
+        "load",
+        "--path",
+        bytecodePath("tc_counter"),
+        "--program",
+        "tc_counter:tcx",
+      );
+      ids.push(JSON.parse(load.out).programs[0].id);
+      const attach = await bpfd(
+        s,
+        "-o",
+        "json",
+        "attach",
+        String(ids.at(-1)),
+        "tcx",
+        "--iface",
+        net.hostIf,
+        "--netns",
+        net.hostNs,
+        "--direction",
+        "ingress",
+        "--priority",
+        priority,
+      );
+      assert.equal(attach.code, 0, attach.err);
+      links.push(JSON.parse(attach.out).linkId);
+    }
+    const order = async () => {
+      const list = await bpfd(s, "list");
+      assert.equal(list.code, 0, list.err);
+      assert.match(
+        list.out,
+        new RegExp(
+          `tc:${net.hostNs}:${net.hostIf}:ingress \\(tcx links\\)\\nPOS\\s+PROGRAM\\s+NAME\\s+PRIORITY`,
+        ),
+      );
+      return [...list.out.matchAll(/^\d+\s+(\d+)\s+tc_counter\s+(\d+)\s+\S+\s+link \d+$/gm)].map((
+        m,
+      ) => [Number(m[1]), Number(m[2])]);
+    };
+    assert.deepEqual(await order(), [[ids[1], 10], [ids[0], 20]]);
+    const modify = await bpfd(s, "modify", String(links[0]), "--priority", "5");
+    assert.equal(modify.code, 0, modify.err);
+    assert.match(modify.out, new RegExp(`modified link ${links[0]} of program ${ids[0]}: tcx .* prio 5`));
+    assert.deepEqual(await order(), [[ids[0], 5], [ids[1], 10]]);
+    for (const id of ids) assert.equal((await bpfd(s, "unload", String(id))).code, 0);
+  } finally {
+    await rt.stop();
+    await new Deno.Command("umount", { args: [`${dir}/fs`], stderr: "null" }).output();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
