@@ -529,7 +529,7 @@ export class NodeKernel {
     try {
       return await this.tc.apply(
         this.#tcHook(spec, ifindex, filter),
-        members.map((m) => tcMember(m, hook.reload)),
+        members.map((m) => chainMember(m, hook.reload)),
       );
     } catch (err) {
       throw kernelRefused(err, `attach tc ${spec.direction} to ${spec.iface}`);
@@ -545,7 +545,7 @@ export class NodeKernel {
   ) {
     const xhook = { iface: spec.iface, ifindex, netns: netnsPath(spec.netns), mode: spec.mode };
     try {
-      return await this.xdp.apply(xhook, members.map((m) => xdpMember(m, hook.reload)), known);
+      return await this.xdp.apply(xhook, members.map((m) => chainMember(m, hook.reload)), known);
     } catch (err) {
       throw kernelRefused(err, `attach XDP (${spec.mode}) to ${spec.iface}`);
     }
@@ -620,7 +620,7 @@ export class NodeKernel {
     }
     const netns = netnsPath(spec.netns);
     if (spec.type === "xdp") {
-      const view = this.xdp.chain({ ifindex, netns }, members.map((m) => xdpMember(m, NO_RELOAD)));
+      const view = this.xdp.chain({ ifindex, netns }, members.map((m) => chainMember(m, NO_RELOAD)));
       return {
         hook: hookName,
         ...base,
@@ -639,7 +639,7 @@ export class NodeKernel {
     if (filter && members.length > 1) {
       const view = this.tc.chain(
         this.#tcHook(spec, ifindex, filter),
-        members.map((m) => tcMember(m, NO_RELOAD)),
+        members.map((m) => chainMember(m, NO_RELOAD)),
       );
       return {
         hook: hookName,
@@ -957,8 +957,9 @@ function knownIds(members: HookMember[]): Set<number> {
   return ids;
 }
 
-function xdpMember({ link, program }: HookMember, reload: HookContext["reload"]): XdpMember {
-  const spec = link.attach as Extract<AttachSpec, { type: "xdp" }>;
+/** A link on an XDP or tc hook as the chain managers see it (both take the same shape). */
+function chainMember({ link, program }: HookMember, reload: HookContext["reload"]): XdpMember & TcMember {
+  const spec = link.attach as Extract<AttachSpec, { type: "xdp" | "tc" }>;
   return {
     linkId: link.id,
     programId: link.programId,
@@ -973,19 +974,6 @@ function xdpMember({ link, program }: HookMember, reload: HookContext["reload"])
 /** bpfd's other tc links on the hook that run in its shared filter. */
 function tcPeers(hook: HookContext): HookMember[] {
   return hook.peers.filter((p) => p.link.attach.type === "tc" && p.link.tc && p.link.ifindex);
-}
-
-function tcMember({ link, program }: HookMember, reload: HookContext["reload"]): TcMember {
-  const spec = link.attach as Extract<AttachSpec, { type: "tc" }>;
-  return {
-    linkId: link.id,
-    programId: link.programId,
-    name: program.name,
-    priority: spec.priority,
-    proceedOn: spec.proceedOn,
-    slotProgramId: link.slotProgramId,
-    reload: () => reload(program),
-  };
 }
 
 function tcxMember(kernel: NodeKernel, link: LinkRecord, program: ProgramRecord): TcxMember {
