@@ -66,18 +66,22 @@ export interface ControllerFigure {
   rounds: number[];
 }
 
+/** The program the benchmark loads: XDP (as the seed) or, with BPFD_BENCH_TYPE=TCX, a TCX program. */
+const TYPE = Deno.env.get("BPFD_BENCH_TYPE") === "TCX" ? "TCX" : "XDP";
+
 function config(name: string) {
+  const xdp = TYPE === "XDP";
   return JSON.stringify({
     apiVersion: "bpfd.io/v1alpha1",
     kind: "BpfProgramConfig",
     metadata: { name },
     spec: {
-      name: "xdp_counter",
-      type: "XDP",
+      name: xdp ? "xdp_counter" : "tc_counter",
+      type: TYPE,
       nodeselector: {},
       priority: 0,
-      attachpoint: { interface: "eth0" },
-      bytecode: { path: `${root}bytecode/build/xdp_counter.bpf.o` },
+      attachpoint: xdp ? { interface: "eth0" } : { interface: "eth0", direction: "ingress" },
+      bytecode: { path: `${root}bytecode/build/${xdp ? "xdp" : "tc"}_counter.bpf.o` },
     },
   });
 }
@@ -215,13 +219,14 @@ export function controllerMarkdown(figures: ControllerFigure[]): string {
       Object.entries(w).filter(([k]) => k !== "leases").map(([k, v]) => `${k} ${v}`).join(", ")
     })`;
   };
-  const rows = figures.map((f) =>
-    `| ${f.nodes} | ${f.applyToLoadedMs.toFixed(0)} ms | ${
-      one ? `${(f.applyToLoadedMs / one).toFixed(2)}×` : ""
-    } | ${f.deleteToUnloadedMs.toFixed(0)} ms | ${ctlWrites(f.writesApply, 1)} | ${
-      ctlWrites(f.writesDelete, 1)
-    } | ${sum(f.writesIdle, ["leases"])} |`
-  );
+  const rows = figures.map((f) => {
+    const vs = one ? `${(f.applyToLoadedMs / one).toFixed(2)}×` : "";
+    return `| ${f.nodes} | ${f.applyToLoadedMs.toFixed(0)} ms | ${vs} | ${f.nodeFloorMs.toFixed(0)} ms | ` +
+      `${f.deleteToUnloadedMs.toFixed(0)} ms | ${ctlWrites(f.writesApply, 1)} | ${
+        ctlWrites(f.writesDelete, 1)
+      } | ` +
+      `${sum(f.writesIdle, ["leases"])} |`;
+  });
   return [
     "| nodes | apply → all Loaded | vs 1 node | node-side floor | delete → all unloaded | API writes for the apply | API writes for the delete | writes in 2 idle resyncs |",
     "| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
