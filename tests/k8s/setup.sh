@@ -46,7 +46,7 @@ apt_update() {
   fi
 }
 
-packages=(etcd-server golang-go rsync openssl make golang-github-modern-go-reflect2-dev)
+packages=(etcd-server golang-go rsync openssl make dpkg-dev xz-utils golang-github-modern-go-reflect2-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
