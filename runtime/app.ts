@@ -65,7 +65,7 @@ export function createApp(node: Node, identify: Identify): Hono {
     const started = performance.now();
     try {
       const result = await invoke(fn, body, node.ctxFor(caller));
-      node.log.debug("call", { function: name, caller, ms: +(performance.now() - started).toFixed(2) });
+      node.log.info("call", { function: name, caller, ms: +(performance.now() - started).toFixed(2) });
       return c.json(result as Record<string, unknown>);
     } catch (err) {
       const error = err instanceof BpfdError

@@ -21,6 +21,24 @@ export const RuntimeConfig = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** The bytecode image store (cache, registries, signature policy). */
   images: ImageStoreConfig.optional(),
+  /** TLS for the TCP listener (PEM files); without it the listener speaks plain HTTP. */
+  tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+  /** Who may call over TCP (runtime/auth/auth.ts); the unix socket is guarded by its file permissions. */
+  auth: z.object({
+    /** none (default), kubernetes (TokenReview + SubjectAccessReview), tokenFile (standalone). */
+    mode: z.enum(["none", "kubernetes", "tokenFile"]).default("none"),
+    /** kubernetes: the runtime's credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config). */
+    kubeconfig: z.string().min(1).optional(),
+    /** kubernetes: this node's Node name, the object access is checked on (default $NODE_NAME, hostname). */
+    nodeName: z.string().min(1).optional(),
+    /** tokenFile: kube-apiserver's --token-auth-file format. */
+    tokenFile: z.string().min(1).optional(),
+    /** How long a verdict is reused (default 10). */
+    cacheSeconds: z.number().min(0).max(300).default(10),
+  }).strict().refine((a) => a.mode !== "tokenFile" || a.tokenFile, {
+    message: "mode tokenFile needs tokenFile",
+    path: ["tokenFile"],
+  }).optional(),
 }).strict();
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

@@ -9,7 +9,7 @@
 import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { Controller } from "./controller/controller.ts";
-import { HttpNodeCaller } from "./controller/node_client.ts";
+import { HttpNodeCaller, type NodeAuthOptions } from "./controller/node_client.ts";
 import { DEFAULT_NAMESPACE } from "./controller/settings.ts";
 import { Standalone } from "./controller/standalone.ts";
 import { Logger } from "./log.ts";
@@ -24,6 +24,9 @@ Cluster mode (default): watches BpfProgramConfig and Node objects and drives eve
   --no-leader-election     act without holding the Lease (one replica only!)
   --lease-duration SEC     (default 15)   --renew-deadline SEC (default 10)   --retry-period SEC (default 2)
   --resync SEC             override bpfd.resync.seconds of the ConfigMap
+  --node-ca FILE           CA of the node runtimes' TLS certificates (then host:port means https)
+  --node-token-file FILE   bearer token for node runtimes, read on every call (default: the in-cluster
+                           ServiceAccount token, else the kubeconfig user's token)
 
 Standalone mode: the same logic on BpfProgramConfig files, for one machine.
   --standalone DIR         directory of BpfProgramConfig YAML/JSON files
@@ -46,6 +49,8 @@ const { values } = parseArgs({
     "renew-deadline": { type: "string" },
     "retry-period": { type: "string" },
     resync: { type: "string" },
+    "node-ca": { type: "string" },
+    "node-token-file": { type: "string" },
     standalone: { type: "string" },
     runtime: { type: "string" },
     "node-name": { type: "string" },
@@ -63,6 +68,29 @@ if (values.help) {
 const sec = (v: string | undefined) => v === undefined ? undefined : Number(v) * 1000;
 const logLevel = values["log-level"] as "debug" | "info" | "warn" | "error" | undefined;
 
+const SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/** How the controller authenticates to node runtimes: `--node-ca`, and a token file or the kubeconfig's. */
+async function nodeAuth(kc: k8s.KubeConfig | undefined): Promise<NodeAuthOptions> {
+  const caCerts = values["node-ca"] ? [await Deno.readTextFile(values["node-ca"])] : undefined;
+  const file = values["node-token-file"] ??
+    (await Deno.stat(SA_TOKEN).then(() => SA_TOKEN, () => undefined));
+  if (file) {
+    let cached: { token: string; at: number } | undefined;
+    return {
+      caCerts,
+      token: async () => {
+        if (!cached || Date.now() - cached.at > 60_000) {
+          cached = { token: (await Deno.readTextFile(file)).trim(), at: Date.now() };
+        }
+        return cached.token;
+      },
+    };
+  }
+  const token = kc?.getCurrentUser()?.token;
+  return { caCerts, token: token ? () => token : undefined };
+}
+
 let stop: () => Promise<void>;
 if (values.standalone) {
   const log = new Logger(logLevel ?? "info", { component: "standalone" });
@@ -73,7 +101,7 @@ if (values.standalone) {
     }),
   );
   const name = values["node-name"] ?? Deno.hostname();
-  const caller = new HttpNodeCaller();
+  const caller = new HttpNodeCaller(undefined, {}, await nodeAuth(undefined));
   const sa = new Standalone({
     dir: values.standalone,
     node: {
@@ -98,6 +126,7 @@ if (values.standalone) {
   else kc.loadFromDefault();
   const c = new Controller({
     kc,
+    nodes: new HttpNodeCaller(undefined, {}, await nodeAuth(kc)),
     namespace: values.namespace,
     identity: values.id,
     workers: values.workers ? Number(values.workers) : undefined,

@@ -4,7 +4,9 @@
  *
  * @module
  */
+import { Hono } from "hono";
 import { createApp } from "./app.ts";
+import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware.ts";
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 
@@ -29,15 +31,30 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   if (listen) {
     const at = listen.lastIndexOf(":");
     const hostname = listen.slice(0, at), port = Number(listen.slice(at + 1));
-    const app = createApp(
+    const { tls } = node.config;
+    const via = tls ? "tls" : "tcp";
+    const auth = await authenticatorFrom(node.config);
+    if (!auth && !/^(127\.|\[?::1\]?$|localhost$)/.test(hostname)) {
+      node.log.warn("the TCP listener is not loopback and has no authentication (auth.mode none)", {
+        listen,
+      });
+    }
+    const inner = createApp(
       node,
-      (c) => ({ user: "anonymous", via: `tcp ${c.req.header("host") ?? hostname}` }),
+      (c) => identityOf(c) ?? { user: "anonymous", via: `${via} ${c.req.header("host") ?? hostname}` },
     );
-    servers.push(Deno.serve({ hostname, port, signal, onListen: () => {} }, app.fetch));
+    // With authentication, every /v1/ request passes the guard first (401/403 never reach a function).
+    const app = auth ? new Hono().use(authMiddleware(auth, () => node.log, via)).route("/", inner) : inner;
+    const certs = tls
+      ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) }
+      : {};
+    servers.push(Deno.serve({ hostname, port, signal, onListen: () => {}, ...certs }, app.fetch));
   }
   node.log.info("serving", {
     socket: socket || undefined,
     listen: listen || undefined,
+    tls: !!node.config.tls,
+    auth: node.config.auth?.mode ?? "none",
     programs: node.state.programs().length,
   });
   await Promise.all(servers.map((s) => s.finished));

@@ -27,10 +27,23 @@ export interface NodeCaller {
   reconcile(node: NodeInfo, input: ReconcileInput): Promise<ReconcileOutput>;
 }
 
+/** How to reach node runtimes whose TCP API is authenticated (runtime/auth). */
+export interface NodeAuthOptions {
+  /** PEM CA certificates the node runtimes' serving certificates are signed by: host:port means https. */
+  caCerts?: string[];
+  /** The bearer token sent with every call (read again each time: projected tokens rotate). */
+  token?: () => string | undefined | Promise<string | undefined>;
+}
+
 /** Calls node runtimes over HTTP (TCP host:port or a unix socket). */
 export class HttpNodeCaller implements NodeCaller {
   #clients = new Map<string, Deno.HttpClient>();
-  constructor(public timeoutMs = 30_000, readonly headers: Record<string, string> = {}) {}
+  #tls?: Deno.HttpClient;
+  constructor(
+    public timeoutMs = 30_000,
+    readonly headers: Record<string, string> = {},
+    readonly auth: NodeAuthOptions = {},
+  ) {}
 
   async reconcile(node: NodeInfo, input: ReconcileInput): Promise<ReconcileOutput> {
     return await this.call(node, "reconcile", input) as ReconcileOutput;
@@ -51,14 +64,24 @@ export class HttpNodeCaller implements NodeCaller {
       }
       url = `http://bpfd/v1/functions/${fn}`;
     } else {
-      const base = /^https?:\/\//.test(node.address) ? node.address : `http://${node.address}`;
+      const scheme = this.auth.caCerts?.length ? "https" : "http";
+      const base = /^https?:\/\//.test(node.address) ? node.address : `${scheme}://${node.address}`;
       url = `${base.replace(/\/$/, "")}/v1/functions/${fn}`;
+      if (url.startsWith("https:") && this.auth.caCerts?.length) {
+        client = this.#tls ??= Deno.createHttpClient({ caCerts: this.auth.caCerts });
+      }
     }
+    // Credentials only travel encrypted: never over plain http.
+    const token = url.startsWith("https:") ? await this.auth.token?.() : undefined;
     let res: Response;
     try {
       res = await fetch(url, {
         method: "POST",
-        headers: { "content-type": "application/json", ...this.headers },
+        headers: {
+          "content-type": "application/json",
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...this.headers,
+        },
         body: JSON.stringify(input),
         signal: AbortSignal.timeout(this.timeoutMs),
         ...(client ? { client } : {}),
@@ -86,5 +109,7 @@ export class HttpNodeCaller implements NodeCaller {
   close(): void {
     for (const c of this.#clients.values()) c.close();
     this.#clients.clear();
+    this.#tls?.close();
+    this.#tls = undefined;
   }
 }

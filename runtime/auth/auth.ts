@@ -1,0 +1,226 @@
+/**
+ * Who may call a node runtime over TCP. The unix socket is local (file permissions: root and group
+ * `bpfd`); the TCP listener serves TLS and, as the kubelet does, lets the cluster vouch for callers:
+ *
+ * - **kubernetes**: the bearer token is checked with a TokenReview, then the caller is authorized with a
+ *   SubjectAccessReview on the subresource `bpfd` of this node's Node object — verb `get` for the
+ *   functions that only read (`list`, `get`, `GET /v1/functions`), `create` for every other function
+ *   (`nodes/bpfd`, name = the node, like the kubelet's `nodes/proxy`). So "who may load what" is ordinary
+ *   RBAC: the controller's ClusterRole grants `nodes/bpfd` get+create; nobody else has it by default.
+ * - **tokenFile** (standalone, no API server): a static token file in kube-apiserver's `--token-auth-file`
+ *   format (`token,user,uid,"group1,group2"`); every listed token may call every function.
+ * - **none**: anyone who reaches the port (the embedded default listens on 127.0.0.1 only).
+ *
+ * Answers: 401 (no, malformed, unknown, forged or expired token), 403 (authenticated, not authorized).
+ * Verdicts are cached for `cacheSeconds` (10 s): a revoked binding takes at most that long to bite.
+ *
+ * @module
+ */
+import type { Identity } from "../../functions/_schemas.ts";
+import { NODE_API_ATTRIBUTES } from "../../manifests/manifests.ts";
+
+/** The functions that only read; every other function needs verb `create`. */
+export const READ_FUNCTIONS = new Set(["list", "get"]);
+
+/** The RBAC verb a call needs. */
+export function verbFor(method: string, fn: string | undefined): "get" | "create" {
+  if (method === "GET" || method === "HEAD") return "get";
+  return fn !== undefined && READ_FUNCTIONS.has(fn) ? "get" : "create";
+}
+
+/** The outcome of checking one request. */
+export type Verdict =
+  | { ok: true; identity: Identity; groups: string[] }
+  | { ok: false; status: 401 | 403; reason: string; user?: string };
+
+/** Checks a bearer token for an action (verb) on this node's API. */
+export interface Authenticator {
+  readonly mode: string;
+  check(token: string | undefined, verb: "get" | "create"): Promise<Verdict>;
+}
+
+/** The bearer token of an Authorization header, or undefined. */
+export function bearerToken(header: string | undefined | null): string | undefined {
+  const m = header?.match(/^Bearer\s+(\S+)\s*$/i);
+  return m?.[1];
+}
+
+async function sha256(s: string): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s));
+  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A small TTL cache keyed by strings (hashed tokens, never tokens themselves). */
+class TtlCache<V> {
+  #m = new Map<string, { v: V; until: number }>();
+  constructor(readonly ttlMs: number, readonly max = 1000) {}
+  get(k: string): V | undefined {
+    const e = this.#m.get(k);
+    if (!e) return undefined;
+    if (e.until < Date.now()) {
+      this.#m.delete(k);
+      return undefined;
+    }
+    return e.v;
+  }
+  set(k: string, v: V): void {
+    if (this.ttlMs <= 0) return;
+    if (this.#m.size >= this.max) this.#m.delete(this.#m.keys().next().value!);
+    this.#m.set(k, { v, until: Date.now() + this.ttlMs });
+  }
+}
+
+/** The parts of the TokenReview / SubjectAccessReview APIs this needs (client-node's, or a fake). */
+export interface ReviewApi {
+  tokenReview(token: string): Promise<
+    { authenticated: boolean; user?: { username?: string; uid?: string; groups?: string[] }; error?: string }
+  >;
+  accessReview(attrs: {
+    user: string;
+    uid?: string;
+    groups: string[];
+    verb: string;
+    resource: string;
+    subresource: string;
+    group: string;
+    name: string;
+  }): Promise<{ allowed: boolean; denied?: boolean; reason?: string; evaluationError?: string }>;
+}
+
+/** Delegated authentication and authorization through the API server (kubelet-style webhook mode). */
+export class KubernetesAuthenticator implements Authenticator {
+  readonly mode = "kubernetes";
+  #users: TtlCache<{ username: string; uid?: string; groups: string[] }>;
+  #access: TtlCache<{ allowed: boolean; reason: string }>;
+
+  constructor(readonly api: ReviewApi, readonly nodeName: string, cacheSeconds = 10) {
+    this.#users = new TtlCache(cacheSeconds * 1000);
+    this.#access = new TtlCache(cacheSeconds * 1000);
+  }
+
+  async check(token: string | undefined, verb: "get" | "create"): Promise<Verdict> {
+    if (!token) return { ok: false, status: 401, reason: "no bearer token (Authorization: Bearer <token>)" };
+    const key = await sha256(token);
+    let user = this.#users.get(key);
+    if (!user) {
+      let r;
+      try {
+        r = await this.api.tokenReview(token);
+      } catch (e) {
+        return { ok: false, status: 401, reason: `the token could not be reviewed: ${(e as Error).message}` };
+      }
+      if (!r.authenticated || !r.user?.username) {
+        return { ok: false, status: 401, reason: `the token is not valid${r.error ? `: ${r.error}` : ""}` };
+      }
+      user = { username: r.user.username, uid: r.user.uid, groups: r.user.groups ?? [] };
+      this.#users.set(key, user);
+    }
+    const akey = `${user.username}\n${user.groups.join(",")}\n${verb}`;
+    let access = this.#access.get(akey);
+    if (!access) {
+      try {
+        const r = await this.api.accessReview({
+          user: user.username,
+          uid: user.uid,
+          groups: user.groups,
+          verb,
+          ...NODE_API_ATTRIBUTES,
+          name: this.nodeName,
+        });
+        access = { allowed: r.allowed && !r.denied, reason: r.reason || r.evaluationError || "" };
+      } catch (e) {
+        return {
+          ok: false,
+          status: 403,
+          user: user.username,
+          reason: `access could not be reviewed: ${(e as Error).message}`,
+        };
+      }
+      this.#access.set(akey, access);
+    }
+    if (!access.allowed) {
+      return {
+        ok: false,
+        status: 403,
+        user: user.username,
+        reason: `${user.username} may not ${verb} nodes/${NODE_API_ATTRIBUTES.subresource} on node ` +
+          `${this.nodeName}${access.reason ? ` (${access.reason})` : ""}`,
+      };
+    }
+    return { ok: true, identity: { user: user.username, via: "token" }, groups: user.groups };
+  }
+}
+
+/** One line of a static token file. */
+export interface StaticToken {
+  token: string;
+  user: string;
+  uid?: string;
+  groups: string[];
+}
+
+/** Parses kube-apiserver's token file format: `token,user,uid,"group1,group2"` (uid and groups optional). */
+export function parseTokenFile(text: string, file = "token file"): StaticToken[] {
+  const out: StaticToken[] = [];
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) return;
+    const fields = splitCsv(line);
+    const [token, user, uid, groups] = fields;
+    if (!token || !user) throw new Error(`${file}:${i + 1}: needs at least token,user`);
+    if (token.length < 16) throw new Error(`${file}:${i + 1}: the token is shorter than 16 characters`);
+    out.push({ token, user, uid: uid || undefined, groups: groups ? groups.split(",").filter(Boolean) : [] });
+  });
+  if (!out.length) throw new Error(`${file}: no tokens`);
+  return out;
+}
+
+/** One CSV line: fields split at commas, double quotes around a field keep its commas. */
+function splitCsv(line: string): string[] {
+  const fields: string[] = [];
+  let cur = "", quoted = false;
+  for (const ch of line) {
+    if (ch === '"') quoted = !quoted;
+    else if (ch === "," && !quoted) {
+      fields.push(cur.trim());
+      cur = "";
+    } else cur += ch;
+  }
+  fields.push(cur.trim());
+  return fields;
+}
+
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}
+
+/** Standalone mode: the tokens of a static file, each allowed every function. */
+export class TokenFileAuthenticator implements Authenticator {
+  readonly mode = "tokenFile";
+  #tokens: Array<{ digest: Uint8Array; entry: StaticToken }> = [];
+
+  private constructor() {}
+
+  static async load(file: string): Promise<TokenFileAuthenticator> {
+    const a = new TokenFileAuthenticator();
+    for (const entry of parseTokenFile(await Deno.readTextFile(file), file)) {
+      a.#tokens.push({ digest: await digest(entry.token), entry });
+    }
+    return a;
+  }
+
+  async check(token: string | undefined): Promise<Verdict> {
+    if (!token) return { ok: false, status: 401, reason: "no bearer token (Authorization: Bearer <token>)" };
+    const d = await digest(token);
+    const hit = this.#tokens.find((t) => constantTimeEqual(t.digest, d));
+    if (!hit) return { ok: false, status: 401, reason: "the token is not in the token file" };
+    return { ok: true, identity: { user: hit.entry.user, via: "token" }, groups: hit.entry.groups };
+  }
+}
+
+async function digest(s: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+}
