@@ -211,6 +211,9 @@ export const BpfAttachFlags = {
 /** `struct bpf_link_create_opts` (64 bytes in libbpf 1.1.2). */
 export const LinkCreateOpts = { size: 64, flags: 8, perfEventBpfCookie: 32 } as const;
 
+/** `struct bpf_obj_get_opts` (libbpf 1.0+): opening a pin with `file_flags` (BPF_F_RDONLY). */
+export const ObjGetOpts = { size: 16, sz: 0, fileFlags: 8 } as const;
+
 /** `struct bpf_prog_info`, the prefix bpfd reads (232 bytes in 6.1 UAPI; newer kernels accept it). */
 export const ProgInfo = {
   size: 232,

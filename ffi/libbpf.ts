@@ -21,6 +21,7 @@ import {
   AttrLinkUpdate,
   AttrProgQuery,
   BPF_ATTR_SIZE,
+  BPF_F_RDONLY,
   BPF_TC_F_REPLACE,
   BpfCmd,
   BTF_KIND_DATASEC,
@@ -37,6 +38,7 @@ import {
   O_CLOEXEC,
   O_DIRECTORY,
   O_RDONLY,
+  ObjGetOpts,
   PROG_TYPE_NAMES,
   ProgInfo,
   SYS_bpf,
@@ -80,6 +82,7 @@ const lib = lazyLibrary("libbpf.so.1", {
   btf__name_by_offset: { parameters: ["pointer", "u32"], result: "pointer" },
   bpf_obj_pin: { parameters: ["i32", "buffer"], result: "i32" },
   bpf_obj_get: { parameters: ["buffer"], result: "i32" },
+  bpf_obj_get_opts: { parameters: ["buffer", "buffer"], result: "i32" },
   bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   bpf_prog_get_next_id: { parameters: ["u32", "buffer"], result: "i32" },
   bpf_link_get_next_id: { parameters: ["u32", "buffer"], result: "i32" },
@@ -410,6 +413,18 @@ export function objPin(fd: number, path: string): void {
 /** Opens a pinned object; the caller owns (closes) the fd. */
 export function objGet(path: string): number {
   return check(`open pin ${path}`, () => lib.bpf_obj_get(cstring(path)));
+}
+
+/**
+ * Opens a pinned object read-only (`bpf_obj_get_opts` with BPF_F_RDONLY): what a process that may read a
+ * pin (group `bpfd`, mode 0640) but not write it can do, without CAP_BPF.
+ */
+export function objGetReadOnly(path: string): number {
+  const opts = new Uint8Array(ObjGetOpts.size);
+  const dv = new DataView(opts.buffer);
+  dv.setBigUint64(ObjGetOpts.sz, BigInt(ObjGetOpts.size), true);
+  dv.setUint32(ObjGetOpts.fileFlags, BPF_F_RDONLY, true);
+  return check(`open pin ${path} read-only`, () => lib.bpf_obj_get_opts(cstring(path), opts));
 }
 
 /** Runs `fn` with a fd and closes it afterwards. */
