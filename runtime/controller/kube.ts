@@ -111,6 +111,11 @@ class Collection<T extends Obj> {
 
   wrote(obj: T): T {
     const name = obj.metadata.name!;
+    if (obj.metadata.deletionTimestamp && !obj.metadata.finalizers?.length) {
+      // The write let a deleting object go: it is gone (its DELETED event may already have passed).
+      this.deleted(name);
+      return obj;
+    }
     this.#overlay.set(name, { obj, at: Date.now() });
     const ours = this.#ours.get(name) ?? new Set<string>();
     ours.add(obj.metadata.resourceVersion ?? "");

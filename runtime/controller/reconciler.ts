@@ -259,20 +259,28 @@ export class Reconciler {
     // Selected: the BpfProgram exists (with its finalizer) before anything is loaded for it.
     if (!bp) {
       bp = await this.#write(() => this.store.createProgram(this.#newProgram(cfg!, nodeName, name)));
-    } else if (
-      !(bp.metadata.finalizers ?? []).includes(FINALIZER) || !bp.metadata.labels?.[OWNING_CONFIG_LABEL]
-    ) {
+    } else {
+      // Someone removed the finalizer or labels, or the config was re-created (new uid): put them back.
       const fixed = this.#newProgram(cfg!, nodeName, name);
-      bp = await this.#write(() =>
-        this.store.updateProgram({
-          ...bp!,
-          metadata: {
-            ...bp!.metadata,
-            labels: { ...bp!.metadata.labels, ...fixed.metadata.labels },
-            finalizers: [...new Set([...(bp!.metadata.finalizers ?? []), FINALIZER])],
-          },
-        })
-      );
+      const owner = bp.metadata.ownerReferences?.find((r) => r.kind === "BpfProgramConfig");
+      const labels = { ...bp.metadata.labels, ...fixed.metadata.labels };
+      if (
+        !(bp.metadata.finalizers ?? []).includes(FINALIZER) || !jsonEqual(labels, bp.metadata.labels ?? {}) ||
+        (cfg!.metadata.uid && owner?.uid !== cfg!.metadata.uid)
+      ) {
+        const cur = bp;
+        bp = await this.#write(() =>
+          this.store.updateProgram({
+            ...cur,
+            metadata: {
+              ...cur.metadata,
+              labels,
+              finalizers: [...new Set([...(cur.metadata.finalizers ?? []), FINALIZER])],
+              ownerReferences: fixed.metadata.ownerReferences ?? cur.metadata.ownerReferences,
+            },
+          })
+        );
+      }
     }
 
     let programs: Record<string, ProgramState> | undefined;

@@ -325,6 +325,33 @@ Deno.test("controller: BpfProgramConfig -> BpfPrograms -> programs on the select
       }
     });
 
+    await t.step("a BpfProgram tampered with or deleted by hand is restored", async () => {
+      const name = "xdp-pass-all-nodes-node-a";
+      let r = await kubectl(["patch", "bp", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}']);
+      assert.equal(r.code, 0, r.stderr);
+      await waitFor("finalizer back", async () => {
+        const [bp] = (await cluster.bpfPrograms("xdp-pass-all-nodes")).filter((b: Json) =>
+          b.metadata.name === name
+        );
+        return bp?.metadata.finalizers?.includes("bpfd.io.agent/finalizer");
+      }, 20000);
+      const [before] = await owned("node-a", name);
+      r = await kubectl(["delete", "bp", name, "--timeout=30s"]);
+      assert.equal(r.code, 0, r.stderr);
+      const again = await waitFor("re-created and loaded", async () => {
+        const [bp] = (await cluster.bpfPrograms("xdp-pass-all-nodes")).filter((b: Json) =>
+          b.metadata.name === name
+        );
+        return bp && loaded(bp)?.status === "True" && Object.keys(bp.spec.programs).length === 1
+          ? bp
+          : undefined;
+      }, 30000);
+      // The deletion went through the finalizer: the node unloaded, then loaded afresh.
+      const [now] = await owned("node-a", name);
+      assert.notEqual(now.id, before.id);
+      assert.deepEqual(Object.keys(again.spec.programs), [String(now.id)]);
+    });
+
     await t.step("a second controller replica waits; it takes over when the leader dies", async () => {
       const lease = async () =>
         (await kubectl([
