@@ -332,7 +332,16 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<Kube> {
             signal: AbortSignal.timeout(5000),
           });
           last = `${r.status} ${await r.text()}`;
-          if (r.status === 200) break;
+          if (r.status === 200) {
+            // Ready also means bootstrapped: the namespace "default" exists (made just after /readyz).
+            const ns = await fetch(`${server}/api/v1/namespaces/default`, {
+              client,
+              headers: { authorization: `Bearer ${admin.token}` },
+              signal: AbortSignal.timeout(5000),
+            });
+            last = `namespace default: ${ns.status} ${await ns.text()}`;
+            if (ns.status === 200) break;
+          }
         } catch (e) {
           last = String(e);
         }
