@@ -20,12 +20,19 @@ ${NODE_OPTIONS_HELP}`;
 export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   const { socket, listen } = node.config;
   const servers: Deno.HttpServer[] = [];
+  // Group bpfd reaches the socket and the map pins through the state directory when they are inside it.
+  const gid = node.kernel.groupId;
+  const state = node.config.stateDir.replace(/\/+$/, "");
+  const inState = (p: string) => p.startsWith(`${state}/`);
+  if (gid !== undefined && (inState(node.config.bpffs) || (socket && inState(socket)))) {
+    await Deno.chown(state, 0, gid);
+    await Deno.chmod(state, 0o750);
+  }
   if (socket) {
     await Deno.remove(socket).catch(() => {});
     const app = createApp(node, () => ({ user: "local", via: "unix-socket" }));
     servers.push(Deno.serve({ path: socket, signal, onListen: () => {} }, app.fetch));
     await Deno.chmod(socket, 0o660);
-    const gid = node.kernel.groupId;
     if (gid !== undefined) await Deno.chown(socket, 0, gid);
   }
   if (listen) {
