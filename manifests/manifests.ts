@@ -32,7 +32,12 @@ export interface ManifestOptions {
   imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
   /** Controller replicas (default 2; one leads, through the Lease `bpfd/bpfd-controller`). */
   replicas?: number;
+  /** A hash of the node TLS Secret: on the pod templates, so a new certificate rolls the pods. */
+  tlsHash?: string;
 }
+
+/** The pod template annotation carrying ManifestOptions.tlsHash. */
+export const TLS_HASH_ANNOTATION = "bpfd.io/node-tls-hash";
 
 const PART_OF = { "app.kubernetes.io/part-of": "bpfd" };
 const labels = (component: string) => ({ ...PART_OF, "app.kubernetes.io/component": component });
@@ -72,6 +77,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
   const image = opts.image ?? DEFAULT_IMAGE;
   const imagePullPolicy = opts.imagePullPolicy ?? "IfNotPresent";
   const ns = NAMESPACE;
+  const annotations = opts.tlsHash ? { [TLS_HASH_ANNOTATION]: opts.tlsHash } : undefined;
   const meta = (name: string, component: string, namespaced = true) => ({
     name,
     ...(namespaced ? { namespace: ns } : {}),
@@ -213,7 +219,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         selector: { matchLabels: { "app.kubernetes.io/name": "bpfd-node" } },
         updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
         template: {
-          metadata: { labels: { ...labels("node"), "app.kubernetes.io/name": "bpfd-node" } },
+          metadata: { labels: { ...labels("node"), "app.kubernetes.io/name": "bpfd-node" }, annotations },
           spec: {
             serviceAccountName: "bpfd-node",
             hostNetwork: true,
@@ -281,7 +287,10 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         replicas: opts.replicas ?? 2,
         selector: { matchLabels: { "app.kubernetes.io/name": "bpfd-controller" } },
         template: {
-          metadata: { labels: { ...labels("controller"), "app.kubernetes.io/name": "bpfd-controller" } },
+          metadata: {
+            labels: { ...labels("controller"), "app.kubernetes.io/name": "bpfd-controller" },
+            annotations,
+          },
           spec: {
             serviceAccountName: "bpfd-controller",
             securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534 },

@@ -17,7 +17,14 @@ import * as k8s from "@kubernetes/client-node";
 import { crdDocuments } from "../crds/crds.ts";
 import { GROUP, VERSION } from "../crds/schema.ts";
 import { toYaml } from "../crds/yaml.ts";
-import { type Manifest, manifestDocuments, type ManifestOptions } from "../manifests/manifests.ts";
+import {
+  type Manifest,
+  manifestDocuments,
+  type ManifestOptions,
+  NAMESPACE,
+  NODE_TLS_SECRET,
+} from "../manifests/manifests.ts";
+import { ensureNodeTls, removeNodeTls } from "./deploy_tls.ts";
 
 export const FIELD_MANAGER = "bpfd-deploy";
 
@@ -28,6 +35,7 @@ export interface Change {
   name: string;
   namespace?: string;
   action: Action;
+  note?: string;
 }
 
 /** Every object `deploy` applies, CRDs first. */
@@ -157,6 +165,8 @@ export interface DeployOptions extends ManifestOptions {
   timeoutMs?: number;
   /** Called after each object. */
   onChange?: (c: Change) => void;
+  /** Extra subjectAltNames for the node runtimes' certificate (beyond every Node's addresses). */
+  nodeSans?: string[];
 }
 
 /** Applies the CRDs, waits until they are Established, then applies the manifests. */
@@ -170,7 +180,12 @@ export async function deploy(opts: DeployOptions): Promise<Change[]> {
   const crds = crdDocuments();
   for (const crd of crds) note(await applyOne(via(crd), crd));
   for (const crd of crds) await waitEstablished(via(crd), crd, opts.timeoutMs ?? 60_000);
-  for (const o of manifestDocuments(opts)) note(await applyOne(via(o), o));
+  // The namespace first, then the node TLS Secret, whose hash goes on the pod templates.
+  const [namespace] = manifestDocuments(opts);
+  note(await applyOne(via(namespace), namespace));
+  const tls = await ensureNodeTls(opts.kc, { extraSans: opts.nodeSans });
+  note({ kind: "Secret", name: NODE_TLS_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
+  for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) note(await applyOne(via(o), o));
   return changes;
 }
 
@@ -273,6 +288,10 @@ export async function undeploy(opts: UndeployOptions): Promise<Change[]> {
     await dropFinalizers(custom, "bpfprograms");
     for (const crd of crdDocuments()) note(await deleteOne(api, crd));
   }
+  const secret = await removeNodeTls(opts.kc);
+  if (secret !== "kept") {
+    note({ kind: "Secret", name: NODE_TLS_SECRET, namespace: NAMESPACE, action: secret });
+  }
   for (const o of manifests.filter((o) => o.kind === "Namespace")) note(await deleteOne(api, o));
   return changes;
 }
@@ -284,12 +303,13 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
   return kc;
 }
 
-const USAGE =
-  `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N] [--dry-run]
+const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
+                         [--node-san NAME|IP ...] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
-deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established;
---dry-run prints the objects instead. undeploy deletes them; --all also deletes every BpfProgramConfig,
+deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
+makes the node runtimes' TLS Secret (bpfd/bpfd-node-tls, for every Node's addresses and --node-san) unless
+one not made by deploy exists; --dry-run prints the objects instead. undeploy deletes them; --all also deletes every BpfProgramConfig,
 BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
@@ -302,6 +322,7 @@ if (import.meta.main) {
       "pull-policy": { type: "string" },
       replicas: { type: "string" },
       "dry-run": { type: "boolean" },
+      "node-san": { type: "string", multiple: true },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -323,7 +344,10 @@ if (import.meta.main) {
     Deno.exit(2);
   }
   const show = (c: Change) =>
-    console.log(`${c.kind.toLowerCase()}/${c.name}${c.namespace ? ` (${c.namespace})` : ""} ${c.action}`);
+    console.log(
+      `${c.kind.toLowerCase()}/${c.name}${c.namespace ? ` (${c.namespace})` : ""} ${c.action}` +
+        (c.note ? ` (${c.note})` : ""),
+    );
   try {
     if (command === "deploy") {
       const mo: ManifestOptions = {
@@ -333,8 +357,16 @@ if (import.meta.main) {
       };
       if (values["dry-run"]) {
         console.log(deployDocuments(mo).map((d) => "---\n" + toYaml(d)).join(""));
+        console.log(
+          `# Secret ${NAMESPACE}/${NODE_TLS_SECRET} (the node runtimes' TLS certificate) is made by deploy`,
+        );
       } else {
-        const changes = await deploy({ ...mo, kc: kubeConfigFrom(values.kubeconfig), onChange: show });
+        const changes = await deploy({
+          ...mo,
+          kc: kubeConfigFrom(values.kubeconfig),
+          onChange: show,
+          nodeSans: values["node-san"]?.flatMap((s) => s.split(",")).filter(Boolean),
+        });
         const n = (a: Action) => changes.filter((c) => c.action === a).length;
         console.log(`${n("created")} created, ${n("configured")} configured, ${n("unchanged")} unchanged`);
       }

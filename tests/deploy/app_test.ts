@@ -13,7 +13,7 @@ import { bytecodePath } from "../_runtime.ts";
 import { NodeNet } from "../k8s/_nodes.ts";
 import { deploy } from "../../runtime/deploy.ts";
 import { BpfProgramConfigs, findNodeProgram, InvalidSpecError } from "../../mod.ts";
-import { makeNodeTls, SecureRuntime, serviceAccountToken, tokenKubeconfig } from "./_secure.ts";
+import { SecureRuntime, serviceAccountToken, tokenKubeconfig } from "./_secure.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 
@@ -85,7 +85,13 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
   const controllerLog = `${dir}/controller.log`;
   try {
     await deploy({ kc: kube.kubeConfig(), image: "registry.example/bpfd:test" });
-    const tls = await makeNodeTls(dir);
+    // The node runtime serves, and the controller trusts, the certificate deploy made (Secret bpfd-node-tls).
+    const secret = await kube.kubeConfig().makeApiClient(k8s.CoreV1Api)
+      .readNamespacedSecret({ name: "bpfd-node-tls", namespace: "bpfd" });
+    const tls = { ca: `${dir}/ca.crt`, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` };
+    for (const [k, file] of [["ca.crt", tls.ca], ["tls.crt", tls.cert], ["tls.key", tls.key]]) {
+      await Deno.writeTextFile(file, atob(secret.data![k]), { mode: 0o600 });
+    }
     rt = await SecureRuntime.start(dir, tls, {
       mode: "kubernetes",
       kubeconfig: await tokenKubeconfig(

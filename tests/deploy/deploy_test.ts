@@ -6,6 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { startKube } from "../_kube.ts";
 import { manifestDocuments } from "../../manifests/manifests.ts";
 import { manifestsYaml } from "../../manifests/generate.ts";
+import { certificateFacts } from "../../runtime/deploy_tls.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 
@@ -59,11 +60,21 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
   const kube = await startKube();
   try {
     const kcFile = kube.kubeconfig();
+    const addNode = async (name: string, ip: string) => {
+      const core = kube.kubeConfig().makeApiClient(k8s.CoreV1Api);
+      await core.createNode({ body: { metadata: { name } } });
+      await core.replaceNodeStatus({
+        name,
+        body: { metadata: { name }, status: { addresses: [{ type: "InternalIP", address: ip }] } },
+      });
+    };
+    await addNode("n1", "10.9.0.1");
     // 1. First run: everything created.
     const first = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t1");
     assert.equal(first.code, 0, first.stderr + first.stdout);
     const docs = manifestDocuments();
-    assert.match(first.stdout, new RegExp(`${docs.length + 2} created, 0 configured, 0 unchanged`));
+    assert.match(first.stdout, new RegExp(`${docs.length + 3} created, 0 configured, 0 unchanged`));
+    assert.match(first.stdout, /secret\/bpfd-node-tls \(bpfd\) created/);
     assert.match(first.stdout, /daemonset\/bpfd-node \(bpfd\) created/);
 
     // The objects are there, as the server validated and defaulted them.
@@ -79,6 +90,14 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
       c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === "/run/bpfd").mountPropagation,
       "Bidirectional",
     );
+    // The node TLS Secret: a certificate for every node's address, its hash on the pod templates.
+    const secret = JSON.parse(
+      (await kube.kubectl(["-n", "bpfd", "get", "secret", "bpfd-node-tls", "-o", "json"])).stdout,
+    );
+    const facts = await certificateFacts(atob(secret.data["tls.crt"]));
+    assert.ok(facts.sans.has("10.9.0.1") && facts.sans.has("127.0.0.1"), [...facts.sans].join(","));
+    const hash1 = ds.spec.template.metadata.annotations["bpfd.io/node-tls-hash"];
+    assert.match(hash1, /^[0-9a-f]{16}$/);
     const dep = JSON.parse(
       (await kube.kubectl(["-n", "bpfd", "get", "deployment", "bpfd-controller", "-o", "json"])).stdout,
     );
@@ -112,12 +131,22 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     // 2. Second run: nothing changes.
     const second = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t1");
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stdout, new RegExp(`0 created, 0 configured, ${docs.length + 2} unchanged`));
+    assert.match(second.stdout, new RegExp(`0 created, 0 configured, ${docs.length + 3} unchanged`));
     // A new image: only the two workloads change.
     const third = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t2");
     assert.equal(third.code, 0, third.stderr);
-    assert.match(third.stdout, new RegExp(`0 created, 2 configured, ${docs.length} unchanged`));
+    assert.match(third.stdout, new RegExp(`0 created, 2 configured, ${docs.length + 1} unchanged`));
     assert.match(third.stdout, /deployment\/bpfd-controller \(bpfd\) configured/);
+    // A new node's address: the certificate is made again and the pods roll.
+    await addNode("n2", "10.9.0.2");
+    const fourth = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t2");
+    assert.equal(fourth.code, 0, fourth.stderr);
+    assert.match(fourth.stdout, /secret\/bpfd-node-tls \(bpfd\) configured \(not covered: 10\.9\.0\.2\)/);
+    assert.match(fourth.stdout, new RegExp(`0 created, 3 configured, ${docs.length} unchanged`));
+    const secret2 = JSON.parse(
+      (await kube.kubectl(["-n", "bpfd", "get", "secret", "bpfd-node-tls", "-o", "json"])).stdout,
+    );
+    assert.ok((await certificateFacts(atob(secret2.data["tls.crt"]))).sans.has("10.9.0.2"));
 
     // 3. The seed's roles with real tokens: alice views, bob edits, carol has nothing.
     const bindTo = (user: string, role: string) =>
@@ -152,6 +181,7 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     const un = await deployCli("undeploy", "--kubeconfig", kcFile);
     assert.equal(un.code, 0, un.stderr);
     assert.match(un.stdout, /daemonset\/bpfd-node \(bpfd\) deleted/);
+    assert.match(un.stdout, /secret\/bpfd-node-tls \(bpfd\) deleted/);
     for (const [kind, name] of [["daemonset", "bpfd-node"], ["deployment", "bpfd-controller"]]) {
       const r = await kube.kubectl(["-n", "bpfd", "get", kind, name]);
       assert.match(r.stderr, /NotFound/);
