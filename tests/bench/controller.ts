@@ -20,6 +20,22 @@ const root = new URL("../..", import.meta.url).pathname;
 /** Apply/delete rounds per node count; the figures are medians. */
 const ROUNDS = Number(Deno.env.get("BPFD_BENCH_ROUNDS") ?? 3);
 
+/** CPU time (ms) of the processes whose command line contains each pattern, summed per group. */
+function cpuByGroup(groups: Record<string, string>): Record<string, number> {
+  const out: Record<string, number> = Object.fromEntries(Object.keys(groups).map((k) => [k, 0]));
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).replaceAll("\0", " ");
+      const group = Object.entries(groups).find(([, pat]) => cmd.includes(pat))?.[0];
+      if (!group) continue;
+      const f = Deno.readTextFileSync(`/proc/${e.name}/stat`).split(") ")[1].split(" ");
+      out[group] += (Number(f[11]) + Number(f[12])) * 1000 / 100; // utime + stime, USER_HZ = 100
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
 /** Write requests the API server counted, by resource (leases and events apart). */
 async function writeCounts(cluster: TestCluster): Promise<Map<string, number>> {
   const res = await fetch(`${cluster.kube.server}/metrics`, {
@@ -64,27 +80,48 @@ export interface ControllerFigure {
   startRuntimesMs: number;
   /** apply → Loaded of every round (ms). */
   rounds: number[];
+  /** CPU time per process group during the last round's apply → Loaded (ms). */
+  cpuMs: Record<string, number>;
 }
 
-/** The program the benchmark loads: XDP (as the seed) or, with BPFD_BENCH_TYPE=TCX, a TCX program. */
-const TYPE = Deno.env.get("BPFD_BENCH_TYPE") === "TCX" ? "TCX" : "XDP";
+/**
+ * The program the benchmark loads: XDP (as the seed), or with BPFD_BENCH_TYPE=TCX a TCX program, or with
+ * BPFD_BENCH_TYPE=Tracepoint a tracepoint program (its attach does not take the kernel's rtnl lock, so the
+ * node side does not serialize the "nodes" that share this machine's kernel).
+ */
+const TYPE = (["TCX", "Tracepoint"] as const).find((t) => t === Deno.env.get("BPFD_BENCH_TYPE")) ?? "XDP";
 
 function config(name: string) {
-  const xdp = TYPE === "XDP";
+  const program = {
+    XDP: { name: "xdp_counter", object: "xdp_counter", attachpoint: { interface: "eth0" } },
+    TCX: {
+      name: "tc_counter",
+      object: "tc_counter",
+      attachpoint: { interface: "eth0", direction: "ingress" },
+    },
+    Tracepoint: {
+      name: "enter_getppid",
+      object: "tracepoint_counter",
+      attachpoint: { tracepoint: "syscalls/sys_enter_getppid" },
+    },
+  }[TYPE];
   return JSON.stringify({
     apiVersion: "bpfd.io/v1alpha1",
     kind: "BpfProgramConfig",
     metadata: { name },
     spec: {
-      name: xdp ? "xdp_counter" : "tc_counter",
+      name: program.name,
       type: TYPE,
       nodeselector: {},
-      priority: 0,
-      attachpoint: xdp ? { interface: "eth0" } : { interface: "eth0", direction: "ingress" },
-      bytecode: { path: `${root}bytecode/build/${xdp ? "xdp" : "tc"}_counter.bpf.o` },
+      ...(TYPE === "Tracepoint" ? {} : { priority: 0 }),
+      attachpoint: program.attachpoint,
+      bytecode: { path: `${root}bytecode/build/${program.object}.bpf.o` },
     },
   });
 }
+
+/** The cluster being measured, for the signal handler to clean up. */
+let active: TestCluster | undefined;
 
 /** Runs the benchmark for each node count, growing one cluster. */
 export async function runControllerBench(
@@ -92,6 +129,7 @@ export async function runControllerBench(
   log = console.error,
 ): Promise<ControllerFigure[]> {
   const cluster = await TestCluster.start({ nodes: [], settings: { "bpfd.resync.seconds": "5" } });
+  active = cluster;
   const figures: ControllerFigure[] = [];
   try {
     const workers = Deno.env.get("BPFD_BENCH_WORKERS");
@@ -138,11 +176,19 @@ export async function runControllerBench(
         );
       }
       const rounds: Array<{ up: number; down: number }> = [];
+      const cpus: Array<Record<string, number>> = [];
       let w0 = new Map<string, number>(), w1 = w0, w2 = w0, w3 = w0;
       const name = `bench-${n}`;
       for (let round = 0; round < ROUNDS; round++) {
         const first = round === 0;
         if (first) w0 = await writeCounts(cluster);
+        const groups = {
+          apiserver: `--cert-dir=${cluster.kube.dir}/certs`,
+          etcd: `--data-dir=${cluster.kube.dir}/etcd`,
+          controller: `--kubeconfig ${cluster.kube.kubeconfig()}`,
+          runtimes: `--state-dir ${cluster.dir}/`,
+        };
+        const c0 = cpuByGroup(groups);
         const t1 = performance.now();
         const r = await cluster.kube.kubectl(["apply", "-f", "-"], { stdin: config(name) });
         if (r.code !== 0) throw new Error(r.stderr);
@@ -156,6 +202,8 @@ export async function runControllerBench(
           20,
         );
         const up = performance.now() - t1;
+        const c1 = cpuByGroup(groups);
+        cpus.push(Object.fromEntries(Object.keys(c0).map((k) => [k, c1[k] - c0[k]])));
         if (first) {
           // Let the last writes land before counting; then two resyncs with nothing to do.
           await new Promise((r) => setTimeout(r, 500));
@@ -196,6 +244,7 @@ export async function runControllerBench(
         nodeFloorMs,
         deleteToUnloadedMs,
         rounds: rounds.map((r) => Math.round(r.up)),
+        cpuMs: cpus[cpus.length - 1],
         writesApply: diff(w0, w1),
         writesIdle: diff(w1, w2),
         writesDelete: diff(w2, w3),
@@ -205,6 +254,7 @@ export async function runControllerBench(
       figures.push(f);
     }
   } finally {
+    active = undefined;
     await cluster.stop();
   }
   return figures;
@@ -221,27 +271,34 @@ export function controllerMarkdown(figures: ControllerFigure[]): string {
   };
   const rows = figures.map((f) => {
     const vs = one ? `${(f.applyToLoadedMs / one).toFixed(2)}×` : "";
+    const cpu = ["apiserver", "etcd", "controller", "runtimes"].map((k) => (f.cpuMs[k] ?? 0).toFixed(0)).join(
+      " / ",
+    );
     return `| ${f.nodes} | ${f.applyToLoadedMs.toFixed(0)} ms | ${vs} | ${f.nodeFloorMs.toFixed(0)} ms | ` +
-      `${f.deleteToUnloadedMs.toFixed(0)} ms | ${ctlWrites(f.writesApply, 1)} | ${
-        ctlWrites(f.writesDelete, 1)
-      } | ` +
-      `${sum(f.writesIdle, ["leases"])} |`;
+      `${cpu} | ${f.deleteToUnloadedMs.toFixed(0)} ms | ${ctlWrites(f.writesApply, 1)} | ` +
+      `${ctlWrites(f.writesDelete, 1)} | ${sum(f.writesIdle, ["leases"])} |`;
   });
   return [
-    "| nodes | apply → all Loaded | vs 1 node | node-side floor | delete → all unloaded | API writes for the apply | API writes for the delete | writes in 2 idle resyncs |",
-    "| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
+    "| nodes | apply → all Loaded | vs 1 node | node-side floor | CPU ms during the apply: apiserver / etcd / controller / runtimes | delete → all unloaded | API writes for the apply | API writes for the delete | writes in 2 idle resyncs |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |",
     ...rows,
   ].join("\n");
 }
 
 export async function benchController(counts?: number[]): Promise<{ title: string; markdown: string }> {
   return {
-    title: "Controller: apply to Loaded",
+    title: `Controller: apply to Loaded (${TYPE})`,
     markdown: controllerMarkdown(await runControllerBench(counts)),
   };
 }
 
 if (import.meta.main) {
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(sig, () => {
+      console.error(`${sig}: cleaning up`);
+      (active?.stop() ?? Promise.resolve()).finally(() => Deno.exit(130));
+    });
+  }
   const counts = Deno.args.length ? Deno.args.map(Number) : [1, 10, 50];
   const figures = await runControllerBench(counts);
   console.log(controllerMarkdown(figures));
