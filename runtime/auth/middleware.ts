@@ -1,6 +1,6 @@
 /**
  * The node API's guard for the TCP listener: a hono middleware that checks the bearer token of every
- * `/v1/*` request (`/healthz` and `/readyz` stay open for probes), answers 401/403 with bpfd's error body
+ * request but the probes (`/healthz` and `/readyz` stay open for the kubelet), answers 401/403 with bpfd's error body
  * and logs the refusal, and remembers the caller's identity for `identify`.
  *
  * @module
@@ -33,8 +33,9 @@ export async function authenticatorFrom(config: RuntimeConfig): Promise<Authenti
 /** Checks every /v1/ request with `auth`; refusals answer 401/403 and never reach a function. */
 export function authMiddleware(auth: Authenticator, log: () => Logger, via: string): MiddlewareHandler {
   return async (c, next) => {
+    // Deny by default: only the probes are open.
     const path = new URL(c.req.url).pathname;
-    if (!path.startsWith("/v1/")) return await next();
+    if (path === "/healthz" || path === "/readyz") return await next();
     const fn = path.match(/^\/v1\/functions\/([^/]+)$/)?.[1];
     const verb = verbFor(c.req.method, fn);
     const verdict = await auth.check(bearerToken(c.req.header("authorization")), verb);

@@ -47,6 +47,13 @@ Deno.test("node API: TLS, TokenReview + SubjectAccessReview, refusals load nothi
     const ready = await fetch(`${rt.url}/readyz`, { client: rt.client });
     assert.equal(ready.status, 200, await ready.text());
 
+    // Every path but the probes is guarded, also ones no route serves.
+    for (const path of ["/v1/functions", "//v1/functions/load", "/nope"]) {
+      const r: Response = await fetch(`${rt.url}${path}`, { method: "POST", body: "{}", client: rt.client });
+      await r.body?.cancel();
+      assert.equal(r.status, 401, path);
+    }
+
     // 401: no token, garbage, a JWT signed by a stranger, a real token re-signed as expired.
     const noToken = await rt.call("load", loadInput);
     assert.equal(noToken.status, 401);

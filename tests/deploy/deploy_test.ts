@@ -98,11 +98,32 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     assert.ok(facts.sans.has("10.9.0.1") && facts.sans.has("127.0.0.1"), [...facts.sans].join(","));
     const hash1 = ds.spec.template.metadata.annotations["bpfd.io/node-tls-hash"];
     assert.match(hash1, /^[0-9a-f]{16}$/);
+    // The pod the DaemonSet would make passes the API server's pod validation and admission (dry run).
+    const pod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "bpfd-node-dry", namespace: "bpfd" },
+      // No kube-controller-manager here makes ServiceAccount token Secrets, which the ServiceAccount
+      // admission plugin would wait for: the dry-run pod mounts no token.
+      spec: { ...ds.spec.template.spec, nodeName: "n1", automountServiceAccountToken: false },
+    };
+    const dry = await kube.kubectl(["create", "--dry-run=server", "-f", "-"], { stdin: JSON.stringify(pod) });
+    assert.equal(dry.code, 0, dry.stderr);
     const dep = JSON.parse(
       (await kube.kubectl(["-n", "bpfd", "get", "deployment", "bpfd-controller", "-o", "json"])).stdout,
     );
     assert.equal(dep.spec.replicas, 2);
     assert.equal(dep.spec.template.spec.serviceAccountName, "bpfd-controller");
+    const ctlPod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "bpfd-controller-dry", namespace: "bpfd" },
+      spec: { ...dep.spec.template.spec, automountServiceAccountToken: false },
+    };
+    const dry2 = await kube.kubectl(["create", "--dry-run=server", "-f", "-"], {
+      stdin: JSON.stringify(ctlPod),
+    });
+    assert.equal(dry2.code, 0, dry2.stderr);
     for (const crd of ["bpfprogramconfigs.bpfd.io", "bpfprograms.bpfd.io"]) {
       const r = await kube.kubectl([
         "get",
