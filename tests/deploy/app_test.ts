@@ -101,7 +101,8 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
       ),
       nodeName: "node-a",
     });
-    net = await NodeNet.create();
+    // An index of its own (10.215.<n>.0/24): other test processes count theirs from 1.
+    net = await NodeNet.create(151 + (Deno.pid % 99));
     const core = kube.kubeConfig().makeApiClient(k8s.CoreV1Api);
     await core.createNode({
       body: {
@@ -238,6 +239,11 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
       "node unloaded",
       async () => (await rt!.call("list", {}, kube.admin.token)).body.programs.length === 0,
     );
+
+    // The manifests' RBAC was enough for everything the controller did (watches, Lease, Events, writes).
+    const log = await Deno.readTextFile(controllerLog);
+    assert.doesNotMatch(log, /forbidden|cannot (get|list|watch|create|update|patch)/i, log);
+    assert.match(log, /reconciling/, "the controller led (Lease acquired on its own token)");
   } finally {
     if (controller) {
       try {
