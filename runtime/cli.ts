@@ -202,13 +202,14 @@ function describeAttach(a: Json): string {
 
 function programRows(programs: Json[]): string {
   return table(
-    ["ID", "NAME", "TYPE", "BPFD", "LOADED AT", "LINKS", "METADATA"],
+    ["ID", "NAME", "TYPE", "BPFD", "LOADED AT", "LOADED BY", "LINKS", "METADATA"],
     programs.map((p) => [
       String(p.id),
       p.program?.name ?? p.kernel?.name ?? "",
       p.program?.type ?? p.kernel?.type ?? "",
       p.managed ? "yes" : "no",
       (p.kernel?.loadedAt ?? p.program?.loadedAt ?? "").replace(/\.\d+Z$/, "Z"),
+      p.program?.loadedBy.user ?? `uid ${p.kernel?.uid}`,
       p.links.map((l: Json) => `${l.id}: ${describeAttach(l.attach)}`).join("; "),
       Object.entries(p.program?.metadata ?? {}).map(([k, v]) => `${k}=${v}`).join(","),
     ]),

@@ -59,11 +59,11 @@ Deno.test("bpfd CLI: load, attach, list, get, detach, unload over the unix socke
     const list = await bpfd(s, "list");
     assert.equal(list.code, 0, list.err);
     const [header, row] = list.out.trim().split("\n");
-    assert.match(header, /^ID\s+NAME\s+TYPE\s+BPFD\s+LOADED AT\s+LINKS\s+METADATA$/);
+    assert.match(header, /^ID\s+NAME\s+TYPE\s+BPFD\s+LOADED AT\s+LOADED BY\s+LINKS\s+METADATA$/);
     assert.match(
       row,
       new RegExp(
-        `^${id}\\s+xdp_counter\\s+xdp\\s+yes\\s+\\S+\\s+${linkId}: xdp ${net.hostIf}@${net.hostNs} prio 10\\s+owner=cli-test$`,
+        `^${id}\\s+xdp_counter\\s+xdp\\s+yes\\s+\\S+\\s+local\\s+${linkId}: xdp ${net.hostIf}@${net.hostNs} prio 10\\s+owner=cli-test$`,
       ),
     );
 
