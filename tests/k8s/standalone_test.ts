@@ -181,6 +181,34 @@ Deno.test("standalone: in-process on the runtime's own node (the path for `deno 
     const bp = sa.store.program("xdp-pass-all-nodes-local")!;
     assert.equal(bp.status?.conditions?.[0].reason, "bpfdLoaded");
     assert.equal(sa.store.config("xdp-pass-all-nodes")?.status?.nodes?.loaded, 1);
+    // Map sharing: a config naming the first as its map owner uses the same pinned maps on the node
+    // (even when it comes first: the node refuses until the owner is there, and the retry converges).
+    await Deno.writeTextFile(
+      `${dir}/a-shared.yaml`,
+      JSON.stringify({
+        apiVersion: "bpfd.io/v1alpha1",
+        kind: "BpfProgramConfig",
+        metadata: { name: "tc-shared" },
+        spec: {
+          name: "tc_counter",
+          type: "TC",
+          attachpoint: { interface: net.hostIf, direction: "ingress" },
+          bytecode: { path: bytecodePath("tc_counter") },
+          mapowner: "xdp-pass-all-nodes",
+        },
+      }),
+    );
+    await sa.rescan();
+    await sa.settled();
+    const shared = sa.store.program("tc-shared-local")!;
+    assert.equal(shared.status?.conditions?.[0].reason, "bpfdLoaded", JSON.stringify(shared.status));
+    const owner = rt.node.state.programs().find((p) =>
+      p.metadata["bpfd.io/owner"] === "xdp-pass-all-nodes-local"
+    )!;
+    const user = rt.node.state.programs().find((p) => p.metadata["bpfd.io/owner"] === "tc-shared-local")!;
+    assert.equal(user.mapOwnerId, owner.id);
+    assert.equal(Object.values(shared.spec.programs ?? {})[0].mappinpath, owner.mapPinPath);
+    await Deno.remove(`${dir}/a-shared.yaml`);
     await Deno.remove(`${dir}/xdp.yaml`);
     await sa.rescan();
     await sa.settled();
