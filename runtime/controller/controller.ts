@@ -143,7 +143,14 @@ export class Controller {
     const queue = this.queue;
     this.#workers = queue.run(
       this.opts.workers ?? 16,
-      (key) => this.reconciler.handle(key),
+      (key) => {
+        // No Lease, no work: a stale leader drops the item (whoever leads resyncs everything anyway).
+        if (this.leader && !this.leader.valid()) {
+          this.log.warn("not acting: leadership not confirmed within the renew deadline", { key });
+          return Promise.resolve();
+        }
+        return this.reconciler.handle(key);
+      },
       (key, err, retryIn) => {
         const e = err as { code?: number; message?: string; body?: unknown };
         const conflict = e.code === 409;

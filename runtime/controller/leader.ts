@@ -64,6 +64,15 @@ export class LeaderElector {
     return this.#leading;
   }
 
+  /**
+   * Whether this replica may act right now: it leads and renewed within the renew deadline by its own
+   * clock. A process that was stopped (SIGSTOP, a long GC pause, a frozen VM) wakes up with its timers
+   * firing in any order; this check keeps it from acting on a Lease another replica may already hold.
+   */
+  valid(): boolean {
+    return this.#leading && Date.now() - this.#lastRenew < this.renewDeadlineMs;
+  }
+
   start(): void {
     this.#stopped = false;
     this.#tick();

@@ -352,32 +352,50 @@ Deno.test("controller: BpfProgramConfig -> BpfPrograms -> programs on the select
       assert.deepEqual(Object.keys(again.spec.programs), [String(now.id)]);
     });
 
-    await t.step("a second controller replica waits; it takes over when the leader dies", async () => {
-      const lease = async () =>
-        (await kubectl([
-          "get",
-          "lease",
-          "-n",
-          "bpfd",
-          "bpfd-controller",
-          "-o",
-          "jsonpath={.spec.holderIdentity}",
-        ])).stdout;
-      assert.equal(await lease(), "ctl-1");
-      const second = await cluster.startController("ctl-2");
-      await new Promise((r) => setTimeout(r, 4000));
-      assert.equal(await lease(), "ctl-1", "the standby took the lease while the leader was alive");
-      await cluster.controllers[0].kill("SIGKILL");
-      await waitFor("ctl-2 leads", async () => (await lease()) === "ctl-2", 20000, 250);
-      // The new leader acts: a node label change moves the TC program.
-      await kubectl(["label", "node", "node-b", "role=core", "--overwrite"]);
-      await waitFor(
-        "node-b selected by the new leader",
-        async () => (await owned("node-b", "tc-edge-node-b")).length === 1,
-        30000,
-      );
-      assert.ok(second.child);
-    });
+    await t.step(
+      "a second controller replica waits; it takes over when the leader freezes; the old one steps down",
+      async () => {
+        const lease = async () =>
+          (await kubectl([
+            "get",
+            "lease",
+            "-n",
+            "bpfd",
+            "bpfd-controller",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+          ])).stdout;
+        assert.equal(await lease(), "ctl-1");
+        const second = await cluster.startController("ctl-2");
+        await new Promise((r) => setTimeout(r, 4000));
+        assert.equal(await lease(), "ctl-1", "the standby took the lease while the leader was alive");
+        // The leader freezes (SIGSTOP): its lease runs out and the standby takes over.
+        const first = cluster.controllers[0];
+        first.child!.kill("SIGSTOP");
+        await waitFor("ctl-2 leads", async () => (await lease()) === "ctl-2", 20000, 250);
+        // The new leader acts: a node label change moves the TC program.
+        await kubectl(["label", "node", "node-b", "role=core", "--overwrite"]);
+        await waitFor(
+          "node-b selected by the new leader",
+          async () => (await owned("node-b", "tc-edge-node-b")).length === 1,
+          30000,
+        );
+        assert.ok(second.child);
+        // The old leader wakes up: it sees it lost the Lease and exits without acting; ctl-2 keeps it.
+        const logBefore = (await Deno.readTextFile(first.logFile)).length;
+        first.child!.kill("SIGCONT");
+        const exited = await Promise.race([
+          first.child!.status,
+          new Promise<undefined>((r) => setTimeout(() => r(undefined), 15000)),
+        ]);
+        assert.ok(exited && exited.code === 1, "the woken leader did not step down");
+        first.child = undefined;
+        const log = await Deno.readTextFile(first.logFile);
+        assert.match(log, /lost leadership/);
+        assert.doesNotMatch(log.slice(logBefore), /"node (converged|unloaded)"/, "the woken leader acted");
+        assert.equal(await lease(), "ctl-2");
+      },
+    );
 
     await t.step("deleting configs unloads everywhere; the finalizers go", async () => {
       const r = await kubectl(["delete", "bpfprogramconfigs", "--all", "--timeout=60s"]);
