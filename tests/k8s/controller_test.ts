@@ -384,10 +384,11 @@ Deno.test("controller: BpfProgramConfig -> BpfPrograms -> programs on the select
         // The old leader wakes up: it sees it lost the Lease and exits without acting; ctl-2 keeps it.
         const logBefore = (await Deno.readTextFile(first.logFile)).length;
         first.child!.kill("SIGCONT");
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const exited = await Promise.race([
           first.child!.status,
-          new Promise<undefined>((r) => setTimeout(() => r(undefined), 15000)),
-        ]);
+          new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), 15000)),
+        ]).finally(() => clearTimeout(timer));
         assert.ok(exited && exited.code === 1, "the woken leader did not step down");
         first.child = undefined;
         const log = await Deno.readTextFile(first.logFile);
