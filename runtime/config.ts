@@ -21,6 +21,8 @@ export const RuntimeConfig = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** The bytecode image store (cache, registries, signature policy). */
   images: ImageStoreConfig.optional(),
+  /** Standalone mode: a directory of BpfProgramConfig files this node converges to; empty for none. */
+  configs: z.string().default(""),
   /** TLS for the TCP listener (PEM files); without it the listener speaks plain HTTP. */
   tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
   /** Who may call over TCP (runtime/auth/auth.ts); the unix socket is guarded by its file permissions. */

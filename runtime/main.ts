@@ -67,6 +67,24 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   await Promise.all(servers.map((s) => s.finished));
 }
 
+/**
+ * Standalone mode: the controller's reconciler fed by the config files in `dir`, driving this node
+ * in-process; BpfProgram objects are written as JSON under the state directory. Loaded only when used.
+ */
+async function startStandalone(node: Node, dir: string): Promise<{ stop(): Promise<void> }> {
+  const { Standalone, inProcessCaller } = await import("./controller/standalone.ts");
+  const name = Deno.hostname();
+  const standalone = new Standalone({
+    dir,
+    node: { name, labels: { "kubernetes.io/hostname": name } },
+    nodes: inProcessCaller(node),
+    log: node.log.with({ component: "standalone" }),
+    statusDir: `${node.config.stateDir}/bpfprograms`,
+  });
+  await standalone.start();
+  return standalone;
+}
+
 if (import.meta.main) {
   const { values } = parseNodeArgs(Deno.args);
   if (values.help) {
@@ -79,7 +97,9 @@ if (import.meta.main) {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
   }
+  const standalone = config.configs ? await startStandalone(node, config.configs) : undefined;
   await serve(node, stop.signal);
+  await standalone?.stop();
   node.close();
   node.log.info("stopped; programs stay loaded", { programs: node.state.programs().length });
 }

@@ -6,7 +6,7 @@
  */
 import { loadConfig, type RuntimeConfig } from "./config.ts";
 
-const VALUE_OPTIONS = ["config", "state-dir", "bpffs", "socket", "listen", "log-level"] as const;
+const VALUE_OPTIONS = ["config", "state-dir", "bpffs", "socket", "listen", "log-level", "configs"] as const;
 type NodeOption = typeof VALUE_OPTIONS[number];
 
 /** Parsed options: values by name, `help`, and the positional arguments. */
@@ -46,6 +46,7 @@ export function configFrom(values: NodeArgs["values"]): Promise<RuntimeConfig> {
     socket: values.socket,
     listen: values.listen,
     logLevel: values["log-level"] as RuntimeConfig["logLevel"] | undefined,
+    configs: values.configs,
   });
 }
 
@@ -54,4 +55,5 @@ export const NODE_OPTIONS_HELP = `  --config FILE       JSON configuration (see 
   --bpffs DIR         bpffs for pins, mounted if needed (default /run/bpfd/fs)
   --socket PATH       unix socket, "" for none (default /run/bpfd/bpfd.sock)
   --listen HOST:PORT  TCP listener, "" for none (default 127.0.0.1:50052)
-  --log-level LEVEL   debug, info, warn, error (default info)`;
+  --log-level LEVEL   debug, info, warn, error (default info)
+  --configs DIR       standalone mode: converge this node to the BpfProgramConfig files (YAML/JSON) in DIR`;

@@ -163,8 +163,8 @@ function leftoversNow(before: ReturnType<typeof kernelSnapshot>, names: string[]
 export class RuntimeProcess {
   private constructor(readonly dir: string, readonly socket: string, readonly child: Deno.ChildProcess) {}
 
-  /** Starts `deno run runtime/main.ts` on `dir` and waits until it answers. */
-  static async start(dir: string): Promise<RuntimeProcess> {
+  /** Starts `deno run runtime/main.ts` on `dir` (plus `extraArgs`) and waits until it answers. */
+  static async start(dir: string, extraArgs: string[] = []): Promise<RuntimeProcess> {
     const socket = `${dir}/bpfd.sock`;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
@@ -182,6 +182,7 @@ export class RuntimeProcess {
         "",
         "--log-level",
         Deno.env.get("BPFD_TEST_LOG_LEVEL") ?? "warn",
+        ...extraArgs,
       ],
       stdout: "null",
       stderr: "inherit",

@@ -1,10 +1,11 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes). `deno task bench node` runs only the named ones.
  *
  * @module
  */
 import { benchChain } from "./chain.ts";
+import { benchController } from "./controller.ts";
 import { benchImages } from "./image.ts";
 import { benchNode, type BenchSection } from "./node.ts";
 
@@ -25,6 +26,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   node: () => benchNode(),
   images,
   chain: () => benchChain(),
+  controller: () => benchController(),
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);
