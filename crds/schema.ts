@@ -293,6 +293,8 @@ export const ProgramState = z.object({
   maps: z.record(z.string(), z.string()).describe("Map name to pin path on the node."),
   mappinpath: z.string().optional().describe("The directory the maps are pinned in."),
   linkid: z.number().int().optional().describe("bpfd's id of the attachment."),
+  loadedby: z.string().optional().describe("The identity that asked the node runtime to load it."),
+  loadedat: z.string().optional().describe("When the node runtime loaded it."),
 });
 export type ProgramState = z.infer<typeof ProgramState>;
 

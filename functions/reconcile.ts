@@ -170,6 +170,8 @@ function stateOf(view: ProgramView, spec: Spec | undefined): z.input<typeof Prog
     maps: p.maps,
     mappinpath: p.mapPinPath,
     ...(link ? { linkid: link.id } : {}),
+    loadedby: p.loadedBy.user,
+    loadedat: p.loadedAt,
   };
 }
 

@@ -67,6 +67,9 @@ spec:
       return undefined;
     });
     assert.deepEqual(Object.keys(status.spec.programs), [String(program.id)]);
+    // Who loaded it, and when, as the BpfProgram shows it.
+    assert.equal(status.spec.programs[program.id].loadedby, "standalone-controller");
+    assert.equal(status.spec.programs[program.id].loadedat, program.program.loadedAt);
 
     await Deno.remove(`${configs}/getppid.yaml`);
     await waitFor("the program unloaded", async () => (await owned()).length === 0 ? true : undefined);
