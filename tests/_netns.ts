@@ -85,6 +85,20 @@ export class VethPair {
     return run("nsenter", `--net=/run/netns/${ns}`, cmd, ...args);
   }
 
+  /**
+   * Loads a BPF object with `tc` itself — someone else's program, behind bpfd's back — as a direct-action
+   * filter on the host side's ingress (adding the clsact qdisc); returns the program id tc reports.
+   */
+  async addForeignTcFilter(objectPath: string, priority: number): Promise<number> {
+    await this.exec(this.hostNs, "tc", "qdisc", "add", "dev", this.hostIf, "clsact");
+    const filter = ["filter", "add", "dev", this.hostIf, "ingress", "prio", String(priority), "bpf", "da"];
+    await this.exec(this.hostNs, "tc", ...filter, "obj", objectPath, "sec", "tc");
+    const shown = await this.exec(this.hostNs, "tc", "filter", "show", "dev", this.hostIf, "ingress");
+    const id = Number(shown.match(new RegExp(`pref ${priority} bpf .* id (\\d+) `))?.[1]);
+    if (!(id > 0)) throw new Error(`no program id in tc's answer:\n${shown}`);
+    return id;
+  }
+
   /** Pings the host side from the peer; returns how many replies came back. */
   async ping(count: number, intervalSeconds = 0.01): Promise<number> {
     const { stdout } = await new Deno.Command("nsenter", {

@@ -38,26 +38,7 @@ Deno.test("list --all agrees with the kernel's enumeration and with bpftool prog
     attach: { type: "xdp", iface: net.hostIf, netns: net.hostNs },
   });
   // An unmanaged program, loaded by someone else (tc) behind bpfd's back.
-  await net.exec(net.hostNs, "tc", "qdisc", "add", "dev", net.hostIf, "clsact");
-  await net.exec(
-    net.hostNs,
-    "tc",
-    "filter",
-    "add",
-    "dev",
-    net.hostIf,
-    "ingress",
-    "bpf",
-    "da",
-    "obj",
-    bytecodePath("tc_counter"),
-    "sec",
-    "tc",
-  );
-
-  const filters = await net.exec(net.hostNs, "tc", "filter", "show", "dev", net.hostIf, "ingress");
-  const foreignId = Number(filters.match(/ id (\d+) name tc_counter/)?.[1]);
-  assert.ok(foreignId > 0, filters);
+  const foreignId = await net.addForeignTcFilter(bytecodePath("tc_counter"), 1);
 
   const idsBefore = new Set(bpf.programIds());
   const listed = (await rt.invoke("list", { all: true })).programs as Array<{

@@ -112,25 +112,8 @@ for (const type of ["tc", "tcx"] as const) {
 Deno.test("tc never removes a clsact qdisc or filters that someone else put there", async () => {
   await using net = await VethPair.create();
   await using rt = await startTestRuntime();
-  await net.exec(net.hostNs, "tc", "qdisc", "add", "dev", net.hostIf, "clsact");
-  // Someone else's filter: a BPF program that `tc` itself loads, at priority 100 (after bpfd's 51).
-  await net.exec(
-    net.hostNs,
-    "tc",
-    "filter",
-    "add",
-    "dev",
-    net.hostIf,
-    "ingress",
-    "prio",
-    "100",
-    "bpf",
-    "da",
-    "obj",
-    bytecodePath("tc_counter"),
-    "sec",
-    "tc",
-  );
+  // Someone else's filter, at priority 100 (after bpfd's 50 + 1).
+  await net.addForeignTcFilter(bytecodePath("tc_counter"), 100);
   const { programs: [program] } = await rt.invoke("load", {
     bytecode: { path: bytecodePath("tc_counter") },
     programs: [{ name: "tc_counter", type: "tc" }],
