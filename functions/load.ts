@@ -17,6 +17,7 @@ import {
   ProgramId,
   type ProgramRecord,
   ProgramSpec,
+  ProgramType,
   ProgramView,
 } from "./_schemas.ts";
 import { managedView, programKey } from "./_views.ts";
@@ -31,7 +32,8 @@ const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64").refi
 
 export const LoadInput = z.object({
   bytecode: BytecodeSource,
-  programs: z.array(ProgramSpec).min(1).max(64),
+  /** The programs to load; optional for an image, whose labels say which programs it holds. */
+  programs: z.array(ProgramSpec).min(1).max(64).optional(),
   /** Values for global variables (`.rodata`, `.data`, `.bss`), base64, exactly the variable's size. */
   globalData: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a C identifier"), base64)
     .default({}),
@@ -46,7 +48,7 @@ export const load = defineFunction({
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
-    const { objectPath, source } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
     const globalData = Object.fromEntries(
       Object.entries(input.globalData).map((
         [name, value],
@@ -58,7 +60,7 @@ export const load = defineFunction({
       if (input.mapOwnerId && !owner) throw notFound("program", input.mapOwnerId, { field: "mapOwnerId" });
       const loaded = await ctx.kernel.load({
         objectPath,
-        programs: input.programs,
+        programs,
         globalData,
         sharedMaps: owner?.maps,
         sharedMapDir: owner?.mapPinPath,
@@ -67,7 +69,7 @@ export const load = defineFunction({
       const records: ProgramRecord[] = loaded.map((p, i) => ({
         id: p.id,
         name: p.name,
-        type: input.programs[i].type,
+        type: programs[i].type,
         tag: p.tag,
         bytecode: source,
         pinPath: p.pinPath,
@@ -76,7 +78,7 @@ export const load = defineFunction({
         mapOwnerId: owner?.id ?? (i > 0 ? loaded[0].id : undefined),
         globalData: input.globalData,
         metadata: input.metadata,
-        fnName: input.programs[i].fnName,
+        fnName: programs[i].fnName,
         loadedAt: now,
         loadedBy: ctx.caller,
       }));
@@ -104,8 +106,8 @@ export const load = defineFunction({
 async function resolveBytecode(
   bytecode: z.output<typeof BytecodeSource>,
   ctx: Parameters<typeof load.handler>[1],
-  programs: ProgramSpec[] = [],
-) {
+  programs: ProgramSpec[] | undefined,
+): Promise<{ objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[] }> {
   if ("path" in bytecode) {
     if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
     try {
@@ -117,7 +119,10 @@ async function resolveBytecode(
       }
       throw err;
     }
-    return { objectPath: bytecode.path, source: { path: bytecode.path } };
+    if (!programs) {
+      throw invalid("programs", "required with bytecode.path (only images declare their programs)");
+    }
+    return { objectPath: bytecode.path, source: { path: bytecode.path }, programs };
   }
   if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
   let pulled;
@@ -126,12 +131,33 @@ async function resolveBytecode(
   } catch (err) {
     throw imageError(err, "bytecode.image");
   }
-  checkAgainstLabels(programs, pulled.programs);
-  return { objectPath: pulled.objectPath, source: { image: { url: pulled.url, digest: pulled.digest } } };
+  if (programs) checkAgainstLabels(programs, pulled.programs);
+  return {
+    objectPath: pulled.objectPath,
+    source: { image: { url: pulled.url, digest: pulled.digest } },
+    programs: programs ?? programsFromLabels(pulled.programs),
+  };
 }
 
 /** Same program type for an image label (bpfman writes kprobe/uprobe/tc for the return and tcx variants). */
 const LABEL_FAMILY: Record<string, string> = { kretprobe: "kprobe", uretprobe: "uprobe", tcx: "tc" };
+
+/** The programs an image's labels declare (function name → type), as load specs. */
+function programsFromLabels(labels: Record<string, string>): ProgramSpec[] {
+  const specs = Object.entries(labels).map(([name, type]) => ({ name, type: type.toLowerCase() }));
+  if (specs.length === 0) {
+    throw invalid("programs", "the image declares no programs: name them in the request");
+  }
+  for (const spec of specs) {
+    if (!ProgramType.safeParse(spec.type).success) {
+      throw invalid(
+        "programs",
+        `the image declares ${spec.name} as "${spec.type}", which bpfd does not load; name the programs`,
+      );
+    }
+  }
+  return specs as ProgramSpec[];
+}
 
 /** Named programs must be ones the image's io.ebpf.programs label declares, with a matching type. */
 function checkAgainstLabels(programs: ProgramSpec[], labels: Record<string, string>) {

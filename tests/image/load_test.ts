@@ -91,6 +91,14 @@ Deno.test("image pushed by bpfd image push, signed, pulled by load: XDP counter 
     const counter = program.program.maps.xdp_packets;
     assert.ok(readCounter(counter) >= 5, `counter ${readCounter(counter)} after 5 pings`);
     await call(rt, images, "unload", { programId: program.id });
+
+    // A load that names no programs takes them from the image's io.ebpf.programs label.
+    const fromLabels = await call(rt, images, "load", { bytecode: { image } });
+    assert.deepEqual(
+      fromLabels.programs.map((p: Json) => [p.program.name, p.program.type]),
+      [["xdp_counter", "xdp"]],
+    );
+    await call(rt, images, "unload", { programId: fromLabels.programs[0].id });
   } finally {
     await reg.stop();
     await Deno.remove(dir, { recursive: true });

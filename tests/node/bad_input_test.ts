@@ -74,6 +74,10 @@ Deno.test("bad input: clear errors, nothing left behind", async (t) => {
   );
   await t.step("unknown field → 400", () => expect("load", { ...XDP, color: "red" }, 400, /color/));
   await t.step(
+    "a path without programs → 400 (only images declare their programs)",
+    () => expect("load", { bytecode: XDP.bytecode }, 400, /required with bytecode\.path/, "programs"),
+  );
+  await t.step(
     "relative object path → 400",
     () =>
       expect(
