@@ -8,6 +8,7 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
+import { issueNodeCertificate } from "../../runtime/deploy_tls.ts";
 import { freePort, type Kube, waitFor } from "../_kube.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -21,58 +22,15 @@ async function must(cmd: string, ...args: string[]): Promise<string> {
   return dec.decode(out.stdout);
 }
 
-/** A CA (`ca.crt`) and a serving certificate for 127.0.0.1 signed by it (`tls.crt`, `tls.key`) in `dir`. */
+/**
+ * A CA (`ca.crt`) and a serving certificate for 127.0.0.1 signed by it (`tls.crt`, `tls.key`) in `dir`,
+ * made the way `deno task deploy` makes the node certificate.
+ */
 export async function makeNodeTls(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  await must("openssl", "genrsa", "-out", `${dir}/ca.key`, "2048");
-  await must(
-    "openssl",
-    "req",
-    "-x509",
-    "-new",
-    "-key",
-    `${dir}/ca.key`,
-    "-subj",
-    "/CN=bpfd-node-ca",
-    "-days",
-    "1",
-    "-out",
-    `${dir}/ca.crt`,
-  );
-  await must("openssl", "genrsa", "-out", `${dir}/tls.key`, "2048");
-  await must(
-    "openssl",
-    "req",
-    "-new",
-    "-key",
-    `${dir}/tls.key`,
-    "-subj",
-    "/CN=bpfd-node",
-    "-out",
-    `${dir}/tls.csr`,
-  );
-  await Deno.writeTextFile(
-    `${dir}/tls.ext`,
-    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
-  );
-  await must(
-    "openssl",
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/tls.csr`,
-    "-CA",
-    `${dir}/ca.crt`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-days",
-    "1",
-    "-extfile",
-    `${dir}/tls.ext`,
-    "-out",
-    `${dir}/tls.crt`,
-  );
-  return { ca: `${dir}/ca.crt`, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` };
+  const issued = await issueNodeCertificate(["127.0.0.1"], ["localhost"], 1);
+  const paths = { ca: `${dir}/ca.crt`, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` };
+  for (const k of ["ca", "cert", "key"] as const) await Deno.writeTextFile(paths[k], issued[k]);
+  return paths;
 }
 
 /** A real token of ServiceAccount `bpfd/<name>` from the TokenRequest API. */
