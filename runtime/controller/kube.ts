@@ -279,28 +279,27 @@ export class KubeStore implements Store {
     return this.#programs.wrote(out as Obj) as unknown as BpfProgram;
   }
 
-  async updateProgram(obj: BpfProgram): Promise<BpfProgram> {
-    this.#count("update", "bpfprograms");
-    const out = await this.custom.replaceClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: "bpfprograms",
-      name: obj.metadata.name,
-      body: obj,
-    });
-    return this.#programs.wrote(out as Obj) as unknown as BpfProgram;
+  /** PUT of an object (or its status subresource); the informer's cache learns the answer at once. */
+  async #replace<T extends BpfProgram | BpfProgramConfig>(
+    plural: "bpfprograms" | "bpfprogramconfigs",
+    obj: T,
+    status: boolean,
+  ): Promise<T> {
+    this.#count("update", status ? `${plural}/status` : plural);
+    const request = { group: GROUP, version: VERSION, plural, name: obj.metadata.name, body: obj };
+    const out = status
+      ? await this.custom.replaceClusterCustomObjectStatus(request)
+      : await this.custom.replaceClusterCustomObject(request);
+    const cache = plural === "bpfprograms" ? this.#programs : this.#configs;
+    return cache.wrote(out as Obj) as unknown as T;
   }
 
-  async updateProgramStatus(obj: BpfProgram): Promise<BpfProgram> {
-    this.#count("update", "bpfprograms/status");
-    const out = await this.custom.replaceClusterCustomObjectStatus({
-      group: GROUP,
-      version: VERSION,
-      plural: "bpfprograms",
-      name: obj.metadata.name,
-      body: obj,
-    });
-    return this.#programs.wrote(out as Obj) as unknown as BpfProgram;
+  updateProgram(obj: BpfProgram): Promise<BpfProgram> {
+    return this.#replace("bpfprograms", obj, false);
+  }
+
+  updateProgramStatus(obj: BpfProgram): Promise<BpfProgram> {
+    return this.#replace("bpfprograms", obj, true);
   }
 
   async deleteProgram(obj: BpfProgram): Promise<void> {
@@ -318,28 +317,12 @@ export class KubeStore implements Store {
     this.#programs.deleted(obj.metadata.name);
   }
 
-  async updateConfig(obj: BpfProgramConfig): Promise<BpfProgramConfig> {
-    this.#count("update", "bpfprogramconfigs");
-    const out = await this.custom.replaceClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: "bpfprogramconfigs",
-      name: obj.metadata.name,
-      body: obj,
-    });
-    return this.#configs.wrote(out as Obj) as unknown as BpfProgramConfig;
+  updateConfig(obj: BpfProgramConfig): Promise<BpfProgramConfig> {
+    return this.#replace("bpfprogramconfigs", obj, false);
   }
 
-  async updateConfigStatus(obj: BpfProgramConfig): Promise<BpfProgramConfig> {
-    this.#count("update", "bpfprogramconfigs/status");
-    const out = await this.custom.replaceClusterCustomObjectStatus({
-      group: GROUP,
-      version: VERSION,
-      plural: "bpfprogramconfigs",
-      name: obj.metadata.name,
-      body: obj,
-    });
-    return this.#configs.wrote(out as Obj) as unknown as BpfProgramConfig;
+  updateConfigStatus(obj: BpfProgramConfig): Promise<BpfProgramConfig> {
+    return this.#replace("bpfprogramconfigs", obj, true);
   }
 
   async event(e: EventSpec): Promise<void> {
