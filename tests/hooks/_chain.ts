@@ -4,6 +4,7 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import * as bpf from "../../ffi/libbpf.ts";
 import { bytecodePath, type TestRuntime } from "../_runtime.ts";
 
@@ -67,4 +68,24 @@ export function chainOrder(programs: ChainProgram[]): number[] {
     .filter((p) => p.seen > 0)
     .sort((a, b) => a.seen - b.seen)
     .map((p) => p.tag);
+}
+
+/**
+ * Which tags ran on the packets since `before`: every tag of `ran` on the same packets (at least
+ * `packets`: the pings, plus whatever ARP or IPv6 the kernel sent meanwhile), every other tag on none.
+ */
+export function assertRan(
+  after: Map<number, number>,
+  before: Map<number, number>,
+  ran: number[],
+  packets: number,
+) {
+  const delta = Object.fromEntries([...after].map(([tag, n]) => [tag, n - (before.get(tag) ?? 0)]));
+  const seen = delta[ran[0]];
+  assert.ok(
+    seen >= packets,
+    `tag ${ran[0]} saw ${seen} packets, fewer than ${packets}: ${JSON.stringify(delta)}`,
+  );
+  const expected = Object.fromEntries([...after.keys()].map((tag) => [tag, ran.includes(tag) ? seen : 0]));
+  assert.deepEqual(delta, expected);
 }

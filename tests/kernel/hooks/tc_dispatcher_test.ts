@@ -10,25 +10,10 @@ import { TcActionValue } from "../../../ffi/abi.ts";
 import { capTest } from "../../_caps.ts";
 import { VethPair } from "../../_netns.ts";
 import { bytecodePath, kernelSnapshot, leftovers, startTestRuntime } from "../../_runtime.ts";
-import { chainCounts, chainOrder, loadChain } from "../../hooks/_chain.ts";
+import { assertRan, chainCounts, chainOrder, loadChain } from "../../hooks/_chain.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-/**
- * Which tags ran on the packets since `before`: every tag of `ran` on the same packets (at least
- * `packets`: the pings, plus whatever ARP or IPv6 the kernel sent meanwhile), every other tag on none.
- */
-function assertRan(after: Map<number, number>, before: Map<number, number>, ran: number[], packets: number) {
-  const delta = Object.fromEntries([...after].map(([tag, n]) => [tag, n - (before.get(tag) ?? 0)]));
-  const seen = delta[ran[0]];
-  assert.ok(
-    seen >= packets,
-    `tag ${ran[0]} saw ${seen} packets, fewer than ${packets}: ${JSON.stringify(delta)}`,
-  );
-  const expected = Object.fromEntries([...after.keys()].map((tag) => [tag, ran.includes(tag) ? seen : 0]));
-  assert.deepEqual(delta, expected);
-}
 
 capTest({
   name:

@@ -17,7 +17,7 @@ import {
   startTestRuntime,
   type TestRuntime,
 } from "../../_runtime.ts";
-import { chainCounts, chainOrder, loadChain } from "../../hooks/_chain.ts";
+import { assertRan, chainCounts, chainOrder, loadChain } from "../../hooks/_chain.ts";
 import { startPing } from "../../hooks/_traffic.ts";
 
 const NAMES = ["chain_xdp", "xdp_dispatcher", "xdp_counter"];
@@ -40,21 +40,6 @@ async function hookChain(rt: TestRuntime): Promise<Json> {
   const { hooks } = await rt.invoke("list", { type: "xdp" });
   assert.equal(hooks.length, 1);
   return hooks[0];
-}
-
-/**
- * Which tags ran on the packets since `before`: every tag of `ran` on the same packets (at least
- * `packets`: the pings, plus whatever ARP or IPv6 the kernel sent meanwhile), every other tag on none.
- */
-function assertRan(after: Map<number, number>, before: Map<number, number>, ran: number[], packets: number) {
-  const delta = Object.fromEntries([...after].map(([tag, n]) => [tag, n - (before.get(tag) ?? 0)]));
-  const seen = delta[ran[0]];
-  assert.ok(
-    seen >= packets,
-    `tag ${ran[0]} saw ${seen} packets, fewer than ${packets}: ${JSON.stringify(delta)}`,
-  );
-  const expected = Object.fromEntries([...after.keys()].map((tag) => [tag, ran.includes(tag) ? seen : 0]));
-  assert.deepEqual(delta, expected);
 }
 
 capTest({
