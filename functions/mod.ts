@@ -1,24 +1,33 @@
 /**
- * Every function the node runtime serves, by name.
+ * Every function the node runtime serves, by name. Each module is imported on the function's first call,
+ * so a runtime holds only the functions (and schemas: reconcile brings the CRDs) it has been asked for.
  *
+ * @example
+ * ```ts
+ * const list = await FUNCTIONS.get("list")!();
+ * console.log(list.summary);
+ * ```
  * @module
  */
 import type { BpfdFunction } from "./_define.ts";
-import { attach } from "./attach.ts";
-import { detach } from "./detach.ts";
-import { get } from "./get.ts";
-import { list } from "./list.ts";
-import { load } from "./load.ts";
-import { modify } from "./modify.ts";
-import { pull } from "./pull.ts";
-import { reconcile } from "./reconcile.ts";
-import { unload } from "./unload.ts";
 
-export { attach, detach, get, list, load, modify, pull, reconcile, unload };
+/** Imports one function. */
+export type FunctionLoader = () => Promise<BpfdFunction>;
 
-/** The functions by name. */
-export const FUNCTIONS: ReadonlyMap<string, BpfdFunction> = new Map(
-  ([load, attach, detach, modify, unload, list, get, pull, reconcile] as BpfdFunction[]).map((
-    fn,
-  ) => [fn.name, fn]),
-);
+/** The functions by name, in the order `GET /v1/functions` lists them. */
+export const FUNCTIONS: ReadonlyMap<string, FunctionLoader> = new Map<string, FunctionLoader>([
+  ["load", async () => (await import("./load.ts")).load],
+  ["attach", async () => (await import("./attach.ts")).attach],
+  ["detach", async () => (await import("./detach.ts")).detach],
+  ["modify", async () => (await import("./modify.ts")).modify],
+  ["unload", async () => (await import("./unload.ts")).unload],
+  ["list", async () => (await import("./list.ts")).list],
+  ["get", async () => (await import("./get.ts")).get],
+  ["pull", async () => (await import("./pull.ts")).pull],
+  ["reconcile", async () => (await import("./reconcile.ts")).reconcile],
+]);
+
+/** Every function, imported. */
+export function allFunctions(): Promise<BpfdFunction[]> {
+  return Promise.all([...FUNCTIONS.values()].map((load) => load()));
+}

@@ -14,7 +14,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { invoke } from "../functions/_define.ts";
 import { BpfdError } from "../functions/_errors.ts";
-import { FUNCTIONS } from "../functions/mod.ts";
+import { allFunctions, FUNCTIONS } from "../functions/mod.ts";
 import type { Identity } from "../functions/_schemas.ts";
 import type { Node } from "./ctx.ts";
 
@@ -35,12 +35,13 @@ export function createApp(node: Node, identify: Identify): Hono {
   });
   app.get(
     "/v1/functions",
-    (c) => c.json({ functions: [...FUNCTIONS.values()].map(({ name, summary }) => ({ name, summary })) }),
+    async (c) =>
+      c.json({ functions: (await allFunctions()).map(({ name, summary }) => ({ name, summary })) }),
   );
 
   app.post("/v1/functions/:name", async (c) => {
     const name = c.req.param("name");
-    const fn = FUNCTIONS.get(name);
+    const fn = await FUNCTIONS.get(name)?.();
     if (!fn) {
       return c.json(
         new BpfdError(

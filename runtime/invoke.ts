@@ -20,7 +20,7 @@ functions: ${[...FUNCTIONS.keys()].join(", ")}
 ${NODE_OPTIONS_HELP}`);
   Deno.exit(values.help ? 0 : 2);
 }
-const fn = FUNCTIONS.get(name);
+const fn = await FUNCTIONS.get(name)?.();
 if (!fn) {
   console.error(`no function ${name} (functions: ${[...FUNCTIONS.keys()].join(", ")})`);
   Deno.exit(2);

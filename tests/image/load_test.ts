@@ -19,8 +19,8 @@ import { assertNothingCached, storeFor, XDP_OBJECT } from "./_helpers.ts";
 type Json = any;
 
 /** Calls a function in-process with the runtime's ctx plus this test's image store. */
-function call(rt: TestRuntime, images: ImageStore, name: string, input: unknown): Promise<Json> {
-  const fn = FUNCTIONS.get(name);
+async function call(rt: TestRuntime, images: ImageStore, name: string, input: unknown): Promise<Json> {
+  const fn = await FUNCTIONS.get(name)?.();
   if (!fn) throw new Error(`no function ${name}`);
   return invoke(fn, input, { ...rt.node.ctxFor({ user: "test", via: "in-process" }), images });
 }
