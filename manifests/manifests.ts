@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
 
 /** The namespace everything namespaced goes into. */
 export const NAMESPACE = "bpfd";
@@ -232,7 +233,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               name: "runtime",
               image,
               imagePullPolicy,
-              command: ["deno", "run", "-A", "--cached-only", "runtime/main.ts"],
+              command: ["deno", ...RUNTIME_DENO_ARGS, "--cached-only", "runtime/main.ts"],
               args: ["--config", "/etc/bpfd/config/node.json"],
               env: [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }],
               securityContext: { privileged: true, runAsUser: 0 },

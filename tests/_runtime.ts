@@ -17,6 +17,7 @@ import { FUNCTIONS } from "../functions/mod.ts";
 import { createApp } from "../runtime/app.ts";
 import { RuntimeConfig } from "../runtime/config.ts";
 import { createNode, type Node } from "../runtime/ctx.ts";
+import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
 import * as bpf from "../ffi/libbpf.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -84,8 +85,8 @@ export async function startTestRuntime(opts: { dir?: string } = {}): Promise<Tes
     node,
     app,
     dir,
-    invoke(name, input) {
-      const fn = FUNCTIONS.get(name);
+    async invoke(name, input) {
+      const fn = await FUNCTIONS.get(name)?.();
       if (!fn) throw new Error(`no function ${name}`);
       return invokeFunction(fn, input, node.ctxFor(caller));
     },
@@ -163,14 +164,19 @@ function leftoversNow(before: ReturnType<typeof kernelSnapshot>, names: string[]
 export class RuntimeProcess {
   private constructor(readonly dir: string, readonly socket: string, readonly child: Deno.ChildProcess) {}
 
-  /** Starts `deno run runtime/main.ts` on `dir` (plus `extraArgs`) and waits until it answers. */
-  static async start(dir: string, extraArgs: string[] = []): Promise<RuntimeProcess> {
+  /**
+   * Starts `deno <denoArgs> runtime/main.ts` on `dir` (plus `extraArgs`) and waits until it answers;
+   * `denoArgs` are the runtime's own unless a benchmark compares others.
+   */
+  static async start(
+    dir: string,
+    extraArgs: string[] = [],
+    denoArgs: readonly string[] = RUNTIME_DENO_ARGS,
+  ): Promise<RuntimeProcess> {
     const socket = `${dir}/bpfd.sock`;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
-        "run",
-        "-A",
-        "--v8-flags=--max-semi-space-size=1", // as `deno task start`
+        ...denoArgs,
         `${root}runtime/main.ts`,
         "--state-dir",
         dir,

@@ -10,6 +10,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { issueNodeCertificate } from "../../runtime/deploy_tls.ts";
 import { freePort, type Kube, waitFor } from "../_kube.ts";
+import { RUNTIME_DENO_ARGS } from "../../runtime/launch.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 // deno-lint-ignore no-explicit-any
@@ -153,8 +154,7 @@ export class SecureRuntime {
         `exec "$@" >>'${rt.logFile}' 2>&1`,
         "sh",
         Deno.execPath(),
-        "run",
-        "-A",
+        ...RUNTIME_DENO_ARGS,
         `${root}runtime/main.ts`,
         "--config",
         `${dir}/node.json`,

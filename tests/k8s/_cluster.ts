@@ -10,6 +10,7 @@
 import * as k8s from "@kubernetes/client-node";
 import { type Kube, startKube, waitFor } from "../_kube.ts";
 import { NodeNet } from "./_nodes.ts";
+import { RUNTIME_DENO_ARGS } from "../../runtime/launch.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 export const CRDS_DIR = `${root}crds/`;
@@ -47,8 +48,7 @@ export class NodeRuntime {
         ...toLog(this.logFile),
         ...this.net.nsenter,
         Deno.execPath(),
-        "run",
-        "-A",
+        ...RUNTIME_DENO_ARGS,
         `${root}runtime/main.ts`,
         "--state-dir",
         this.dir,

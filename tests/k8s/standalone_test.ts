@@ -12,6 +12,7 @@ const root = new URL("../..", import.meta.url).pathname;
 import { waitFor } from "../_kube.ts";
 import { ControllerProcess, type Json } from "./_cluster.ts";
 import { NodeNet } from "./_nodes.ts";
+import { RUNTIME_DENO_ARGS } from "../../runtime/launch.ts";
 
 Deno.test("standalone: config files in a directory converge the local node", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-standalone-" });
@@ -240,8 +241,7 @@ Deno.test("standalone: the seed's example with bytecode.imageurl, pulled from a 
         "KILL",
         "--",
         Deno.execPath(),
-        "run",
-        "-A",
+        ...RUNTIME_DENO_ARGS,
         `${root}runtime/main.ts`,
         "--config",
         `${dir}/runtime.json`,
