@@ -92,12 +92,12 @@ const ProceedOnAction = z.enum(
 
 /** Where the program attaches; which fields are needed depends on `type` (see ATTACH_REQUIRED). */
 export const AttachPoint = z.object({
-  interface: InterfaceName.optional().describe("XDP, TC, TCX: the network interface on the node."),
-  direction: Direction.optional().describe("TC, TCX: ingress or egress."),
+  interface: z.optional(InterfaceName).describe("XDP, TC, TCX: the network interface on the node."),
+  direction: z.optional(Direction).describe("TC, TCX: ingress or egress."),
   proceedon: z.array(ProceedOnAction).min(1).optional().describe(
     "XDP, TC: the return values after which the next program on the hook runs.",
   ),
-  mode: XdpMode.optional().describe("XDP: native (default), skb or hw."),
+  mode: z.optional(XdpMode).describe("XDP: native (default), skb or hw."),
   tracepoint: z.string().regex(
     /^[A-Za-z0-9_]+\/[A-Za-z0-9_]+$/,
     "must be group/name, e.g. syscalls/sys_enter_openat",
@@ -180,7 +180,7 @@ export const Bytecode = z.object({
   path: z.string().min(1).max(4096).regex(/^\//, "must be an absolute path").optional().describe(
     "An object file on the node.",
   ),
-  imagepullpolicy: PullPolicy.optional().describe("Always, IfNotPresent (default) or Never."),
+  imagepullpolicy: z.optional(PullPolicy).describe("Always, IfNotPresent (default) or Never."),
   imagepullsecret: z.object({
     name: z.string().min(1),
     namespace: z.string().min(1).optional(),
@@ -203,7 +203,7 @@ export const BpfProgramConfigSpec = z.object({
   ),
   type: CrdProgramType,
   nodeselector: LabelSelector.optional(),
-  priority: Priority.optional().describe(
+  priority: z.optional(Priority).describe(
     `XDP, TC: order on a shared hook, lower first (0-1000, default ${DEFAULT_PRIORITY}).`,
   ),
   attachpoint: AttachPoint,

@@ -3,7 +3,7 @@
  *
  * @example
  * ```ts
- * import { z } from "zod";
+ * import { z } from "./_zod.ts";
  * export const ping = defineFunction({
  *   name: "ping",
  *   summary: "Answers pong.",
@@ -14,12 +14,15 @@
  * ```
  * @module
  */
-import type { z } from "zod";
+import { z } from "./_zod.ts";
 import { BpfdError, fromZod } from "./_errors.ts";
 import type { Ctx } from "./_ctx.ts";
 
+/** Any zod schema: the runtime's are zod/mini, reconcile's CRD spec is classic zod. */
+type Schema = z.core.$ZodType;
+
 /** A function the runtime serves at `POST /v1/functions/<name>`. */
-export interface BpfdFunction<I extends z.ZodType = z.ZodType, O extends z.ZodType = z.ZodType> {
+export interface BpfdFunction<I extends Schema = Schema, O extends Schema = Schema> {
   name: string;
   summary: string;
   input: I;
@@ -28,22 +31,22 @@ export interface BpfdFunction<I extends z.ZodType = z.ZodType, O extends z.ZodTy
 }
 
 /** Declares a function (the identity, typed). */
-export function defineFunction<I extends z.ZodType, O extends z.ZodType>(
+export function defineFunction<I extends Schema, O extends Schema>(
   fn: BpfdFunction<I, O>,
 ): BpfdFunction<I, O> {
   return fn;
 }
 
 /** Validates `input`, runs the handler and validates what it returns. Bad input is a 400 naming the field. */
-export async function invoke<I extends z.ZodType, O extends z.ZodType>(
+export async function invoke<I extends Schema, O extends Schema>(
   fn: BpfdFunction<I, O>,
   input: unknown,
   ctx: Ctx,
 ): Promise<z.output<O>> {
-  const parsed = fn.input.safeParse(input ?? {});
+  const parsed = z.safeParse(fn.input, input ?? {});
   if (!parsed.success) throw fromZod(parsed.error);
   const result = await fn.handler(parsed.data as z.output<I>, ctx);
-  const checked = fn.output.safeParse(result);
+  const checked = z.safeParse(fn.output, result);
   if (!checked.success) {
     throw new BpfdError(
       500,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { z } from "zod";
+import type { z } from "./_zod.ts";
 
 /** The JSON body of every error answer. */
 export interface ErrorBody {
@@ -58,7 +58,7 @@ export function conflict(message: string, details: Omit<ErrorBody["error"], "cod
 }
 
 /** 400 from a zod failure, naming every field (`programs.0.name: ...`). */
-export function fromZod(error: z.ZodError, prefix = ""): BpfdError {
+export function fromZod(error: z.core.$ZodError, prefix = ""): BpfdError {
   const issues = error.issues.map((issue) => ({
     field: [prefix, ...issue.path.map(String)].filter(Boolean).join(".") || "(body)",
     message: issue.message,

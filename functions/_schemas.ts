@@ -4,10 +4,8 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { ImageSource } from "../runtime/image/schema.ts";
-
-z.config({ jitless: true });
 
 /** The program types bpfd manages. */
 export const ProgramType = z.enum([
@@ -25,50 +23,66 @@ export const ProgramType = z.enum([
 export type ProgramType = z.infer<typeof ProgramType>;
 
 /** A kernel program id. */
-export const ProgramId = z.number().int().positive().max(0xffffffff);
+export const ProgramId = z.int().check(z.positive(), z.maximum(0xffffffff));
 
 /** A C identifier, as BPF program, map and variable names are. */
-const identifier = z.string().min(1).max(128).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a C identifier");
+const identifier = z.string().check(
+  z.minLength(1),
+  z.maxLength(128),
+  z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a C identifier"),
+);
 
 /** A network interface name (IFNAMSIZ - 1 characters, no slash or white space). */
-export const InterfaceName = z.string().min(1).max(15).regex(/^[^\s/:]+$/, "not a valid interface name");
+export const InterfaceName = z.string().check(
+  z.minLength(1),
+  z.maxLength(15),
+  z.regex(/^[^\s/:]+$/, "not a valid interface name"),
+);
 
 /**
  * A network namespace: a name under /run/netns (as `ip netns add` makes) or a path /proc/<pid>/ns/net.
  * Anything else is refused, so a request cannot point bpfd at an arbitrary file.
  */
-export const Netns = z.string().min(1).max(256).refine(
-  (s) =>
-    /^[A-Za-z0-9_.-]+$/.test(s) && s !== "." && s !== ".." || /^\/proc\/[0-9]+\/ns\/net$/.test(s) ||
-    /^\/(var\/)?run\/netns\/[A-Za-z0-9_.-]+$/.test(s) && !s.endsWith("/..") && !s.endsWith("/."),
-  "must be a namespace name from /run/netns or a path /proc/<pid>/ns/net",
+export const Netns = z.string().check(
+  z.minLength(1),
+  z.maxLength(256),
+  z.refine(
+    (s) =>
+      /^[A-Za-z0-9_.-]+$/.test(s) && s !== "." && s !== ".." || /^\/proc\/[0-9]+\/ns\/net$/.test(s) ||
+      /^\/(var\/)?run\/netns\/[A-Za-z0-9_.-]+$/.test(s) && !s.endsWith("/..") && !s.endsWith("/."),
+    "must be a namespace name from /run/netns or a path /proc/<pid>/ns/net",
+  ),
 );
 
 /** Labels a caller attaches to programs, e.g. `{"app": "firewall"}`; filters `list`. */
 export const Metadata = z.record(
-  z.string().min(1).max(253).regex(/^[A-Za-z0-9_.\/-]+$/, "metadata keys are [A-Za-z0-9_./-]"),
-  z.string().max(1024),
+  z.string().check(
+    z.minLength(1),
+    z.maxLength(253),
+    z.regex(/^[A-Za-z0-9_.\/-]+$/, "metadata keys are [A-Za-z0-9_./-]"),
+  ),
+  z.string().check(z.maxLength(1024)),
 );
 
 /** Where bytecode comes from: a local object file, or an OCI image. */
 export const BytecodeSource = z.union([
-  z.object({ path: z.string().min(1).max(4096) }).strict(),
-  z.object({ image: ImageSource }).strict(),
+  z.strictObject({ path: z.string().check(z.minLength(1), z.maxLength(4096)) }),
+  z.strictObject({ image: ImageSource }),
 ]);
 export type BytecodeSource = z.infer<typeof BytecodeSource>;
 
 /** One program to load out of the object file, with what its type needs at load time. */
-export const ProgramSpec = z.object({
+export const ProgramSpec = z.strictObject({
   /** The function name of the program in the object file. */
   name: identifier,
   type: ProgramType,
   /** fentry/fexit: the kernel function the program traces (default: from the section name). */
-  fnName: identifier.optional(),
-}).strict();
+  fnName: z.optional(identifier),
+});
 export type ProgramSpec = z.infer<typeof ProgramSpec>;
 
 /** Priority on a shared hook: lower runs first (libxdp's default run priority is 50). */
-export const Priority = z.number().int().min(0).max(1000);
+export const Priority = z.int().check(z.minimum(0), z.maximum(1000));
 export const DEFAULT_PRIORITY = 50;
 
 export const XdpAction = z.enum(["aborted", "drop", "pass", "tx", "redirect", "dispatcher_return"]);
@@ -88,55 +102,61 @@ export const TcAction = z.enum([
 export const XdpMode = z.enum(["native", "skb", "hw"]);
 export const Direction = z.enum(["ingress", "egress"]);
 
-export const XdpAttach = z.object({
+const DefaultPriority = z._default(Priority, DEFAULT_PRIORITY);
+const Offset = z._default(z.int().check(z.minimum(0)), 0);
+
+export const XdpAttach = z.strictObject({
   type: z.literal("xdp"),
   iface: InterfaceName,
-  netns: Netns.optional(),
-  priority: Priority.default(DEFAULT_PRIORITY),
-  proceedOn: z.array(XdpAction).min(1).default(["pass", "dispatcher_return"]),
-  mode: XdpMode.default("native"),
-}).strict();
+  netns: z.optional(Netns),
+  priority: DefaultPriority,
+  proceedOn: z._default(z.array(XdpAction).check(z.minLength(1)), ["pass", "dispatcher_return"]),
+  mode: z._default(XdpMode, "native"),
+});
 
 const tcHook = {
   iface: InterfaceName,
   direction: Direction,
-  netns: Netns.optional(),
-  priority: Priority.default(DEFAULT_PRIORITY),
-  proceedOn: z.array(TcAction).min(1).default(["pipe", "dispatcher_return"]),
+  netns: z.optional(Netns),
+  priority: DefaultPriority,
+  proceedOn: z._default(z.array(TcAction).check(z.minLength(1)), ["pipe", "dispatcher_return"]),
 };
 /** A cls_bpf filter on the clsact qdisc (any kernel). */
-export const TcAttach = z.object({ type: z.literal("tc"), ...tcHook }).strict();
+export const TcAttach = z.strictObject({ type: z.literal("tc"), ...tcHook });
 /** A TCX link (kernels >= 6.6), ordered natively. */
-export const TcxAttach = z.object({ type: z.literal("tcx"), ...tcHook }).strict();
+export const TcxAttach = z.strictObject({ type: z.literal("tcx"), ...tcHook });
 
-export const TracepointAttach = z.object({
+export const TracepointAttach = z.strictObject({
   type: z.literal("tracepoint"),
-  tracepoint: z.string().regex(
-    /^[A-Za-z0-9_]+\/[A-Za-z0-9_]+$/,
-    "must be group/name, e.g. syscalls/sys_enter_openat",
+  tracepoint: z.string().check(
+    z.regex(/^[A-Za-z0-9_]+\/[A-Za-z0-9_]+$/, "must be group/name, e.g. syscalls/sys_enter_openat"),
   ),
-}).strict();
-
-export const KprobeAttach = z.object({
-  type: z.enum(["kprobe", "kretprobe"]),
-  fnName: z.string().min(1).max(128).regex(/^[A-Za-z0-9_.]+$/, "must be a kernel symbol name"),
-  offset: z.number().int().min(0).default(0),
-}).strict();
-
-export const UprobeAttach = z.object({
-  type: z.enum(["uprobe", "uretprobe"]),
-  /** An absolute path to the binary or library, or a library name resolved in the usual directories. */
-  target: z.string().min(1).max(4096),
-  fnName: z.string().min(1).max(256).optional(),
-  offset: z.number().int().min(0).default(0),
-  /** Only this process (default: every process that runs the target). */
-  pid: z.number().int().positive().optional(),
-}).strict().refine((v) => v.fnName !== undefined || v.offset > 0, {
-  message: "give fnName, or a non-zero offset into the target",
-  path: ["fnName"],
 });
 
-export const TracingAttach = z.object({ type: z.enum(["fentry", "fexit"]) }).strict();
+export const KprobeAttach = z.strictObject({
+  type: z.enum(["kprobe", "kretprobe"]),
+  fnName: z.string().check(
+    z.minLength(1),
+    z.maxLength(128),
+    z.regex(/^[A-Za-z0-9_.]+$/, "must be a kernel symbol name"),
+  ),
+  offset: Offset,
+});
+
+export const UprobeAttach = z.strictObject({
+  type: z.enum(["uprobe", "uretprobe"]),
+  /** An absolute path to the binary or library, or a library name resolved in the usual directories. */
+  target: z.string().check(z.minLength(1), z.maxLength(4096)),
+  fnName: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
+  offset: Offset,
+  /** Only this process (default: every process that runs the target). */
+  pid: z.optional(z.int().check(z.positive())),
+}).check(z.refine((v) => v.fnName !== undefined || v.offset > 0, {
+  message: "give fnName, or a non-zero offset into the target",
+  path: ["fnName"],
+}));
+
+export const TracingAttach = z.strictObject({ type: z.enum(["fentry", "fexit"]) });
 
 /** Where and how to attach a loaded program. The variant must fit the program's type. */
 export const AttachSpec = z.discriminatedUnion("type", [
@@ -177,25 +197,24 @@ export type Identity = z.infer<typeof Identity>;
 /** One attachment of a program to a hook, as bpfd records it. */
 export const LinkRecord = z.object({
   /** bpfd's id for the attachment (stable across restarts; the kernel link id may be absent for tc). */
-  id: z.number().int().positive(),
+  id: z.int().check(z.positive()),
   programId: ProgramId,
   attach: AttachSpec,
   /** The kernel's link id, for attachments that are BPF links (all but tc filters). */
-  kernelLinkId: z.number().int().positive().optional(),
+  kernelLinkId: z.optional(z.int().check(z.positive())),
   /** The interface index, for network hooks. */
-  ifindex: z.number().int().positive().optional(),
+  ifindex: z.optional(z.int().check(z.positive())),
   /** tc filter identity, and whether bpfd created the clsact qdisc. */
-  tc: z.object({ handle: z.number().int(), priority: z.number().int(), qdiscCreated: z.boolean() })
-    .optional(),
+  tc: z.optional(z.object({ handle: z.int(), priority: z.int(), qdiscCreated: z.boolean() })),
   /**
    * The extension (freplace) program that runs this link's program in a dispatcher slot, while several
    * programs share an XDP or tc hook (absent when the program is attached directly).
    */
-  slotProgramId: ProgramId.optional(),
+  slotProgramId: z.optional(ProgramId),
   createdAt: z.string(),
   createdBy: Identity,
   /** Recorded before the kernel step and cleared after it, so a crash in between can be repaired. */
-  pending: z.boolean().optional(),
+  pending: z.optional(z.boolean()),
 });
 export type LinkRecord = z.infer<typeof LinkRecord>;
 
@@ -215,10 +234,10 @@ export const ProgramRecord = z.object({
   mapPinPath: z.string(),
   maps: z.record(z.string(), z.string()),
   /** The program whose maps this one shares (absent when it owns its maps). */
-  mapOwnerId: ProgramId.optional(),
-  globalData: z.record(z.string(), z.string()).default({}),
-  metadata: Metadata.default({}),
-  fnName: z.string().optional(),
+  mapOwnerId: z.optional(ProgramId),
+  globalData: z._default(z.record(z.string(), z.string()), {}),
+  metadata: z._default(Metadata, {}),
+  fnName: z.optional(z.string()),
   loadedAt: z.string(),
   loadedBy: Identity,
 });
@@ -231,12 +250,12 @@ export const KernelProgramInfo = z.object({
   name: z.string(),
   tag: z.string(),
   loadedAt: z.string(),
-  uid: z.number().int(),
-  mapIds: z.array(z.number().int()),
-  bytesXlated: z.number().int(),
-  bytesJited: z.number().int(),
-  verifiedInsns: z.number().int(),
-  btfId: z.number().int(),
+  uid: z.int(),
+  mapIds: z.array(z.int()),
+  bytesXlated: z.int(),
+  bytesJited: z.int(),
+  verifiedInsns: z.int(),
+  btfId: z.int(),
   runTimeNs: z.number(),
   runCount: z.number(),
 });
@@ -247,24 +266,24 @@ export const ProgramView = z.object({
   id: ProgramId,
   managed: z.boolean(),
   /** Absent when a program bpfd manages is no longer in the kernel (unloaded behind its back). */
-  kernel: KernelProgramInfo.optional(),
-  program: ProgramRecord.optional(),
-  links: z.array(LinkRecord).default([]),
+  kernel: z.optional(KernelProgramInfo),
+  program: z.optional(ProgramRecord),
+  links: z._default(z.array(LinkRecord), []),
 });
 export type ProgramView = z.infer<typeof ProgramView>;
 
 /** One program of a hook's chain, in run order (bpfd's or someone else's). */
 export const ChainEntryView = z.object({
-  position: z.number().int().min(0),
+  position: z.int().check(z.minimum(0)),
   /** The program that runs: bpfd's program id for its own programs, the kernel's id for others'. */
   programId: ProgramId,
   name: z.string(),
-  priority: z.number().int(),
+  priority: z.int(),
   proceedOn: z.array(z.string()),
   managed: z.boolean(),
-  linkId: z.number().int().positive().optional(),
+  linkId: z.optional(z.int().check(z.positive())),
   /** The extension program that runs it in a dispatcher slot. */
-  slotProgramId: ProgramId.optional(),
+  slotProgramId: z.optional(ProgramId),
 });
 export type ChainEntryView = z.infer<typeof ChainEntryView>;
 
@@ -274,10 +293,10 @@ export const HookChainView = z.object({
   hook: z.string(),
   type: z.enum(["xdp", "tc", "tcx"]),
   iface: z.string(),
-  netns: z.string().optional(),
-  direction: Direction.optional(),
+  netns: z.optional(z.string()),
+  direction: z.optional(Direction),
   /** How the chain runs: one program attached directly, a dispatcher (its program id), or TCX links. */
-  dispatcherId: ProgramId.optional(),
+  dispatcherId: z.optional(ProgramId),
   chain: z.array(ChainEntryView),
 });
 export type HookChainView = z.infer<typeof HookChainView>;

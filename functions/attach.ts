@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { defineFunction } from "./_define.ts";
 import { invalid, notFound } from "./_errors.ts";
 import { hookContext, isSharedHook } from "./_hooks.ts";
@@ -27,10 +27,10 @@ export function checkTcxProceedOn(spec: AttachSpec, field = "attach.proceedOn"):
 export const attach = defineFunction({
   name: "attach",
   summary: "Attach a loaded program to a hook.",
-  input: z.object({ programId: ProgramId, attach: AttachSpec }).strict(),
+  input: z.strictObject({ programId: ProgramId, attach: AttachSpec }),
   output: z.object({
-    linkId: z.number().int(),
-    kernelLinkId: z.number().int().optional(),
+    linkId: z.int(),
+    kernelLinkId: z.optional(z.int()),
     programId: ProgramId,
     attach: AttachSpec,
   }),

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import type { Ctx } from "./_ctx.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
@@ -14,8 +14,8 @@ import { hookContext } from "./_hooks.ts";
 export const detach = defineFunction({
   name: "detach",
   summary: "Detach one link; the program stays loaded.",
-  input: z.object({ linkId: z.number().int().positive() }).strict(),
-  output: z.object({ linkId: z.number().int(), programId: ProgramId }),
+  input: z.strictObject({ linkId: z.int().check(z.positive()) }),
+  output: z.object({ linkId: z.int(), programId: ProgramId }),
   async handler({ linkId }, ctx) {
     const link = ctx.state.link(linkId);
     if (!link) throw notFound("link", linkId, { field: "linkId" });

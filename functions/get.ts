@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
 import { ProgramId, ProgramView } from "./_schemas.ts";
@@ -12,7 +12,7 @@ import { kernelInfo, managedView } from "./_views.ts";
 export const get = defineFunction({
   name: "get",
   summary: "Show one program: bpfd's record, its links and the kernel's view.",
-  input: z.object({ programId: ProgramId }).strict(),
+  input: z.strictObject({ programId: ProgramId }),
   output: ProgramView,
   handler({ programId }, ctx) {
     const record = ctx.state.program(programId);

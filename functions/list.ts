@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { defineFunction } from "./_define.ts";
 import { HookChainView, Metadata, ProgramType, ProgramView } from "./_schemas.ts";
 import { hookKey, kernelInfo, managedView } from "./_views.ts";
@@ -40,15 +40,15 @@ const KERNEL_TYPE: Record<z.infer<typeof ProgramType>, string> = {
 export const list = defineFunction({
   name: "list",
   summary: "List managed programs; with all, every program in the kernel.",
-  input: z.object({
-    all: z.boolean().default(false),
-    type: ProgramType.optional(),
-    metadata: Metadata.optional(),
-  }).strict(),
+  input: z.strictObject({
+    all: z._default(z.boolean(), false),
+    type: z.optional(ProgramType),
+    metadata: z.optional(Metadata),
+  }),
   output: z.object({
     programs: z.array(ProgramView),
     /** The network hooks bpfd has programs on, each with what runs there in order. */
-    hooks: z.array(HookChainView).default([]),
+    hooks: z._default(z.array(HookChainView), []),
   }),
   handler({ all, type, metadata }, ctx) {
     const managed = ctx.state.programs()

@@ -8,7 +8,7 @@
  * ```
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { defineFunction } from "./_define.ts";
 import { BpfdError, invalid, notFound } from "./_errors.ts";
 import {
@@ -23,24 +23,24 @@ import {
 import { managedView, programKey } from "./_views.ts";
 import { imageError } from "./pull.ts";
 
-const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64").refine(
-  (s) => s.length % 4 === 0,
-  {
-    message: "must be base64 (length a multiple of 4)",
-  },
+const base64 = z.string().check(
+  z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
+  z.refine((s) => s.length % 4 === 0, "must be base64 (length a multiple of 4)"),
 );
 
-export const LoadInput = z.object({
+export const LoadInput = z.strictObject({
   bytecode: BytecodeSource,
   /** The programs to load; optional for an image, whose labels say which programs it holds. */
-  programs: z.array(ProgramSpec).min(1).max(64).optional(),
+  programs: z.optional(z.array(ProgramSpec).check(z.minLength(1), z.maxLength(64))),
   /** Values for global variables (`.rodata`, `.data`, `.bss`), base64, exactly the variable's size. */
-  globalData: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a C identifier"), base64)
-    .default({}),
-  metadata: Metadata.default({}),
+  globalData: z._default(
+    z.record(z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be a C identifier")), base64),
+    {},
+  ),
+  metadata: z._default(Metadata, {}),
   /** Share the maps of this already-loaded program instead of creating new ones. */
-  mapOwnerId: ProgramId.optional(),
-}).strict();
+  mapOwnerId: z.optional(ProgramId),
+});
 
 export const load = defineFunction({
   name: "load",

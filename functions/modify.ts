@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { checkTcxProceedOn } from "./attach.ts";
 import { defineFunction } from "./_define.ts";
 import { fromZod, invalid, notFound } from "./_errors.ts";
@@ -21,21 +21,23 @@ import { hookKey } from "./_views.ts";
 export const modify = defineFunction({
   name: "modify",
   summary: "Change an attached program's priority or proceed-on in place (no reload).",
-  input: z.object({
-    linkId: z.number().int().positive(),
-    priority: Priority.optional(),
+  input: z.strictObject({
+    linkId: z.int().check(z.positive()),
+    priority: z.optional(Priority),
     /** XDP: aborted, drop, pass, tx, redirect, dispatcher_return; tc: unspec, ok, ..., dispatcher_return. */
-    proceedOn: z.array(z.string().min(1).max(32)).min(1).max(16).optional(),
-  }).strict().refine((v) => v.priority !== undefined || v.proceedOn !== undefined, {
+    proceedOn: z.optional(
+      z.array(z.string().check(z.minLength(1), z.maxLength(32))).check(z.minLength(1), z.maxLength(16)),
+    ),
+  }).check(z.refine((v) => v.priority !== undefined || v.proceedOn !== undefined, {
     message: "give priority, proceedOn or both",
     path: ["priority"],
-  }),
+  })),
   output: z.object({
-    linkId: z.number().int(),
+    linkId: z.int(),
     programId: ProgramId,
     attach: AttachSpec,
-    kernelLinkId: z.number().int().optional(),
-    slotProgramId: ProgramId.optional(),
+    kernelLinkId: z.optional(z.int()),
+    slotProgramId: z.optional(ProgramId),
   }),
   async handler({ linkId, priority, proceedOn }, ctx) {
     const link = ctx.state.link(linkId);

@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import { z } from "zod";
+import type { z } from "./_zod.ts";
 import { defineFunction } from "./_define.ts";
 import { BpfdError } from "./_errors.ts";
 import { ImageSource, PulledImage } from "../runtime/image/schema.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "./_zod.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
 import { ProgramId } from "./_schemas.ts";
@@ -14,10 +14,10 @@ import { hookKey, programKey } from "./_views.ts";
 export const unload = defineFunction({
   name: "unload",
   summary: "Detach a program's links and unload it.",
-  input: z.object({ programId: ProgramId }).strict(),
+  input: z.strictObject({ programId: ProgramId }),
   output: z.object({
     programId: ProgramId,
-    detachedLinks: z.array(z.number().int()),
+    detachedLinks: z.array(z.int()),
     removedMapPins: z.array(z.string()),
   }),
   async handler({ programId }, ctx) {

@@ -4,44 +4,48 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../functions/_zod.ts";
 import { ImageStoreConfig } from "./image/schema.ts";
 
-export const RuntimeConfig = z.object({
+const NonEmpty = z.string().check(z.minLength(1));
+
+export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */
-  stateDir: z.string().default("/run/bpfd"),
+  stateDir: z._default(z.string(), "/run/bpfd"),
   /** The bpffs bpfd pins under (mounted there if it is not). */
-  bpffs: z.string().default("/run/bpfd/fs"),
+  bpffs: z._default(z.string(), "/run/bpfd/fs"),
   /** The unix socket for local callers (root and the `group`); empty for none. */
-  socket: z.string().default("/run/bpfd/bpfd.sock"),
+  socket: z._default(z.string(), "/run/bpfd/bpfd.sock"),
   /** host:port for the TCP listener; empty for none. */
-  listen: z.string().default("127.0.0.1:50052"),
+  listen: z._default(z.string(), "127.0.0.1:50052"),
   /** The group that may read map pins and use the socket. */
-  group: z.string().default("bpfd"),
-  logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  group: z._default(z.string(), "bpfd"),
+  logLevel: z._default(z.enum(["debug", "info", "warn", "error"]), "info"),
   /** The bytecode image store (cache, registries, signature policy). */
-  images: ImageStoreConfig.optional(),
+  images: z.optional(ImageStoreConfig),
   /** Standalone mode: a directory of BpfProgramConfig files this node converges to; empty for none. */
-  configs: z.string().default(""),
+  configs: z._default(z.string(), ""),
   /** TLS for the TCP listener (PEM files); without it the listener speaks plain HTTP. */
-  tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+  tls: z.optional(z.strictObject({ certFile: NonEmpty, keyFile: NonEmpty })),
   /** Who may call over TCP (runtime/auth/auth.ts); the unix socket is guarded by its file permissions. */
-  auth: z.object({
-    /** none (default), kubernetes (TokenReview + SubjectAccessReview), tokenFile (standalone). */
-    mode: z.enum(["none", "kubernetes", "tokenFile"]).default("none"),
-    /** kubernetes: the runtime's credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config). */
-    kubeconfig: z.string().min(1).optional(),
-    /** kubernetes: this node's Node name, the object access is checked on (default $NODE_NAME, hostname). */
-    nodeName: z.string().min(1).optional(),
-    /** tokenFile: kube-apiserver's --token-auth-file format. */
-    tokenFile: z.string().min(1).optional(),
-    /** How long a verdict is reused (default 10). */
-    cacheSeconds: z.number().min(0).max(300).default(10),
-  }).strict().refine((a) => a.mode !== "tokenFile" || a.tokenFile, {
-    message: "mode tokenFile needs tokenFile",
-    path: ["tokenFile"],
-  }).optional(),
-}).strict();
+  auth: z.optional(
+    z.strictObject({
+      /** none (default), kubernetes (TokenReview + SubjectAccessReview), tokenFile (standalone). */
+      mode: z._default(z.enum(["none", "kubernetes", "tokenFile"]), "none"),
+      /** kubernetes: the runtime's credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config). */
+      kubeconfig: z.optional(NonEmpty),
+      /** kubernetes: this node's Node name, the object access is checked on (default $NODE_NAME, hostname). */
+      nodeName: z.optional(NonEmpty),
+      /** tokenFile: kube-apiserver's --token-auth-file format. */
+      tokenFile: z.optional(NonEmpty),
+      /** How long a verdict is reused (default 10). */
+      cacheSeconds: z._default(z.number().check(z.minimum(0), z.maximum(300)), 10),
+    }).check(z.refine((a) => a.mode !== "tokenFile" || a.tokenFile, {
+      message: "mode tokenFile needs tokenFile",
+      path: ["tokenFile"],
+    })),
+  ),
+});
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 
 /** The configuration from an optional JSON file, overridden by the given values. */

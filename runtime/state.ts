@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../functions/_zod.ts";
 import { LinkRecord, ProgramRecord } from "../functions/_schemas.ts";
 
 const StateFile = z.object({
   version: z.literal(1),
-  nextLinkId: z.number().int().positive(),
+  nextLinkId: z.int().check(z.positive()),
   programs: z.array(ProgramRecord),
   links: z.array(LinkRecord),
 });

@@ -1,92 +1,96 @@
 // Zod schemas and types for bytecode images: the `bytecode.image` source that load and pull take, the image
 // store's configuration (cache, registries, signature policy) and what a pull returns.
-import { z } from "zod";
+import { z } from "../../functions/_zod.ts";
 
 export const PullPolicy = z.enum(["Always", "IfNotPresent", "Never"]);
+
+const NonEmpty = z.string().check(z.minLength(1));
+const NonEmptyList = z._default(z.array(NonEmpty), []);
+const PositiveInt = z.int().check(z.positive());
 export type PullPolicy = z.infer<typeof PullPolicy>;
 
 /** Credentials for one pull: a username/password pair, or a Kubernetes pull secret by reference. */
 export const ImageAuth = z.union([
-  z.object({
-    username: z.string().min(1, "username must not be empty"),
+  z.strictObject({
+    username: z.string().check(z.minLength(1, "username must not be empty")),
     password: z.string(),
-  }).strict(),
-  z.object({
-    secretRef: z.object({
-      name: z.string().min(1),
-      namespace: z.string().min(1).optional(),
-    }).strict(),
-  }).strict(),
+  }),
+  z.strictObject({
+    secretRef: z.strictObject({
+      name: NonEmpty,
+      namespace: z.optional(NonEmpty),
+    }),
+  }),
   /** The contents of a docker config.json / `.dockerconfigjson` (the `auths` map). */
-  z.object({ dockerConfigJson: z.string().min(2) }).strict(),
+  z.strictObject({ dockerConfigJson: z.string().check(z.minLength(2)) }),
 ]);
 export type ImageAuth = z.infer<typeof ImageAuth>;
 
 // A loose pre-check; reference.ts parses the full grammar and names what is wrong.
-const urlField = z.string().min(1, "image url must not be empty").max(
-  4096,
-  "image url longer than 4096 characters",
+const urlField = z.string().check(
+  z.minLength(1, "image url must not be empty"),
+  z.maxLength(4096, "image url longer than 4096 characters"),
 );
 
-export const ImageSource = z.object({
+export const ImageSource = z.strictObject({
   /** An image reference: [registry[:port]/]repository[:tag][@sha256:digest]. */
   url: urlField,
-  pullPolicy: PullPolicy.default("IfNotPresent"),
-  auth: ImageAuth.optional(),
-}).strict();
+  pullPolicy: z._default(PullPolicy, "IfNotPresent"),
+  auth: z.optional(ImageAuth),
+});
 export type ImageSource = z.input<typeof ImageSource>;
 export type ImageSourceParsed = z.output<typeof ImageSource>;
 
 /** A trusted signer identity for keyless (Fulcio certificate) signatures. */
-export const TrustedIdentity = z.object({
+export const TrustedIdentity = z.strictObject({
   /** The certificate's subject alternative name (email or URI), matched exactly. */
-  subject: z.string().min(1).optional(),
+  subject: z.optional(NonEmpty),
   /** Or a regular expression the whole subject must match. */
-  subjectRegExp: z.string().min(1).optional(),
+  subjectRegExp: z.optional(NonEmpty),
   /** The OIDC issuer recorded in the certificate (Fulcio extension), matched exactly. */
-  issuer: z.string().min(1),
-}).strict().refine((v) => (v.subject === undefined) !== (v.subjectRegExp === undefined), {
+  issuer: NonEmpty,
+}).check(z.refine((v) => (v.subject === undefined) !== (v.subjectRegExp === undefined), {
   message: "exactly one of subject and subjectRegExp must be set",
-});
+}));
 export type TrustedIdentity = z.infer<typeof TrustedIdentity>;
 
-export const SignaturePolicy = z.object({
+export const SignaturePolicy = z.strictObject({
   /**
    * Whether an image that carries no cosign signature may be used. A present signature that does not
    * verify against the trusted keys/identities is refused whatever this says.
    */
-  allowUnsigned: z.boolean().default(true),
+  allowUnsigned: z._default(z.boolean(), true),
   /** PEM-encoded public keys (ECDSA P-256), inline or as file paths, for key-based signatures. */
-  keys: z.array(z.string().min(1)).default([]),
+  keys: NonEmptyList,
   /** Identities trusted for keyless signatures; needs trustedRoot. */
-  identities: z.array(TrustedIdentity).default([]),
+  identities: z._default(z.array(TrustedIdentity), []),
   /**
    * A sigstore trusted_root.json (path), the offline trust root: Fulcio CA certificates, Rekor public
    * keys, optionally CT log keys. Nothing is fetched.
    */
-  trustedRoot: z.string().min(1).optional(),
+  trustedRoot: z.optional(NonEmpty),
   /** Require an SCT from a CT log of the trusted root in keyless certificates. */
-  requireSCT: z.boolean().default(false),
+  requireSCT: z._default(z.boolean(), false),
   /** Require a Rekor entry (SET) for key-based signatures too (keyless always needs one). */
-  requireTlogForKeys: z.boolean().default(false),
-}).strict();
+  requireTlogForKeys: z._default(z.boolean(), false),
+});
 export type SignaturePolicy = z.input<typeof SignaturePolicy>;
 
-export const ImageStoreConfig = z.object({
+export const ImageStoreConfig = z.strictObject({
   /** Content-addressed cache directory. */
-  cacheDir: z.string().min(1).default("/var/lib/bpfd/images"),
+  cacheDir: z._default(NonEmpty, "/var/lib/bpfd/images"),
   /** Registries (host[:port]) reached over plain HTTP. Everything else is HTTPS. */
-  insecureRegistries: z.array(z.string().min(1)).default([]),
+  insecureRegistries: NonEmptyList,
   /** Extra CA certificates (PEM file paths) trusted for registry TLS. */
-  caFiles: z.array(z.string().min(1)).default([]),
+  caFiles: NonEmptyList,
   /** A docker config.json with credentials per registry, used when a request carries none. */
-  authFile: z.string().min(1).optional(),
+  authFile: z.optional(NonEmpty),
   /**
    * Allow-list: an image is used only if its reference starts with one of these prefixes
    * (e.g. "quay.io/bpfd-bytecode/") or its digest is listed ("sha256:..."). Empty = all allowed.
    */
-  allow: z.array(z.string().min(1)).default([]),
-  signature: SignaturePolicy.default({
+  allow: NonEmptyList,
+  signature: z._default(SignaturePolicy, {
     allowUnsigned: true,
     keys: [],
     identities: [],
@@ -94,26 +98,26 @@ export const ImageStoreConfig = z.object({
     requireTlogForKeys: false,
   }),
   /** Largest manifest, index or config accepted, in bytes. */
-  maxManifestBytes: z.number().int().positive().default(4 * 1024 * 1024),
+  maxManifestBytes: z._default(PositiveInt, 4 * 1024 * 1024),
   /** Largest layer accepted, in bytes. */
-  maxLayerBytes: z.number().int().positive().default(256 * 1024 * 1024),
+  maxLayerBytes: z._default(PositiveInt, 256 * 1024 * 1024),
   /** Time limit for one registry request, in milliseconds. */
-  timeoutMs: z.number().int().positive().default(30_000),
+  timeoutMs: z._default(PositiveInt, 30_000),
   /** Platform chosen from manifest lists. */
-  platform: z.object({ os: z.string(), architecture: z.string() }).default({
+  platform: z._default(z.object({ os: z.string(), architecture: z.string() }), {
     os: "linux",
     architecture: "amd64",
   }),
-}).strict();
+});
 export type ImageStoreConfig = z.input<typeof ImageStoreConfig>;
 export type ImageStoreConfigParsed = z.output<typeof ImageStoreConfig>;
 
 export const SignatureResult = z.object({
   verified: z.boolean(),
   /** Who signed: the key's fingerprint ("key sha256:...") or the certificate identity and issuer. */
-  by: z.string().optional(),
+  by: z.optional(z.string()),
   /** Why nothing was verified (unsigned and allowed, or no trust configured). */
-  note: z.string().optional(),
+  note: z.optional(z.string()),
 });
 export type SignatureResult = z.infer<typeof SignatureResult>;
 
@@ -129,7 +133,7 @@ export const PulledImage = z.object({
   programs: z.record(z.string(), z.string()),
   /** Map name -> map type, from io.ebpf.maps. */
   maps: z.record(z.string(), z.string()),
-  signature: SignatureResult.optional(),
+  signature: z.optional(SignatureResult),
   /** Whether the registry was contacted (false: served from cache). */
   fromCache: z.boolean(),
 });
