@@ -59,7 +59,7 @@ async function runExample(
       Deno.execPath(),
       "run",
       "--cached-only",
-      "--no-lock",
+      "--frozen", // versions from deno.lock (the cache has no registry metadata for them), never written
       "--no-check",
       "--allow-all",
       `${root}examples/map_reader.ts`,
