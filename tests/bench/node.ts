@@ -227,7 +227,7 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
   const bare = await bareServeRss(3 * rounds + 200);
   const variants: { args: string; rss: Rss }[] = [];
   for (const denoArgs of argumentSteps()) {
-    variants.push({ args: denoArgs.slice(2).join(" ") || "(none)", rss: await variantRss(denoArgs, net) });
+    variants.push({ args: denoArgs.slice(2).join(" "), rss: await variantRss(denoArgs, net) });
   }
 
   const a = percentiles(inProcessMs), b = percentiles(httpMs), c = percentiles(processesMs);
@@ -264,7 +264,7 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
     "",
     "| deno arguments after `run -A` | RSS, MiB | vs bare Deno.serve | own (RssAnon) | file pages (RssFile) |",
     "| --- | ---: | ---: | ---: | ---: |",
-    ...variants.map((v) => memoryRow(`\`${v.args}\``, v.rss, bare)),
+    ...variants.map((v) => memoryRow(v.args ? `\`${v.args}\`` : "(none)", v.rss, bare)),
   ].join("\n");
   return { title: "Node runtime: load + attach, RSS", markdown };
 }
