@@ -12,6 +12,7 @@ import { ifNameToIndex, inNetns } from "../../ffi/libc.ts";
 import { VethPair } from "../_netns.ts";
 import { bytecodePath, RuntimeProcess } from "../_runtime.ts";
 import { RUNTIME_DENO_ARGS, RUNTIME_V8_FLAGS } from "../../runtime/launch.ts";
+import { ensureBpffs } from "../../runtime/mounts.ts";
 
 /** One section of BENCHMARKS.md. */
 export interface BenchSection {
@@ -135,7 +136,7 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
   const nsPath = `/run/netns/${net.hostNs}`;
   const ifindex = inNetns(nsPath, () => ifNameToIndex(net.hostIf));
   const pin = `/sys/fs/bpf/bpfd-bench-${Deno.pid}`;
-  await run("mount", "-t", "bpf", "bpffs", "/sys/fs/bpf").catch(() => {}); // already mounted is fine
+  const mountedBpffs = await ensureBpffs("/sys/fs/bpf");
   const dir = await Deno.makeTempDir({ prefix: "bpfd-bench-" });
   const rt = await RuntimeProcess.start(dir);
 
@@ -222,6 +223,7 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
     await run("umount", `${dir}/fs`).catch(() => {});
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(pin).catch(() => {});
+    if (mountedBpffs) await run("umount", "/sys/fs/bpf");
   }
   const [inProcessMs, httpMs, processesMs] = samples;
   const bare = await bareServeRss(3 * rounds + 200);
