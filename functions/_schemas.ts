@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { z } from "./_zod.ts";
+import { PositiveInt, z } from "./_zod.ts";
 import { ImageSource } from "../runtime/image/schema.ts";
 
 /** The program types bpfd manages. */
@@ -150,7 +150,7 @@ export const UprobeAttach = z.strictObject({
   fnName: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
   offset: Offset,
   /** Only this process (default: every process that runs the target). */
-  pid: z.optional(z.int().check(z.positive())),
+  pid: z.optional(PositiveInt),
 }).check(z.refine((v) => v.fnName !== undefined || v.offset > 0, {
   message: "give fnName, or a non-zero offset into the target",
   path: ["fnName"],
@@ -197,13 +197,13 @@ export type Identity = z.infer<typeof Identity>;
 /** One attachment of a program to a hook, as bpfd records it. */
 export const LinkRecord = z.object({
   /** bpfd's id for the attachment (stable across restarts; the kernel link id may be absent for tc). */
-  id: z.int().check(z.positive()),
+  id: PositiveInt,
   programId: ProgramId,
   attach: AttachSpec,
   /** The kernel's link id, for attachments that are BPF links (all but tc filters). */
-  kernelLinkId: z.optional(z.int().check(z.positive())),
+  kernelLinkId: z.optional(PositiveInt),
   /** The interface index, for network hooks. */
-  ifindex: z.optional(z.int().check(z.positive())),
+  ifindex: z.optional(PositiveInt),
   /** tc filter identity, and whether bpfd created the clsact qdisc. */
   tc: z.optional(z.object({ handle: z.int(), priority: z.int(), qdiscCreated: z.boolean() })),
   /**
@@ -281,7 +281,7 @@ export const ChainEntryView = z.object({
   priority: z.int(),
   proceedOn: z.array(z.string()),
   managed: z.boolean(),
-  linkId: z.optional(z.int().check(z.positive())),
+  linkId: z.optional(PositiveInt),
   /** The extension program that runs it in a dispatcher slot. */
   slotProgramId: z.optional(ProgramId),
 });

@@ -16,3 +16,8 @@ import * as z from "zod/mini";
 z.config({ jitless: true, ...z.locales.en() });
 
 export { z };
+
+/** A string that is not empty. */
+export const NonEmpty = z.string().check(z.minLength(1));
+/** An integer above zero (ids, sizes, time limits). */
+export const PositiveInt = z.int().check(z.positive());

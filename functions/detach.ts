@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { z } from "./_zod.ts";
+import { PositiveInt, z } from "./_zod.ts";
 import type { Ctx } from "./_ctx.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
@@ -14,7 +14,7 @@ import { hookContext } from "./_hooks.ts";
 export const detach = defineFunction({
   name: "detach",
   summary: "Detach one link; the program stays loaded.",
-  input: z.strictObject({ linkId: z.int().check(z.positive()) }),
+  input: z.strictObject({ linkId: PositiveInt }),
   output: z.object({ linkId: z.int(), programId: ProgramId }),
   async handler({ linkId }, ctx) {
     const link = ctx.state.link(linkId);

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { z } from "./_zod.ts";
+import { PositiveInt, z } from "./_zod.ts";
 import { checkTcxProceedOn } from "./attach.ts";
 import { defineFunction } from "./_define.ts";
 import { fromZod, invalid, notFound } from "./_errors.ts";
@@ -22,7 +22,7 @@ export const modify = defineFunction({
   name: "modify",
   summary: "Change an attached program's priority or proceed-on in place (no reload).",
   input: z.strictObject({
-    linkId: z.int().check(z.positive()),
+    linkId: PositiveInt,
     priority: z.optional(Priority),
     /** XDP: aborted, drop, pass, tx, redirect, dispatcher_return; tc: unspec, ok, ..., dispatcher_return. */
     proceedOn: z.optional(

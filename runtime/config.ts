@@ -4,10 +4,8 @@
  *
  * @module
  */
-import { z } from "../functions/_zod.ts";
+import { NonEmpty, z } from "../functions/_zod.ts";
 import { ImageStoreConfig } from "./image/schema.ts";
-
-const NonEmpty = z.string().check(z.minLength(1));
 
 export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */

@@ -5,12 +5,12 @@
  *
  * @module
  */
-import { z } from "../functions/_zod.ts";
+import { PositiveInt, z } from "../functions/_zod.ts";
 import { LinkRecord, ProgramRecord } from "../functions/_schemas.ts";
 
 const StateFile = z.object({
   version: z.literal(1),
-  nextLinkId: z.int().check(z.positive()),
+  nextLinkId: PositiveInt,
   programs: z.array(ProgramRecord),
   links: z.array(LinkRecord),
 });

@@ -1,13 +1,11 @@
 // Zod schemas and types for bytecode images: the `bytecode.image` source that load and pull take, the image
 // store's configuration (cache, registries, signature policy) and what a pull returns.
-import { z } from "../../functions/_zod.ts";
+import { NonEmpty, PositiveInt, z } from "../../functions/_zod.ts";
 
 export const PullPolicy = z.enum(["Always", "IfNotPresent", "Never"]);
-
-const NonEmpty = z.string().check(z.minLength(1));
-const NonEmptyList = z._default(z.array(NonEmpty), []);
-const PositiveInt = z.int().check(z.positive());
 export type PullPolicy = z.infer<typeof PullPolicy>;
+
+const NonEmptyList = z._default(z.array(NonEmpty), []);
 
 /** Credentials for one pull: a username/password pair, or a Kubernetes pull secret by reference. */
 export const ImageAuth = z.union([
