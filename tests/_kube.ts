@@ -9,6 +9,7 @@
 // --pdeathsig), so a crashed test leaves nothing running.
 
 import * as k8s from "@kubernetes/client-node";
+import { issueNodeCertificate } from "../runtime/deploy_tls.ts";
 
 export const KUBE_CACHE = Deno.env.get("BPFD_KUBE_CACHE") ?? "/var/cache/bpfd/kube";
 export const KUBE_APISERVER = `${KUBE_CACHE}/bin/kube-apiserver`;
@@ -95,57 +96,18 @@ export async function ensureKubeBinaries(): Promise<void> {
   if (r.code !== 0) throw new Error(`tests/k8s/setup.sh failed with ${r.code}`);
 }
 
+/** The API server's CA and serving certificate (deploy's own issuer), and its service-account key pair. */
 async function makePki(dir: string): Promise<void> {
-  const o = "openssl";
-  await must(o, ["genrsa", "-out", `${dir}/ca.key`, "2048"]);
-  await must(o, [
-    "req",
-    "-x509",
-    "-new",
-    "-key",
-    `${dir}/ca.key`,
-    "-subj",
-    "/CN=bpfd-test-ca",
-    "-days",
-    "2",
-    "-out",
-    `${dir}/ca.crt`,
-  ]);
-  await must(o, ["genrsa", "-out", `${dir}/server.key`, "2048"]);
-  await must(o, [
-    "req",
-    "-new",
-    "-key",
-    `${dir}/server.key`,
-    "-subj",
-    "/CN=kube-apiserver",
-    "-out",
-    `${dir}/server.csr`,
-  ]);
-  await Deno.writeTextFile(
-    `${dir}/server.ext`,
-    "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default," +
-      "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+  const { ca, cert, key } = await issueNodeCertificate(
+    ["127.0.0.1", "10.0.0.1"],
+    ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
+    2,
   );
-  await must(o, [
-    "x509",
-    "-req",
-    "-in",
-    `${dir}/server.csr`,
-    "-CA",
-    `${dir}/ca.crt`,
-    "-CAkey",
-    `${dir}/ca.key`,
-    "-CAcreateserial",
-    "-days",
-    "2",
-    "-extfile",
-    `${dir}/server.ext`,
-    "-out",
-    `${dir}/server.crt`,
-  ]);
-  await must(o, ["genrsa", "-out", `${dir}/sa.key`, "2048"]);
-  await must(o, ["rsa", "-in", `${dir}/sa.key`, "-pubout", "-out", `${dir}/sa.pub`]);
+  await Deno.writeTextFile(`${dir}/ca.crt`, ca);
+  await Deno.writeTextFile(`${dir}/server.crt`, cert);
+  await Deno.writeTextFile(`${dir}/server.key`, key);
+  await must("openssl", ["genrsa", "-out", `${dir}/sa.key`, "2048"]);
+  await must("openssl", ["rsa", "-in", `${dir}/sa.key`, "-pubout", "-out", `${dir}/sa.pub`]);
 }
 
 function randomToken(): string {
