@@ -172,6 +172,33 @@ export function loadExtension(plan: ReloadPlan, dispatcherFd: number, slot: stri
   }
 }
 
+/** An extension in its dispatcher slot: the program and its freplace link (fds the caller owns). */
+export interface FilledSlot {
+  prog: HeldProgram;
+  link: number;
+}
+
+/**
+ * Loads `load(i)` for each slot i and attaches it at `targets[i]` of the dispatcher. Every fd goes into
+ * `held` as soon as it exists, so the caller can close them all whatever fails.
+ */
+export async function fillSlots(
+  dispatcherFd: number,
+  targets: number[],
+  load: (slot: number) => Promise<HeldProgram>,
+  held: number[],
+): Promise<FilledSlot[]> {
+  const filled: FilledSlot[] = [];
+  for (const [i, target] of targets.entries()) {
+    const prog = await load(i);
+    held.push(prog.fd);
+    const link = bpf.freplaceAttach(`attach program ${prog.id} to slot ${i}`, prog.fd, dispatcherFd, target);
+    held.push(link);
+    filled.push({ prog, link });
+  }
+  return filled;
+}
+
 /** The BTF ids of prog0..prog{n-1} in a loaded dispatcher (freplace targets). */
 export function slotTargets(dispatcherFd: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => {

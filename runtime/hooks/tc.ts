@@ -16,6 +16,7 @@ import { inNetns } from "../../ffi/libc.ts";
 import { BpfdError } from "../../functions/_errors.ts";
 import {
   extensionsRefused,
+  fillSlots,
   type HeldProgram,
   loadDispatcher,
   loadExtension,
@@ -146,21 +147,13 @@ export class TcChains {
     const dir = this.#dispatchDir(hook, dispatcher.id);
     let pinned = false;
     try {
-      const targets = slotTargets(dispatcher.fd, sorted.length);
-      const filled: Array<{ prog: HeldProgram; link: number }> = [];
-      for (const [i, member] of sorted.entries()) {
-        const prog = await slotProgram(hook, member, dispatcher.fd, i);
-        held.push(prog.fd);
-        const link = bpf.freplaceAttach(
-          `attach program ${prog.id} to slot ${i}`,
-          prog.fd,
-          dispatcher.fd,
-          targets[i],
-        );
-        held.push(link);
-        filled.push({ prog, link });
-        placement.set(member.linkId, { slotProgramId: prog.id });
-      }
+      const filled = await fillSlots(
+        dispatcher.fd,
+        slotTargets(dispatcher.fd, sorted.length),
+        (i) => slotProgram(hook, sorted[i], dispatcher.fd, i),
+        held,
+      );
+      sorted.forEach((member, i) => placement.set(member.linkId, { slotProgramId: filled[i].prog.id }));
       Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
       pinned = true;
       filled.forEach(({ prog, link }, i) => {

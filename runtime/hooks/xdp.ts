@@ -18,6 +18,7 @@ import { inNetns } from "../../ffi/libc.ts";
 import { BpfdError, conflict } from "../../functions/_errors.ts";
 import {
   extensionsRefused,
+  fillSlots,
   type HeldProgram,
   loadDispatcher,
   loadExtension,
@@ -286,20 +287,15 @@ export class XdpChains {
       const targets = planned.length === 1
         ? [bpf.btfFuncId(dispatcher.fd, MAIN_FUNCTION)]
         : slotTargets(dispatcher.fd, planned.length);
-      const filled: Array<{ prog: HeldProgram; link: number }> = [];
-      for (const [i, p] of planned.entries()) {
-        const prog = await this.#slotProgram(hook, p, dispatcher.fd, functions[i]);
-        held.push(prog.fd);
-        const link = bpf.freplaceAttach(
-          `attach program ${prog.id} to slot ${i}`,
-          prog.fd,
-          dispatcher.fd,
-          targets[i],
-        );
-        held.push(link);
-        filled.push({ prog, link });
-        if (p.member) placement.set(p.member.linkId, { slotProgramId: prog.id });
-      }
+      const filled = await fillSlots(
+        dispatcher.fd,
+        targets,
+        (i) => this.#slotProgram(hook, planned[i], dispatcher.fd, functions[i]),
+        held,
+      );
+      planned.forEach((p, i) => {
+        if (p.member) placement.set(p.member.linkId, { slotProgramId: filled[i].prog.id });
+      });
       this.#locked(() => {
         Deno.mkdirSync(dir, { mode: 0o700 });
         pinned = true;
