@@ -236,13 +236,7 @@ export class RegistryClient {
       }
       chunks.push(chunk);
     }
-    const out = new Uint8Array(n);
-    let off = 0;
-    for (const c of chunks) {
-      out.set(c, off);
-      off += c.length;
-    }
-    return out;
+    return concat(chunks, n);
   }
 
   /** GET a manifest by tag or digest; the digest is computed from the bytes and checked. */
@@ -341,13 +335,7 @@ export class RegistryClient {
     const n = await this.getBlob(repo, digest, (c) => {
       chunks.push(c);
     }, { limit: this.#opts.maxManifestBytes, size });
-    const out = new Uint8Array(n);
-    let off = 0;
-    for (const c of chunks) {
-      out.set(c, off);
-      off += c.length;
-    }
-    return out;
+    return concat(chunks, n);
   }
 
   async hasBlob(repo: string, digest: string, scope = `repository:${repo}:pull,push`): Promise<boolean> {
@@ -387,4 +375,15 @@ export class RegistryClient {
     if (res.status !== 201) await this.#fail(res, `manifest ${repo}:${ref}`);
     return digestOf(bytes);
   }
+}
+
+/** The chunks, `total` bytes in all, as one array. */
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
 }

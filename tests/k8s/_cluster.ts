@@ -28,6 +28,15 @@ function toLog(file: string): string[] {
 }
 
 /** A node runtime process in a node's namespace. */
+/** Signals a child this file started (if any) and waits for it to end. */
+async function stopChild(child: Deno.ChildProcess | undefined, signal: Deno.Signal): Promise<void> {
+  if (!child) return;
+  try {
+    child.kill(signal);
+  } catch { /* gone */ }
+  await child.status;
+}
+
 export class NodeRuntime {
   child?: Deno.ChildProcess;
   readonly port = 50052;
@@ -99,11 +108,7 @@ export class NodeRuntime {
   }
 
   async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
-    if (!this.child) return;
-    try {
-      this.child.kill(signal);
-    } catch { /* gone */ }
-    await this.child.status;
+    await stopChild(this.child, signal);
     this.child = undefined;
   }
 
@@ -147,11 +152,7 @@ export class ControllerProcess {
   }
 
   async kill(signal: Deno.Signal = "SIGKILL"): Promise<void> {
-    if (!this.child) return;
-    try {
-      this.child.kill(signal);
-    } catch { /* gone */ }
-    await this.child.status;
+    await stopChild(this.child, signal);
     this.child = undefined;
   }
 }
