@@ -20,6 +20,11 @@ async function run(cmd: string, ...args: string[]): Promise<string> {
   return text;
 }
 
+/** A running ping; `result` resolves when it has sent all its packets. */
+export interface Traffic {
+  result: Promise<{ transmitted: number; received: number }>;
+}
+
 /** Two namespaces joined by a veth pair: `host` side (where programs attach) and `peer` side. */
 export class VethPair {
   private constructor(
@@ -101,7 +106,15 @@ export class VethPair {
 
   /** Pings the host side from the peer; returns how many replies came back. */
   async ping(count: number, intervalSeconds = 0.01): Promise<number> {
-    const { stdout } = await new Deno.Command("nsenter", {
+    return await this.startPing(count, intervalSeconds, 1).result.then((r) => r.received, () => 0);
+  }
+
+  /**
+   * Starts `count` pings from the peer to the host side in the background, one every `intervalSeconds`
+   * (root may go below 0.2 s), each waiting up to `waitSeconds` for its reply.
+   */
+  startPing(count: number, intervalSeconds: number, waitSeconds = 2): Traffic {
+    const child = new Deno.Command("nsenter", {
       args: [
         `--net=/run/netns/${this.peerNs}`,
         "ping",
@@ -111,14 +124,19 @@ export class VethPair {
         "-i",
         String(intervalSeconds),
         "-W",
-        "1",
+        String(waitSeconds),
         this.hostAddr,
       ],
       stdout: "piped",
       stderr: "null",
-    }).output();
-    const match = new TextDecoder().decode(stdout).match(/(\d+) received/);
-    return match ? Number(match[1]) : 0;
+    }).spawn();
+    const result = child.output().then(({ stdout }) => {
+      const text = new TextDecoder().decode(stdout);
+      const m = text.match(/(\d+) packets transmitted, (\d+) received/);
+      if (!m) throw new Error(`ping printed no statistics: ${text}`);
+      return { transmitted: Number(m[1]), received: Number(m[2]) };
+    });
+    return { result };
   }
 
   /** Deletes both namespaces (the veth pair goes with them). */

@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { VethPair } from "../_netns.ts";
 import { kernelSnapshot, leftovers, startTestRuntime } from "../_runtime.ts";
 import { chainCounts, loadChain } from "./_chain.ts";
-import { startPing } from "./_traffic.ts";
 
 const CHANGES = 1000;
 const INTERVAL = 0.002;
@@ -53,7 +52,7 @@ Deno.test(`TCX: ${CHANGES} chain changes under continuous traffic lose no packet
   const count = Math.ceil(seconds / INTERVAL);
   const counts = chainCounts(programs);
 
-  const traffic = startPing(net, count, INTERVAL);
+  const traffic = net.startPing(count, INTERVAL);
   await new Promise((r) => setTimeout(r, 300));
   const started = performance.now();
   done = 0;

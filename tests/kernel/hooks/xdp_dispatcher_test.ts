@@ -18,7 +18,6 @@ import {
   type TestRuntime,
 } from "../../_runtime.ts";
 import { assertRan, chainCounts, chainOrder, loadChain } from "../../hooks/_chain.ts";
-import { startPing } from "../../hooks/_traffic.ts";
 
 const NAMES = ["chain_xdp", "xdp_dispatcher", "xdp_counter"];
 
@@ -229,7 +228,7 @@ capTest({
   // Traffic for twice the expected time of the changes: it must outlast them (checked below).
   const count = Math.ceil((planned * perChange * 2 + 3000) / 1000 / INTERVAL);
   const counts = chainCounts(programs);
-  const traffic = startPing(net, count, INTERVAL);
+  const traffic = net.startPing(count, INTERVAL);
   await new Promise((r) => setTimeout(r, 500));
   done = 0;
   const started = performance.now();
