@@ -177,24 +177,12 @@ export class RegistryClient {
       this.#basic = true;
       headers.authorization = this.#basicHeader()!;
     } else {
-      throw new ImageError(
-        "unauthorized",
-        this.#opts.credential
-          ? `registry ${this.registry} refused the credentials of user ${this.#opts.credential.username} (401)`
-          : `registry ${this.registry} requires credentials and none were given (401)`,
-        { field: "auth" },
-      );
+      throw this.#unauthorized();
     }
     res = await this.#fetch(url, { method, headers, body: init.body, redirect: "follow" });
     if (res.status === 401) {
       await res.body?.cancel();
-      throw new ImageError(
-        "unauthorized",
-        this.#opts.credential
-          ? `registry ${this.registry} refused the credentials of user ${this.#opts.credential.username} (401)`
-          : `registry ${this.registry} requires credentials and none were given (401)`,
-        { field: "auth" },
-      );
+      throw this.#unauthorized();
     }
     return res;
   }
@@ -237,6 +225,17 @@ export class RegistryClient {
       chunks.push(chunk);
     }
     return concat(chunks, n);
+  }
+
+  /** The 401 answer: the given credentials were refused, or there were none. */
+  #unauthorized(): ImageError {
+    return new ImageError(
+      "unauthorized",
+      this.#opts.credential
+        ? `registry ${this.registry} refused the credentials of user ${this.#opts.credential.username} (401)`
+        : `registry ${this.registry} requires credentials and none were given (401)`,
+      { field: "auth" },
+    );
   }
 
   /** GET a manifest by tag or digest; the digest is computed from the bytes and checked. */
