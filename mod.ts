@@ -46,7 +46,7 @@ export {
   InvalidSpecError,
   type ObjectOptions,
   validateSpec,
-} from "./runtime/client/configs.ts";
+} from "./client/configs.ts";
 export {
   describeNodeProgram,
   findNodeProgram,
@@ -55,8 +55,8 @@ export {
   type NodeProgram,
   type NodeProgramEntry,
   NotLoadedError,
-} from "./runtime/client/programs.ts";
-export { readMapU64, readMapValue } from "./runtime/client/maps.ts";
-export { type Change, deploy, type DeployOptions, undeploy, type UndeployOptions } from "./runtime/deploy.ts";
+} from "./client/programs.ts";
+export { readMapU64, readMapValue } from "./client/maps.ts";
+export { type Change, deploy, type DeployOptions, undeploy, type UndeployOptions } from "./deploy/deploy.ts";
 export { manifestDocuments, type ManifestOptions, NAMESPACE } from "./manifests/manifests.ts";
-export type { Identity } from "./functions/_schemas.ts";
+export type { Identity } from "./model/schemas.ts";

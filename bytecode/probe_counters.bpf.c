@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Counts calls to and returns from one kernel function, four ways: kprobe and kretprobe (function chosen
  * at attach time), fentry and fexit (function chosen at load time, `fnName`). Used by the VM tier's probe
- * tests (tests/kernel/) and by tests/_caps.ts to find out whether a kernel allows fentry/fexit at all.
+ * tests (tests/vm/) and by tests/_caps.ts to find out whether a kernel allows fentry/fexit at all.
  * `target_tgid` (global data) limits counting to one process; 0 counts every process.
  * `freplace_target` is tests/_caps.ts's freplace probe: loaded as an XDP program, then again as an
  * extension (BPF_PROG_TYPE_EXT) of itself. */

@@ -31,7 +31,7 @@ out:
 
 /* Not part of the dispatcher: a TCX placeholder that lets the next program run (TC_ACT_UNSPEC). bpfd
  * parks it where a program is about to move, so the move is two in-place link updates (see
- * runtime/hooks/tcx.ts). */
+ * kernel/chains/tcx.ts). */
 SEC("tc")
 int tc_pass_on(struct __sk_buff *skb)
 {

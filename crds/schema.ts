@@ -12,7 +12,7 @@
  * into the CRDs' structural OpenAPI schemas (`.meta()` carries what only the API server checks: the
  * `oneOf`/`anyOf` junctors that mirror the `superRefine` checks below, list types, printer columns stay in
  * crds/crds.ts). Shared building blocks (priority, proceed-on actions, XDP mode, direction, interface
- * names, pull policy) come from functions/_schemas.ts, so the CRDs and the node functions agree.
+ * names, pull policy) come from model/schemas.ts, so the CRDs and the node functions agree.
  *
  * @module
  */
@@ -26,8 +26,8 @@ import {
   TcAction,
   XdpAction,
   XdpMode,
-} from "../functions/_schemas.ts";
-import { PullPolicy } from "../runtime/image/schema.ts";
+} from "../model/schemas.ts";
+import { PullPolicy } from "../model/image.ts";
 
 export const GROUP = "bpfd.io";
 export const VERSION = "v1alpha1";

@@ -1,7 +1,7 @@
 /**
  * Kernel and libbpf ABI for x86-64: constants, struct sizes and field offsets, errno names. Nothing
  * outside ffi/ computes an offset; the layouts were read from libbpf 1.1.2's headers and the kernel's
- * UAPI (tests/ffi/abi_test.ts compiles a C program with `offsetof` and compares).
+ * UAPI (tests/unit/ffi/abi_test.ts compiles a C program with `offsetof` and compares).
  *
  * @module
  */

@@ -5,13 +5,13 @@
  * @module
  */
 import type { KeyedLocks } from "../runtime/locks.ts";
-import type { Logger } from "../runtime/log.ts";
-import type { NodeKernel } from "../runtime/kernel.ts";
+import type { Logger } from "../lib/log.ts";
+import type { NodeKernel } from "../kernel/kernel.ts";
 import type { StateStore } from "../runtime/state.ts";
-import type { ImageSource, PulledImage } from "../runtime/image/schema.ts";
-import type { Identity } from "./_schemas.ts";
+import type { ImageSource, PulledImage } from "../model/image.ts";
+import type { Identity } from "../model/schemas.ts";
 
-/** Pulls bytecode images (runtime/image/). */
+/** Pulls bytecode images (image/). */
 export interface ImagePuller {
   pull(source: ImageSource, opts?: { onProgress?: (event: unknown) => void }): Promise<PulledImage>;
 }

@@ -3,7 +3,7 @@
  *
  * @example
  * ```ts
- * import { z } from "./_zod.ts";
+ * import { z } from "../model/zod.ts";
  * export const ping = defineFunction({
  *   name: "ping",
  *   summary: "Answers pong.",
@@ -14,7 +14,7 @@
  * ```
  * @module
  */
-import { z } from "./_zod.ts";
+import { z } from "../model/zod.ts";
 import { BpfdError, fromZod } from "./_errors.ts";
 import type { Ctx } from "./_ctx.ts";
 

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { z } from "./_zod.ts";
+import type { z } from "../model/zod.ts";
 
 /** The JSON body of every error answer. */
 export interface ErrorBody {

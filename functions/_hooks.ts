@@ -4,11 +4,11 @@
  *
  * @module
  */
-import type { HookContext, HookMember } from "../runtime/kernel.ts";
-import type { ReloadPlan } from "../runtime/hooks/dispatcher.ts";
+import type { HookContext, HookMember } from "../kernel/kernel.ts";
+import type { ReloadPlan } from "../kernel/chains/dispatcher.ts";
 import type { Ctx } from "./_ctx.ts";
 import { BpfdError } from "./_errors.ts";
-import type { AttachSpec, LinkRecord, ProgramRecord } from "./_schemas.ts";
+import type { AttachSpec, LinkRecord, ProgramRecord } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 
 /** Whether an attachment is on a network hook that several programs can share. */

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Ctx } from "./_ctx.ts";
-import type { AttachSpec, KernelProgramInfo, ProgramRecord, ProgramView } from "./_schemas.ts";
+import type { AttachSpec, KernelProgramInfo, ProgramRecord, ProgramView } from "../model/schemas.ts";
 
 /** A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. */
 export function managedView(ctx: Ctx, record: ProgramRecord): ProgramView {

@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { z } from "./_zod.ts";
+import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { invalid, notFound } from "./_errors.ts";
 import { hookContext, isSharedHook } from "./_hooks.ts";
-import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "./_schemas.ts";
+import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 
 /** TCX runs the next program only on TC_ACT_UNSPEC: proceed-on is the kernel's there, not a setting. */

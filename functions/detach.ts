@@ -3,11 +3,11 @@
  *
  * @module
  */
-import { PositiveInt, z } from "./_zod.ts";
+import { PositiveInt, z } from "../model/zod.ts";
 import type { Ctx } from "./_ctx.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
-import { type LinkRecord, ProgramId } from "./_schemas.ts";
+import { type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 import { hookContext } from "./_hooks.ts";
 

@@ -3,10 +3,10 @@
  *
  * @module
  */
-import { z } from "./_zod.ts";
+import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
-import { ProgramId, ProgramView } from "./_schemas.ts";
+import { ProgramId, ProgramView } from "../model/schemas.ts";
 import { kernelInfo, managedView } from "./_views.ts";
 
 export const get = defineFunction({

@@ -4,9 +4,9 @@
  *
  * @module
  */
-import { z } from "./_zod.ts";
+import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
-import { HookChainView, Metadata, ProgramType, ProgramView } from "./_schemas.ts";
+import { HookChainView, Metadata, ProgramType, ProgramView } from "../model/schemas.ts";
 import { hookKey, kernelInfo, managedView } from "./_views.ts";
 import { hookMembers, isSharedHook } from "./_hooks.ts";
 import type { Ctx } from "./_ctx.ts";

@@ -8,7 +8,7 @@
  * ```
  * @module
  */
-import { z } from "./_zod.ts";
+import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { BpfdError, invalid, notFound } from "./_errors.ts";
 import {
@@ -19,7 +19,7 @@ import {
   ProgramSpec,
   ProgramType,
   ProgramView,
-} from "./_schemas.ts";
+} from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
 import { imageError } from "./pull.ts";
 

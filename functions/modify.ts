@@ -10,12 +10,12 @@
  * ```
  * @module
  */
-import { PositiveInt, z } from "./_zod.ts";
+import { PositiveInt, z } from "../model/zod.ts";
 import { checkTcxProceedOn } from "./attach.ts";
 import { defineFunction } from "./_define.ts";
 import { fromZod, invalid, notFound } from "./_errors.ts";
 import { hookContext, isSharedHook } from "./_hooks.ts";
-import { AttachSpec, type LinkRecord, Priority, ProgramId } from "./_schemas.ts";
+import { AttachSpec, type LinkRecord, Priority, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 
 export const modify = defineFunction({

@@ -9,10 +9,10 @@
  * ```
  * @module
  */
-import type { z } from "./_zod.ts";
+import type { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { BpfdError } from "./_errors.ts";
-import { ImageSource, PulledImage } from "../runtime/image/schema.ts";
+import { ImageSource, PulledImage } from "../model/image.ts";
 
 type Status = ConstructorParameters<typeof BpfdError>[0];
 

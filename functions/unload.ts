@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { z } from "./_zod.ts";
+import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
-import { ProgramId } from "./_schemas.ts";
+import { ProgramId } from "../model/schemas.ts";
 import { detachLink } from "./detach.ts";
 import { hookKey, programKey } from "./_views.ts";
 

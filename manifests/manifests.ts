@@ -299,7 +299,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               name: "controller",
               image,
               imagePullPolicy,
-              command: ["deno", "run", "-A", "--cached-only", "runtime/controller.ts"],
+              command: ["deno", "run", "-A", "--cached-only", "controller/main.ts"],
               // The node runtimes' CA; the ServiceAccount token (projected, rotated) authenticates calls.
               args: ["--namespace", ns, "--node-ca", "/etc/bpfd/tls/ca.crt"],
               env: [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],

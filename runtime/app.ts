@@ -15,7 +15,7 @@ import type { Context } from "hono";
 import { invoke } from "../functions/_define.ts";
 import { BpfdError } from "../functions/_errors.ts";
 import { allFunctions, FUNCTIONS } from "../functions/mod.ts";
-import type { Identity } from "../functions/_schemas.ts";
+import type { Identity } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
 
 /** Establishes who is calling (the listener decides how). */

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { NonEmpty, z } from "../functions/_zod.ts";
-import { ImageStoreConfig } from "./image/schema.ts";
+import { NonEmpty, z } from "../model/zod.ts";
+import { ImageStoreConfig } from "../model/image.ts";
 
 export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */

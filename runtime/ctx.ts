@@ -10,14 +10,14 @@
  * @module
  */
 import type { Ctx, ImagePuller } from "../functions/_ctx.ts";
-import type { Identity } from "../functions/_schemas.ts";
+import type { Identity } from "../model/schemas.ts";
 import { closeFd, tryLockFile } from "../ffi/libc.ts";
 import { programIds } from "../ffi/libbpf.ts";
 import type { RuntimeConfig } from "./config.ts";
-import { NodeKernel } from "./kernel.ts";
+import { NodeKernel } from "../kernel/kernel.ts";
 import { KeyedLocks } from "./locks.ts";
-import { Logger } from "./log.ts";
-import { ensureBpffs } from "./mounts.ts";
+import { Logger } from "../lib/log.ts";
+import { ensureBpffs } from "../kernel/mounts.ts";
 import { type Finding, recover } from "./recover.ts";
 import { StateStore } from "./state.ts";
 
@@ -96,7 +96,7 @@ export function lazyImageStore(config: RuntimeConfig["images"]): ImagePuller {
   let store: Promise<ImagePuller> | undefined;
   return {
     async pull(source, opts) {
-      store ??= import("./image/store.ts").then((m) => m.createImageStore(config));
+      store ??= import("../image/store.ts").then((m) => m.createImageStore(config));
       return await (await store).pull(source, opts);
     },
   };

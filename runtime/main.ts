@@ -72,7 +72,7 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
  * in-process; BpfProgram objects are written as JSON under the state directory. Loaded only when used.
  */
 async function startStandalone(node: Node, dir: string): Promise<{ stop(): Promise<void> }> {
-  const { Standalone, inProcessCaller } = await import("./controller/standalone.ts");
+  const { Standalone, inProcessCaller } = await import("../controller/standalone.ts");
   const name = Deno.hostname();
   const standalone = new Standalone({
     dir,

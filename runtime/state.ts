@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { PositiveInt, z } from "../functions/_zod.ts";
-import { LinkRecord, ProgramRecord } from "../functions/_schemas.ts";
+import { PositiveInt, z } from "../model/zod.ts";
+import { LinkRecord, ProgramRecord } from "../model/schemas.ts";
 
 const StateFile = z.object({
   version: z.literal(1),

@@ -5,7 +5,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
-bash tests/image/setup.sh || { echo "image test setup failed" >&2; exit 1; } # registry, skopeo, umoci
+bash tests/host/image/setup.sh || { echo "image test setup failed" >&2; exit 1; } # registry, skopeo, umoci
 bash tests/k8s/setup.sh || { echo "k8s test setup failed" >&2; exit 1; } # etcd, kubectl, kube-apiserver (cached build)
 deno=toolchain/node_modules/.bin/deno
 reports=$(mktemp -d /tmp/bpfd-test-reports.XXXXXX)

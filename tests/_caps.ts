@@ -6,7 +6,7 @@
  *
  * - on a kernel that has what the test needs, it runs;
  * - on the host without it, it is registered ignored, its name saying why and that the VM tier runs it
- *   (such tests must live under tests/kernel/, which tests/vm/run.sh runs inside Debian's own kernel);
+ *   (such tests must live under tests/vm/, which tests/vm/run.sh runs inside Debian's own kernel);
  * - in the VM tier (`BPFD_VM=1`) without it, it fails: the VM exists to run it.
  *
  * Passing tests name the program types they prove (`[proves kprobe, kretprobe]`); run as a program, this
@@ -202,13 +202,13 @@ const current: KernelCaps | undefined = import.meta.main ? undefined : await ker
 /** A test that needs kernel capabilities and/or proves program types. */
 export interface CapTestDefinition extends Omit<Deno.TestDefinition, "fn" | "name"> {
   name: string;
-  /** Capabilities the test needs; on the host without them it is ignored (and must live in tests/kernel/). */
+  /** Capabilities the test needs; on the host without them it is ignored (and must live in tests/vm/). */
   needs?: Capability[];
   /** Program types (bpfd's `type` names) that the test, when it passes, proves to work on this tier. */
   proves?: string[];
 }
 
-const KERNEL_TESTS_DIR = new URL("./kernel/", import.meta.url).href;
+const KERNEL_TESTS_DIR = new URL("./vm/", import.meta.url).href;
 
 /** The file that called capTest, from the call stack. */
 function callerFile(): string | undefined {
@@ -240,7 +240,7 @@ export function capTest(def: CapTestDefinition, fn: (t: Deno.TestContext) => voi
     if (!file?.startsWith(KERNEL_TESTS_DIR)) {
       throw new Error(
         `capTest "${def.name}" needs ${needs.join(", ")}: tests that need kernel capabilities live under ` +
-          `tests/kernel/, which the VM tier runs (it is in ${file ?? "an unknown file"})`,
+          `tests/vm/, which the VM tier runs (it is in ${file ?? "an unknown file"})`,
       );
     }
   }

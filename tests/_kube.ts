@@ -9,7 +9,7 @@
 // --pdeathsig), so a crashed test leaves nothing running.
 
 import * as k8s from "@kubernetes/client-node";
-import { issueNodeCertificate } from "../runtime/deploy_tls.ts";
+import { issueNodeCertificate } from "../deploy/tls.ts";
 
 export const KUBE_CACHE = Deno.env.get("BPFD_KUBE_CACHE") ?? "/var/cache/bpfd/kube";
 export const KUBE_APISERVER = `${KUBE_CACHE}/bin/kube-apiserver`;

@@ -1,7 +1,7 @@
 // A real OCI registry for tests: Debian's docker-registry on 127.0.0.1, optionally with basic auth
 // (htpasswd), bearer-token auth (a small token server run here, signing ES256 JWTs the registry verifies),
 // and TLS with a CA made for the test. stop() ends the processes this started and removes the temp dir.
-// Needs tests/image/setup.sh (docker-registry, apache2-utils, openssl).
+// Needs tests/host/image/setup.sh (docker-registry, apache2-utils, openssl).
 import { join } from "node:path";
 
 export interface Pki {

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type { Identity } from "../../functions/_schemas.ts";
+import type { Identity } from "../../model/schemas.ts";
 import { NODE_API_ATTRIBUTES } from "../../manifests/manifests.ts";
 
 /** The functions that only read; every other function needs verb `create`. */

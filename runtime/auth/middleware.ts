@@ -7,9 +7,9 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { BpfdError } from "../../functions/_errors.ts";
-import type { Identity } from "../../functions/_schemas.ts";
+import type { Identity } from "../../model/schemas.ts";
 import type { RuntimeConfig } from "../config.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../../lib/log.ts";
 import {
   type Authenticator,
   bearerToken,

@@ -14,11 +14,11 @@
 import { BpfProgType, XdpFlags } from "../../ffi/abi.ts";
 import * as bpf from "../../ffi/libbpf.ts";
 import { ifNameToIndex, inNetns } from "../../ffi/libc.ts";
-import { type HeldProgram, loadDispatcher, slotTargets } from "../../runtime/hooks/dispatcher.ts";
-import { proceedOnMask } from "../../runtime/hooks/order.ts";
+import { type HeldProgram, loadDispatcher, slotTargets } from "../../kernel/chains/dispatcher.ts";
+import { proceedOnMask } from "../../kernel/chains/order.ts";
 import { VethPair } from "../_netns.ts";
 import { bytecodePath, startTestRuntime } from "../_runtime.ts";
-import { loadChain } from "../hooks/_chain.ts";
+import { loadChain } from "../host/hooks/_chain.ts";
 import type { BenchSection } from "./node.ts";
 
 const PACKET = new Uint8Array(64);

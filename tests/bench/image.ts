@@ -7,9 +7,9 @@
 //   or from tests/bench/main.ts: benchImages()
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ImageStore } from "../../runtime/image/store.ts";
+import { ImageStore } from "../../image/store.ts";
 import { startRegistry } from "../_registry.ts";
-import { pushTestImage } from "../image/_helpers.ts";
+import { pushTestImage } from "../host/image/_helpers.ts";
 
 export interface BenchResult {
   name: string;
@@ -20,7 +20,7 @@ export interface BenchResult {
   note?: string;
 }
 
-const CLI = fileURLToPath(new URL("../../runtime/cli_image.ts", import.meta.url));
+const CLI = fileURLToPath(new URL("../../cli/image.ts", import.meta.url));
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -12,7 +12,7 @@ import { ifNameToIndex, inNetns } from "../../ffi/libc.ts";
 import { VethPair } from "../_netns.ts";
 import { bytecodePath, RuntimeProcess } from "../_runtime.ts";
 import { RUNTIME_DENO_ARGS, RUNTIME_V8_FLAGS } from "../../runtime/launch.ts";
-import { ensureBpffs } from "../../runtime/mounts.ts";
+import { ensureBpffs } from "../../kernel/mounts.ts";
 
 /** One section of BENCHMARKS.md. */
 export interface BenchSection {

@@ -2,7 +2,7 @@
  * A test cluster for the controller: a real kube-apiserver (tests/_kube.ts) with bpfd's CRDs, the `bpfd`
  * namespace and its `bpfd-config` ConfigMap; node runtimes as real processes (runtime/main.ts), each in
  * its own network namespace with its own eth0 (tests/k8s/_nodes.ts) and its own Node object; controllers
- * as real processes (runtime/controller.ts). `stop()` unloads what the runtimes still hold, ends every
+ * as real processes (controller/main.ts). `stop()` unloads what the runtimes still hold, ends every
  * process it started, unmounts their bpffs and deletes namespaces and temp dirs — also after a failure.
  *
  * @module
@@ -141,7 +141,7 @@ export class ControllerProcess {
         Deno.execPath(),
         "run",
         "-A",
-        `${root}runtime/controller.ts`,
+        `${root}controller/main.ts`,
         ...this.args,
       ],
       stdin: "null",

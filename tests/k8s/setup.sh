@@ -3,7 +3,8 @@
 #   - Debian packages etcd-server, golang-go, rsync, openssl;
 #   - kubectl from Debian's kubernetes-client (1.20, matching the API server), extracted into the cache so
 #     that it does not fight with another kubectl the machine may have;
-#   - kube-apiserver built once from Debian's `kubernetes` source package (1.20.2) with golang-go.
+#   - kube-apiserver, kube-controller-manager, kube-scheduler and kubelet built once from Debian's
+#     `kubernetes` source package (1.20.2) with golang-go (the cluster tier runs all four).
 # Everything built lands in /var/cache/bpfd/kube/ (outside the repo), so CI on the same machine reuses it.
 # A second run takes well under a second. Prints nothing on success unless it had work to do.
 #   BPFD_KUBE_CACHE   overrides the cache directory
@@ -14,14 +15,16 @@ apiserver="$cache/bin/kube-apiserver"
 # Bump when the build recipe changes: a cached binary from an older recipe is rebuilt.
 #   2: vendored reflect2 1.0.1 replaced by Debian's 1.0.2 (1.0.1 faults under Go >= 1.18 when the
 #      apiserver encodes maps, e.g. on the first custom object of a CRD).
-recipe=2
+#   3: kube-controller-manager, kube-scheduler and kubelet built beside kube-apiserver.
+recipe=3
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 stamp="$apiserver.recipe"
 kubectl="$cache/bin/kubectl"
 mkdir -p "$cache/bin"
 
 ready() {
   [ -x "$apiserver" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$recipe" ] && [ -x "$kubectl" ] &&
-    command -v etcd >/dev/null
+    command -v etcd >/dev/null && for b in "${binaries[@]}"; do [ -x "$cache/bin/$b" ] || return 1; done
 }
 if ready; then
   exit 0
@@ -32,7 +35,7 @@ exec 9>"$cache/.lock"
 flock 9
 ready() {
   [ -x "$apiserver" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$recipe" ] && [ -x "$kubectl" ] &&
-    command -v etcd >/dev/null
+    command -v etcd >/dev/null && for b in "${binaries[@]}"; do [ -x "$cache/bin/$b" ] || return 1; done
 }
 if ready; then
   exit 0
@@ -67,7 +70,7 @@ if [ ! -x "$kubectl" ]; then
 fi
 
 if [ ! -x "$apiserver" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$recipe" ]; then
-  echo "k8s setup: building kube-apiserver from Debian's kubernetes source (5-9 min, once)" >&2
+  echo "k8s setup: building ${binaries[*]} from Debian's kubernetes source (8-12 min, once)" >&2
   src_list=/etc/apt/sources.list.d/bpfd-deb-src.sources
   if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src ' /etc/apt/sources.list; then
     cat >"$src_list" <<'SRC'
@@ -98,17 +101,19 @@ SRC
   ln -sfn ../../.. .go/src/k8s.io/kubernetes
   mkdir -p "$work/home"
   GOPATH="$PWD/.go" CGO_ENABLED=0 HOME="$work/home" \
-    make WHAT=cmd/kube-apiserver >"$work/build.log" 2>&1 || {
+    make WHAT="${binaries[*]/#/cmd/}" >"$work/build.log" 2>&1 || {
     tail -n 40 "$work/build.log" >&2
-    echo "k8s setup: kube-apiserver build failed (log: $work/build.log)" >&2
+    echo "k8s setup: kubernetes build failed (log: $work/build.log)" >&2
     exit 1
   }
-  built=$(find _output -type f -name kube-apiserver -perm -u+x | head -n1)
-  [ -n "$built" ] || { echo "k8s setup: no kube-apiserver in _output" >&2; exit 1; }
-  install -m 0755 "$built" "$apiserver.tmp"
-  mv "$apiserver.tmp" "$apiserver"
+  for b in "${binaries[@]}"; do
+    built=$(find _output -type f -name "$b" -perm -u+x | head -n1)
+    [ -n "$built" ] || { echo "k8s setup: no $b in _output" >&2; exit 1; }
+    install -m 0755 "$built" "$cache/bin/$b.tmp"
+    mv "$cache/bin/$b.tmp" "$cache/bin/$b"
+  done
   echo "$recipe" >"$stamp"
   cd /
   rm -rf "$work"
-  echo "k8s setup: kube-apiserver cached at $apiserver" >&2
+  echo "k8s setup: ${binaries[*]} cached in $cache/bin" >&2
 fi

@@ -2,11 +2,11 @@
 // runtime (a real runtime process on a unix socket) — files added, changed and removed converge the node.
 import assert from "node:assert/strict";
 import { bytecodePath, readCounter, RuntimeProcess, startTestRuntime } from "../_runtime.ts";
-import { inProcessCaller, Standalone } from "../../runtime/controller/standalone.ts";
-import { Logger } from "../../runtime/log.ts";
-import { HttpNodeCaller } from "../../runtime/controller/node_client.ts";
+import { inProcessCaller, Standalone } from "../../controller/standalone.ts";
+import { Logger } from "../../lib/log.ts";
+import { HttpNodeCaller } from "../../controller/node_client.ts";
 import { startRegistry } from "../_registry.ts";
-import { pushTestImage, storeFor } from "../image/_helpers.ts";
+import { pushTestImage, storeFor } from "../host/image/_helpers.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 import { waitFor } from "../_kube.ts";

@@ -8,7 +8,7 @@
  *
  * @example
  * ```sh
- * deno run -A tests/vm/npm_closure.ts tests/kernel/probes_test.ts
+ * deno run -A tests/vm/npm_closure.ts tests/vm/probes_test.ts
  * ```
  * @module
  */

@@ -6,7 +6,7 @@
 #
 #   tests/vm/run.sh [--junit-path FILE] [--timeout SECONDS] [test files...]
 #
-# Without files it runs tests/vm/guest_smoke.ts and every test file under tests/kernel/, where tests that
+# Without files it runs tests/vm/guest_smoke.ts and every test file under tests/vm/, where tests that
 # need kernel capabilities must live (tests/_caps.ts's capTest enforces it), so everything the host tier
 # skips for a missing capability runs here. Cached under /var/cache/bpfd/vm (BPFD_VM_CACHE): the kernel and its modules per version, the
 # guest's base layer (busybox, deno, libbpf & co, bpftool, iproute2, xdp-tools, modules) and the npm cache
@@ -211,8 +211,8 @@ fi
 cd "$repo"
 if [ ${#files[@]} -eq 0 ]; then
   files=(tests/vm/guest_smoke.ts)
-  if [ -d tests/kernel ]; then
-    while IFS= read -r f; do files+=("$f"); done < <(find tests/kernel -name '*_test.ts' -o -name '*.test.ts' | sort)
+  if [ -d tests/vm ]; then
+    while IFS= read -r f; do files+=("$f"); done < <(find tests/vm -name '*_test.ts' -o -name '*.test.ts' | sort)
   fi
 fi
 rel=()

@@ -1,0 +1,370 @@
+/**
+ * `bpfd`: the command line for a node runtime. Talks to it over the unix socket (or `--url`), prints
+ * readable tables by default and the functions' JSON with `-o json`.
+ *
+ * @example
+ * ```sh
+ * deno task cli load --path $PWD/bytecode/build/xdp_counter.bpf.o --program xdp_counter:xdp
+ * deno task cli attach 42 xdp --iface eth0
+ * deno task cli list --all
+ * ```
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+const USAGE = `usage: bpfd [--socket PATH | --url URL] [-o table|json] <command> ...
+
+commands:
+  load   --path FILE | --image URL [--pull-policy Always|IfNotPresent|Never]
+         --program NAME:TYPE[:FN] ... [--global NAME=HEX ...] [--metadata KEY=VALUE ...]
+         [--map-owner-id ID]
+  attach PROGRAM_ID TYPE [--iface IF] [--netns NS] [--direction ingress|egress] [--priority N]
+         [--proceed-on ACTION,...] [--mode native|skb|hw] [--tracepoint GROUP/NAME]
+         [--fn-name FN] [--offset N] [--target PATH] [--pid PID]
+  modify LINK_ID [--priority N] [--proceed-on ACTION,...]   (in place, no reload)
+  detach LINK_ID
+  unload PROGRAM_ID
+  list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]   (programs, then each hook's chain)
+  get    PROGRAM_ID
+  image  build|push|pull ...   (bpfd image --help)
+
+types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
+
+const OPTIONS = {
+  socket: { type: "string", default: "/run/bpfd/bpfd.sock" },
+  url: { type: "string" },
+  output: { type: "string", short: "o", default: "table" },
+  help: { type: "boolean", short: "h" },
+  path: { type: "string" },
+  image: { type: "string" },
+  "pull-policy": { type: "string" },
+  program: { type: "string", multiple: true },
+  global: { type: "string", multiple: true },
+  metadata: { type: "string", multiple: true },
+  "map-owner-id": { type: "string" },
+  iface: { type: "string" },
+  netns: { type: "string" },
+  direction: { type: "string" },
+  priority: { type: "string" },
+  "proceed-on": { type: "string" },
+  mode: { type: "string" },
+  tracepoint: { type: "string" },
+  "fn-name": { type: "string" },
+  offset: { type: "string" },
+  target: { type: "string" },
+  pid: { type: "string" },
+  all: { type: "boolean" },
+  type: { type: "string" },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+/** A usage mistake: printed with the usage, exit status 2. */
+class UsageError extends Error {}
+
+function keyValues(list: string[] | undefined, what: string): Record<string, string> {
+  return Object.fromEntries((list ?? []).map((kv) => {
+    const at = kv.indexOf("=");
+    if (at <= 0) throw new UsageError(`${what} takes KEY=VALUE, got "${kv}"`);
+    return [kv.slice(0, at), kv.slice(at + 1)];
+  }));
+}
+
+function hexToBase64(hex: string, name: string): string {
+  const clean = hex.replace(/^0x/, "");
+  if (!/^([0-9a-fA-F]{2})+$/.test(clean)) {
+    throw new UsageError(`--global ${name}: the value must be hex bytes, e.g. 01000000`);
+  }
+  return btoa(String.fromCharCode(...clean.match(/../g)!.map((b) => parseInt(b, 16))));
+}
+
+function int(value: string | undefined, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`${what} must be a number, got "${value}"`);
+  return Number(value);
+}
+
+/** The function call a command line asks for. */
+export function requestFor(command: string, args: string[], v: Values): { fn: string; input: Json } {
+  const positional = (i: number, what: string) => {
+    const value = args[i];
+    if (value === undefined) throw new UsageError(`${command} needs ${what}`);
+    return value;
+  };
+  switch (command) {
+    case "load": {
+      const bytecode = v.path
+        ? { path: v.path.startsWith("/") ? v.path : `${Deno.cwd()}/${v.path}` }
+        : v.image
+        ? { image: { url: v.image, ...(v["pull-policy"] ? { pullPolicy: v["pull-policy"] } : {}) } }
+        : undefined;
+      if (!bytecode) throw new UsageError("load needs --path FILE or --image URL");
+      const programs = (v.program ?? []).map((p) => {
+        const [name, type, fnName] = p.split(":");
+        if (!name || !type) throw new UsageError(`--program takes NAME:TYPE[:FN], got "${p}"`);
+        return { name, type, ...(fnName ? { fnName } : {}) };
+      });
+      const globals = keyValues(v.global, "--global");
+      return {
+        fn: "load",
+        input: {
+          bytecode,
+          ...(programs.length ? { programs } : {}),
+          globalData: Object.fromEntries(Object.entries(globals).map(([k, hex]) => [k, hexToBase64(hex, k)])),
+          metadata: keyValues(v.metadata, "--metadata"),
+          ...(v["map-owner-id"] ? { mapOwnerId: int(v["map-owner-id"], "--map-owner-id") } : {}),
+        },
+      };
+    }
+    case "attach": {
+      const programId = int(positional(0, "PROGRAM_ID"), "PROGRAM_ID");
+      const type = positional(1, "TYPE");
+      const attach = Object.fromEntries(
+        Object.entries({
+          type,
+          iface: v.iface,
+          netns: v.netns,
+          direction: v.direction,
+          priority: int(v.priority, "--priority"),
+          proceedOn: v["proceed-on"]?.split(","),
+          mode: v.mode,
+          tracepoint: v.tracepoint,
+          fnName: v["fn-name"],
+          offset: int(v.offset, "--offset"),
+          target: v.target,
+          pid: int(v.pid, "--pid"),
+        }).filter(([, value]) => value !== undefined),
+      );
+      return { fn: "attach", input: { programId, attach } };
+    }
+    case "modify":
+      return {
+        fn: "modify",
+        input: {
+          linkId: int(positional(0, "LINK_ID"), "LINK_ID"),
+          ...(v.priority ? { priority: int(v.priority, "--priority") } : {}),
+          ...(v["proceed-on"] ? { proceedOn: v["proceed-on"].split(",") } : {}),
+        },
+      };
+    case "detach":
+      return { fn: "detach", input: { linkId: int(positional(0, "LINK_ID"), "LINK_ID") } };
+    case "unload":
+      return { fn: "unload", input: { programId: int(positional(0, "PROGRAM_ID"), "PROGRAM_ID") } };
+    case "get":
+      return { fn: "get", input: { programId: int(positional(0, "PROGRAM_ID"), "PROGRAM_ID") } };
+    case "list":
+      return {
+        fn: "list",
+        input: {
+          ...(v.all ? { all: true } : {}),
+          ...(v.type ? { type: v.type } : {}),
+          ...(v.metadata ? { metadata: keyValues(v.metadata, "--metadata") } : {}),
+        },
+      };
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+/** Formats rows as an aligned table with a header. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  return [header, ...rows].map((r) => r.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd()).join(
+    "\n",
+  );
+}
+
+/** Where a link is attached, in one short phrase (`xdp veth0@ns1 prio 50`). */
+function describeAttach(a: Json): string {
+  const at = (iface: string, netns?: string) => netns ? `${iface}@${netns}` : iface;
+  switch (a.type) {
+    case "xdp":
+      return `xdp ${at(a.iface, a.netns)} prio ${a.priority}`;
+    case "tc":
+    case "tcx":
+      return `${a.type} ${at(a.iface, a.netns)} ${a.direction} prio ${a.priority}`;
+    case "tracepoint":
+      return `tracepoint ${a.tracepoint}`;
+    case "kprobe":
+    case "kretprobe":
+      return `${a.type} ${a.fnName}${a.offset ? `+${a.offset}` : ""}`;
+    case "uprobe":
+    case "uretprobe":
+      return `${a.type} ${a.target}:${a.fnName ?? ""}${a.offset ? `+${a.offset}` : ""}${
+        a.pid ? ` pid ${a.pid}` : ""
+      }`;
+    default:
+      return a.type;
+  }
+}
+
+function programRows(programs: Json[]): string {
+  return table(
+    ["ID", "NAME", "TYPE", "BPFD", "LOADED AT", "LOADED BY", "LINKS", "METADATA"],
+    programs.map((p) => [
+      String(p.id),
+      p.program?.name ?? p.kernel?.name ?? "",
+      p.program?.type ?? p.kernel?.type ?? "",
+      p.managed ? "yes" : "no",
+      (p.kernel?.loadedAt ?? p.program?.loadedAt ?? "").replace(/\.\d+Z$/, "Z"),
+      p.program?.loadedBy.user ?? `uid ${p.kernel?.uid}`,
+      p.links.map((l: Json) => `${l.id}: ${describeAttach(l.attach)}`).join("; "),
+      Object.entries(p.program?.metadata ?? {}).map(([k, v]) => `${k}=${v}`).join(","),
+    ]),
+  );
+}
+
+/** Each hook's chain in run order: position, program, priority, proceed-on, who manages it. */
+function hookRows(hooks: Json[]): string {
+  return hooks.map((h) => {
+    const how = h.dispatcherId ? `dispatcher ${h.dispatcherId}` : h.type === "tcx" ? "tcx links" : "direct";
+    const title = `${h.hook} (${how})`;
+    const rows = h.chain.map((e: Json) => [
+      String(e.position),
+      String(e.programId),
+      e.name,
+      String(e.priority),
+      e.proceedOn.join(","),
+      e.managed ? `link ${e.linkId}` : "not bpfd's",
+    ]);
+    return `${title}\n${table(["POS", "PROGRAM", "NAME", "PRIORITY", "PROCEED-ON", "BPFD"], rows)}`;
+  }).join("\n\n");
+}
+
+function programDetail(p: Json): string {
+  const lines: Array<[string, string]> = [["ID", String(p.id)], [
+    "Managed by bpfd",
+    p.managed ? "yes" : "no",
+  ]];
+  if (p.program) {
+    const r = p.program;
+    lines.push(
+      ["Name", r.name],
+      ["Type", r.type],
+      ["Tag", r.tag],
+      ["Bytecode", r.bytecode.path ?? `${r.bytecode.image.url}@${r.bytecode.image.digest}`],
+      ["Loaded by", `${r.loadedBy.user} (${r.loadedBy.via}) at ${r.loadedAt}`],
+      ["Metadata", Object.entries(r.metadata).map(([k, v]) => `${k}=${v}`).join(", ") || "-"],
+      ["Map pin path", r.mapPinPath],
+      ["Maps", Object.entries(r.maps).map(([k, v]) => `${k} → ${v}`).join("\n" + " ".repeat(18)) || "-"],
+    );
+    if (r.mapOwnerId) lines.push(["Map owner", String(r.mapOwnerId)]);
+  }
+  if (p.kernel) {
+    const k = p.kernel;
+    lines.push(
+      ["Kernel type", k.type],
+      ["Kernel name", k.name],
+      ["Kernel tag", k.tag],
+      ["Loaded at", k.loadedAt],
+      ["Loaded by uid", String(k.uid)],
+      ["Map ids", k.mapIds.join(", ") || "-"],
+      ["Size", `xlated ${k.bytesXlated} B, jited ${k.bytesJited} B, ${k.verifiedInsns} verified insns`],
+    );
+  } else {
+    lines.push(["Kernel", "not loaded (gone behind bpfd's back)"]);
+  }
+  lines.push([
+    "Links",
+    p.links.map((l: Json) => `${l.id}: ${describeAttach(l.attach)}`).join("\n" + " ".repeat(18)) || "-",
+  ]);
+  return lines.map(([k, v]) => `${k.padEnd(16)}  ${v}`).join("\n");
+}
+
+/** Renders a function's answer as a person reads it. */
+export function render(fn: string, out: Json): string {
+  switch (fn) {
+    case "list":
+      return out.hooks?.length
+        ? `${programRows(out.programs)}\n\n${hookRows(out.hooks)}`
+        : programRows(out.programs);
+    case "load":
+      return programRows(out.programs);
+    case "get":
+      return programDetail(out);
+    case "attach":
+      return `attached program ${out.programId} as link ${out.linkId}${
+        out.kernelLinkId ? ` (kernel link ${out.kernelLinkId})` : ""
+      }: ${describeAttach(out.attach)}`;
+    case "modify":
+      return `modified link ${out.linkId} of program ${out.programId}: ${describeAttach(out.attach)}`;
+    case "detach":
+      return `detached link ${out.linkId} of program ${out.programId}`;
+    case "unload":
+      return `unloaded program ${out.programId}${
+        out.detachedLinks.length ? ` (detached links ${out.detachedLinks.join(", ")})` : ""
+      }`;
+    default:
+      return JSON.stringify(out, null, 2);
+  }
+}
+
+async function call(v: Values, fn: string, input: Json): Promise<{ status: number; body: Json }> {
+  const client = v.url ? undefined : Deno.createHttpClient({ proxy: { transport: "unix", path: v.socket! } });
+  try {
+    const res = await fetch(`${v.url ?? "http://bpfd"}/v1/functions/${fn}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(input),
+      client,
+    });
+    return { status: res.status, body: await res.json() };
+  } finally {
+    client?.close();
+  }
+}
+
+/** Runs the CLI with `args`; returns the exit status. */
+export async function main(args: string[]): Promise<number> {
+  if (args[0] === "image") {
+    const { runImageCli } = await import("./image.ts");
+    return await runImageCli(args.slice(1));
+  }
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    console.error(`bpfd: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return values.help ? 0 : 2;
+  }
+  let request;
+  try {
+    request = requestFor(command, rest, values);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`bpfd: ${err.message}\n\n${USAGE}`);
+    return 2;
+  }
+  let answer;
+  try {
+    answer = await call(values, request.fn, request.input);
+  } catch (err) {
+    console.error(
+      `bpfd: cannot reach the runtime at ${values.url ?? values.socket}: ${(err as Error).message}`,
+    );
+    return 1;
+  }
+  if (answer.status !== 200) {
+    const e = answer.body?.error ?? {};
+    if (values.output === "json") console.log(JSON.stringify(answer.body, null, 2));
+    else {
+      console.error(`bpfd: ${e.message ?? `HTTP ${answer.status}`}`);
+      if (e.verifierLog) console.error(`verifier log:\n${e.verifierLog}`);
+    }
+    return 1;
+  }
+  console.log(
+    values.output === "json" ? JSON.stringify(answer.body, null, 2) : render(request.fn, answer.body),
+  );
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));
