@@ -42,7 +42,7 @@ function pairs(list: string[] | undefined, flag: string): Record<string, string>
   for (const p of list ?? []) {
     const i = p.indexOf("=");
     if (i <= 0 || i === p.length - 1) {
-      throw new ImageError("bad-image", `${flag} ${p}: expected NAME=TYPE`, { field: flag });
+      throw new ImageError("bad_image", `${flag} ${p}: expected NAME=TYPE`, { field: flag });
     }
     out[p.slice(0, i)] = p.slice(i + 1);
   }
@@ -61,7 +61,7 @@ async function storeFrom(values: {
     try {
       config = JSON.parse(await Deno.readTextFile(values.config));
     } catch (e) {
-      throw new ImageError("bad-config", `--config ${values.config}: ${(e as Error).message}`, {
+      throw new ImageError("bad_config", `--config ${values.config}: ${(e as Error).message}`, {
         field: "config",
       });
     }
@@ -154,12 +154,12 @@ async function build(args: string[]): Promise<number> {
     try {
       bytes = await Deno.readFile(f);
     } catch (e) {
-      throw new ImageError("bad-image", `${f}: ${(e as Error).message}`, { field: "objects" });
+      throw new ImageError("bad_image", `${f}: ${(e as Error).message}`, { field: "objects" });
     }
     if (
       bytes.length < 4 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46
     ) {
-      throw new ImageError("bad-image", `${f}: not an ELF object file`, { field: "objects" });
+      throw new ImageError("bad_image", `${f}: not an ELF object file`, { field: "objects" });
     }
     objects.push({ name: basename(f), bytes });
   }

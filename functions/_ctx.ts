@@ -8,12 +8,12 @@ import type { KeyedLocks } from "../runtime/locks.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NodeKernel } from "../kernel/kernel.ts";
 import type { StateStore } from "../runtime/state.ts";
-import type { ImageSource, PulledImage } from "../model/image.ts";
+import type { ImageSource, PulledImage, PullOptions } from "../model/image.ts";
 import type { Identity } from "../model/schemas.ts";
 
 /** Pulls bytecode images (image/). */
 export interface ImagePuller {
-  pull(source: ImageSource, opts?: { onProgress?: (event: unknown) => void }): Promise<PulledImage>;
+  pull(source: ImageSource, opts?: PullOptions): Promise<PulledImage>;
 }
 
 /** What a function may use. */

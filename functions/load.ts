@@ -10,7 +10,7 @@
  */
 import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
-import { BpfdError, invalid, notFound } from "./_errors.ts";
+import { invalid, notFound } from "./_errors.ts";
 import {
   BytecodeSource,
   Metadata,
@@ -21,7 +21,7 @@ import {
   ProgramView,
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
-import { imageError } from "./pull.ts";
+import { pullImage } from "./_images.ts";
 
 const base64 = z.string().check(
   z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
@@ -124,13 +124,7 @@ async function resolveBytecode(
     }
     return { objectPath: bytecode.path, source: { path: bytecode.path }, programs };
   }
-  if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
-  let pulled;
-  try {
-    pulled = await ctx.images.pull(bytecode.image);
-  } catch (err) {
-    throw imageError(err, "bytecode.image");
-  }
+  const pulled = await pullImage(ctx, bytecode.image, "bytecode.image");
   if (programs) checkAgainstLabels(programs, pulled.programs);
   return {
     objectPath: pulled.objectPath,

@@ -61,7 +61,7 @@ export class Staging {
 
   async putBlob(bytes: Uint8Array, digest = digestOf(bytes)): Promise<string> {
     if (digestOf(bytes) !== digest) {
-      throw new ImageError("digest-mismatch", `blob does not hash to ${digest}`);
+      throw new ImageError("digest_mismatch", `blob does not hash to ${digest}`);
     }
     this.#blobs.add(digest);
     await Deno.writeFile(this.blobPath(digest), bytes);
@@ -140,12 +140,12 @@ export class ImageCache {
     try {
       bytes = await Deno.readFile(this.blobPath(digest));
     } catch (e) {
-      throw new ImageError("cache-corrupt", `cache: blob ${digest} missing (${(e as Error).message})`);
+      throw new ImageError("cache_corrupt", `cache: blob ${digest} missing (${(e as Error).message})`);
     }
     const got = digestOf(bytes);
     if (got !== digest) {
       throw new ImageError(
-        "cache-corrupt",
+        "cache_corrupt",
         `cache: blob ${this.blobPath(digest)} was changed on disk (hashes to ${got}); refusing it`,
       );
     }
@@ -164,7 +164,7 @@ export class ImageCache {
           file ??= await Deno.open(path);
         } catch (e) {
           ctl.error(
-            new ImageError("cache-corrupt", `cache: blob ${digest} missing (${(e as Error).message})`),
+            new ImageError("cache_corrupt", `cache: blob ${digest} missing (${(e as Error).message})`),
           );
           return;
         }
@@ -176,7 +176,7 @@ export class ImageCache {
           if (got !== hex) {
             ctl.error(
               new ImageError(
-                "cache-corrupt",
+                "cache_corrupt",
                 `cache: blob ${path} was changed on disk (hashes to sha256:${got})`,
               ),
             );

@@ -24,19 +24,19 @@ export function parseDockerConfig(text: string, field = "auth"): CredentialMap {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new ImageError("bad-auth", `${field}: not JSON (${(e as Error).message})`, { field });
+    throw new ImageError("bad_auth", `${field}: not JSON (${(e as Error).message})`, { field });
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    throw new ImageError("bad-auth", `${field}: expected an object with "auths"`, { field });
+    throw new ImageError("bad_auth", `${field}: expected an object with "auths"`, { field });
   }
   const auths = "auths" in doc ? (doc as { auths: unknown }).auths : doc;
   if (typeof auths !== "object" || auths === null || Array.isArray(auths)) {
-    throw new ImageError("bad-auth", `${field}: "auths" must be an object`, { field });
+    throw new ImageError("bad_auth", `${field}: "auths" must be an object`, { field });
   }
   const out: CredentialMap = new Map();
   for (const [key, entry] of Object.entries(auths as Record<string, unknown>)) {
     if (typeof entry !== "object" || entry === null) {
-      throw new ImageError("bad-auth", `${field}: auths[${JSON.stringify(key)}] must be an object`, {
+      throw new ImageError("bad_auth", `${field}: auths[${JSON.stringify(key)}] must be an object`, {
         field,
       });
     }
@@ -47,14 +47,14 @@ export function parseDockerConfig(text: string, field = "auth"): CredentialMap {
       try {
         decoded = atob(e.auth);
       } catch {
-        throw new ImageError("bad-auth", `${field}: auths[${JSON.stringify(key)}].auth is not base64`, {
+        throw new ImageError("bad_auth", `${field}: auths[${JSON.stringify(key)}].auth is not base64`, {
           field,
         });
       }
       const colon = decoded.indexOf(":");
       if (colon < 0) {
         throw new ImageError(
-          "bad-auth",
+          "bad_auth",
           `${field}: auths[${JSON.stringify(key)}].auth must be base64 of username:password`,
           { field },
         );

@@ -61,14 +61,14 @@ export function parseJSON(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
-    throw new ImageError("bad-image", `${what} is not JSON: ${(e as Error).message}`);
+    throw new ImageError("bad_image", `${what} is not JSON: ${(e as Error).message}`);
   }
 }
 
 export function parseIndex(bytes: Uint8Array, what: string): ImageIndex {
   const j = parseJSON(bytes, what) as ImageIndex;
   if (!j || !Array.isArray(j.manifests) || !j.manifests.every(isDescriptor)) {
-    throw new ImageError("bad-image", `${what}: not an image index (no valid "manifests" list)`);
+    throw new ImageError("bad_image", `${what}: not an image index (no valid "manifests" list)`);
   }
   return j;
 }
@@ -76,9 +76,9 @@ export function parseIndex(bytes: Uint8Array, what: string): ImageIndex {
 export function parseManifest(bytes: Uint8Array, what: string): ImageManifest {
   const j = parseJSON(bytes, what) as ImageManifest;
   if (!j || j.schemaVersion !== 2 || !isDescriptor(j.config) || !Array.isArray(j.layers)) {
-    throw new ImageError("bad-image", `${what}: not a schema 2 image manifest`);
+    throw new ImageError("bad_image", `${what}: not a schema 2 image manifest`);
   }
-  if (!j.layers.every(isDescriptor)) throw new ImageError("bad-image", `${what}: malformed layer descriptor`);
+  if (!j.layers.every(isDescriptor)) throw new ImageError("bad_image", `${what}: malformed layer descriptor`);
   return j;
 }
 
@@ -92,7 +92,7 @@ export function choosePlatform(index: ImageIndex, os: string, arch: string, what
   if (manifests.length === 1 && !manifests[0].platform) return manifests[0];
   const have = manifests.map((m) => `${m.platform?.os ?? "?"}/${m.platform?.architecture ?? "?"}`).join(", ");
   throw new ImageError(
-    "not-found",
+    "not_found",
     `${what}: no manifest for ${os}/${arch} in the list (has: ${have || "none"})`,
   );
 }
@@ -112,11 +112,11 @@ export function readLabels(
     try {
       v = JSON.parse(raw);
     } catch {
-      throw new ImageError("bad-image", `${what}: label ${key} is not JSON`);
+      throw new ImageError("bad_image", `${what}: label ${key} is not JSON`);
     }
     if (!isRecordOfStrings(v)) {
       throw new ImageError(
-        "bad-image",
+        "bad_image",
         `${what}: label ${key} must be a JSON object of name -> type strings`,
       );
     }
@@ -129,7 +129,7 @@ export function readLabels(
   if (Object.keys(programs).length === 0 && fn && type) programs[fn] = type;
   if (Object.keys(programs).length === 0) {
     throw new ImageError(
-      "bad-image",
+      "bad_image",
       `${what}: not a bytecode image: no ${LABEL_PROGRAMS} label and no ${LABEL_FUNCTION_NAME}/${LABEL_PROGRAM_TYPE}`,
     );
   }
@@ -173,7 +173,7 @@ export async function readLayerObjects(
       transform(chunk, ctl) {
         total += chunk.length;
         if (total > maxBytes) {
-          ctl.error(new ImageError("too-large", `${what}: more than ${maxBytes} bytes uncompressed`));
+          ctl.error(new ImageError("too_large", `${what}: more than ${maxBytes} bytes uncompressed`));
           return;
         }
         ctl.enqueue(chunk);
@@ -194,7 +194,7 @@ export async function readLayerObjects(
   } catch (e) {
     if (e instanceof ImageError) throw e;
     throw new ImageError(
-      "bad-image",
+      "bad_image",
       `${what}: not a valid ${kind === "gzip" ? "tar+gzip" : "tar"} layer: ${e}`,
       {
         cause: e,
@@ -238,10 +238,10 @@ const te = new TextEncoder();
 /** Packs .o files into a bpfman-format OCI image (one tar+gzip layer, labels in the config). */
 export async function buildImage(input: BuildInput): Promise<BuiltImage> {
   if (input.objects.length === 0) {
-    throw new ImageError("bad-image", "no .o files given", { field: "objects" });
+    throw new ImageError("bad_image", "no .o files given", { field: "objects" });
   }
   if (Object.keys(input.programs).length === 0) {
-    throw new ImageError("bad-image", "no programs given (name=type)", { field: "programs" });
+    throw new ImageError("bad_image", "no programs given (name=type)", { field: "programs" });
   }
   const pack = tar.pack();
   const chunks: Uint8Array[] = [];
@@ -253,7 +253,7 @@ export async function buildImage(input: BuildInput): Promise<BuiltImage> {
   for (const o of input.objects) {
     if (!rootObjectName(o.name)) {
       throw new ImageError(
-        "bad-image",
+        "bad_image",
         `object name ${JSON.stringify(o.name)} must be a plain file name ending .o`,
         {
           field: "objects",

@@ -21,7 +21,7 @@ const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 function bad(url: string, why: string): ImageError {
-  return new ImageError("bad-reference", `image url ${JSON.stringify(url)}: ${why}`, { field: "url" });
+  return new ImageError("bad_reference", `image url ${JSON.stringify(url)}: ${why}`, { field: "url" });
 }
 
 export function parseReference(url: string): Reference {

@@ -48,7 +48,7 @@ export function digestOf(data: Uint8Array | string): string {
 
 export function assertDigest(digest: string, what: string): string {
   if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
-    throw new ImageError("bad-image", `${what}: unsupported or malformed digest ${JSON.stringify(digest)}`);
+    throw new ImageError("bad_image", `${what}: unsupported or malformed digest ${JSON.stringify(digest)}`);
   }
   return digest.slice(7);
 }
@@ -101,7 +101,7 @@ export class RegistryClient {
         ? `no answer within ${this.#opts.timeoutMs} ms`
         : [err.message, (err.cause as Error | undefined)?.message].filter(Boolean).join(": ")
           .replace(/\s+/g, " ").slice(0, 400);
-      throw new ImageError("registry-unreachable", `registry ${this.registry} unreachable: ${why}`, {
+      throw new ImageError("registry_unreachable", `registry ${this.registry} unreachable: ${why}`, {
         cause: e,
       });
     }
@@ -113,7 +113,7 @@ export class RegistryClient {
     if (cached) return cached;
     const realm = ch.params.realm;
     if (!realm) {
-      throw new ImageError("registry-error", `registry ${this.registry}: bearer challenge without realm`);
+      throw new ImageError("registry_error", `registry ${this.registry}: bearer challenge without realm`);
     }
     const u = new URL(realm);
     if (ch.params.service) u.searchParams.set("service", ch.params.service);
@@ -135,7 +135,7 @@ export class RegistryClient {
     if (!res.ok) {
       await res.body?.cancel();
       throw new ImageError(
-        "registry-error",
+        "registry_error",
         `registry ${this.registry}: token server answered ${res.status}`,
       );
     }
@@ -143,11 +143,11 @@ export class RegistryClient {
     try {
       body = await res.json();
     } catch {
-      throw new ImageError("registry-error", `registry ${this.registry}: token server answer is not JSON`);
+      throw new ImageError("registry_error", `registry ${this.registry}: token server answer is not JSON`);
     }
     const token = body.token ?? body.access_token;
     if (!token) {
-      throw new ImageError("registry-error", `registry ${this.registry}: token server gave no token`);
+      throw new ImageError("registry_error", `registry ${this.registry}: token server gave no token`);
     }
     this.#tokens.set(key, token);
     return token;
@@ -196,7 +196,7 @@ export class RegistryClient {
     } catch { /* not a registry error document */ }
     const suffix = detail ? ` (${detail})` : "";
     if (res.status === 404) {
-      throw new ImageError("not-found", `${what}: not found in ${this.registry}${suffix}`);
+      throw new ImageError("not_found", `${what}: not found in ${this.registry}${suffix}`);
     }
     if (res.status === 403) {
       throw new ImageError("unauthorized", `${what}: access denied by ${this.registry}${suffix}`, {
@@ -204,7 +204,7 @@ export class RegistryClient {
       });
     }
     throw new ImageError(
-      "registry-error",
+      "registry_error",
       `${what}: registry ${this.registry} answered ${res.status}${suffix}`,
     );
   }
@@ -213,14 +213,14 @@ export class RegistryClient {
     const len = Number(res.headers.get("content-length") ?? "NaN");
     if (len > limit) {
       await res.body?.cancel();
-      throw new ImageError("too-large", `${what}: ${len} bytes, more than the limit of ${limit}`);
+      throw new ImageError("too_large", `${what}: ${len} bytes, more than the limit of ${limit}`);
     }
     const chunks: Uint8Array[] = [];
     let n = 0;
     for await (const chunk of res.body ?? new ReadableStream<Uint8Array>()) {
       n += chunk.length;
       if (n > limit) {
-        throw new ImageError("too-large", `${what}: more than the limit of ${limit} bytes`);
+        throw new ImageError("too_large", `${what}: more than the limit of ${limit} bytes`);
       }
       chunks.push(chunk);
     }
@@ -248,12 +248,12 @@ export class RegistryClient {
     const bytes = await this.#readCapped(res, this.#opts.maxManifestBytes, what);
     const digest = digestOf(bytes);
     if (ref.startsWith("sha256:") && ref !== digest) {
-      throw new ImageError("digest-mismatch", `${what}: content hashes to ${digest}, not ${ref}`);
+      throw new ImageError("digest_mismatch", `${what}: content hashes to ${digest}, not ${ref}`);
     }
     const header = res.headers.get("docker-content-digest");
     if (header && header.startsWith("sha256:") && header !== digest) {
       throw new ImageError(
-        "digest-mismatch",
+        "digest_mismatch",
         `${what}: content hashes to ${digest}, registry says ${header}`,
       );
     }
@@ -262,7 +262,7 @@ export class RegistryClient {
       const parsed = JSON.parse(new TextDecoder().decode(bytes));
       if (typeof parsed.mediaType === "string") mediaType = parsed.mediaType;
     } catch {
-      throw new ImageError("bad-image", `${what}: not JSON`);
+      throw new ImageError("bad_image", `${what}: not JSON`);
     }
     return { digest, mediaType, bytes };
   }
@@ -292,14 +292,14 @@ export class RegistryClient {
     const what = `blob ${digest.slice(0, 19)}… of ${this.registry}/${repo}`;
     const limit = opts.limit ?? this.#opts.maxBlobBytes;
     if (opts.size !== undefined && opts.size > limit) {
-      throw new ImageError("too-large", `${what}: ${opts.size} bytes, more than the limit of ${limit}`);
+      throw new ImageError("too_large", `${what}: ${opts.size} bytes, more than the limit of ${limit}`);
     }
     const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`);
     if (!res.ok) await this.#fail(res, what);
     const total = Number(res.headers.get("content-length") ?? opts.size ?? 0);
     if (total > limit) {
       await res.body?.cancel();
-      throw new ImageError("too-large", `${what}: ${total} bytes, more than the limit of ${limit}`);
+      throw new ImageError("too_large", `${what}: ${total} bytes, more than the limit of ${limit}`);
     }
     const h = createHash("sha256");
     let n = 0;
@@ -309,7 +309,7 @@ export class RegistryClient {
         const { done, value } = await reader.read();
         if (done) break;
         n += value.length;
-        if (n > limit) throw new ImageError("too-large", `${what}: more than the limit of ${limit} bytes`);
+        if (n > limit) throw new ImageError("too_large", `${what}: more than the limit of ${limit} bytes`);
         h.update(value);
         await sink(value);
         opts.onProgress?.(n, total);
@@ -320,10 +320,10 @@ export class RegistryClient {
     }
     const got = h.digest("hex");
     if (got !== hex) {
-      throw new ImageError("digest-mismatch", `${what}: content hashes to sha256:${got}, not ${digest}`);
+      throw new ImageError("digest_mismatch", `${what}: content hashes to sha256:${got}, not ${digest}`);
     }
     if (opts.size !== undefined && n !== opts.size) {
-      throw new ImageError("digest-mismatch", `${what}: ${n} bytes, the manifest says ${opts.size}`);
+      throw new ImageError("digest_mismatch", `${what}: ${n} bytes, the manifest says ${opts.size}`);
     }
     return n;
   }
@@ -353,7 +353,7 @@ export class RegistryClient {
     await start.body?.cancel();
     if (start.status !== 202) await this.#fail(start, `upload to ${repo}`);
     const loc = start.headers.get("location");
-    if (!loc) throw new ImageError("registry-error", `registry ${this.registry}: upload without Location`);
+    if (!loc) throw new ImageError("registry_error", `registry ${this.registry}: upload without Location`);
     const u = new URL(loc, this.base);
     u.searchParams.set("digest", digest);
     const put = await this.request("PUT", u.href, scope, {

@@ -43,7 +43,7 @@ export class ImageStore implements ImageStoreInterface {
     const parsed = ImageStoreConfig.safeParse(config);
     if (!parsed.success) {
       const i = parsed.error.issues[0];
-      throw new ImageError("bad-config", `image config ${i.path.join(".") || "(root)"}: ${i.message}`, {
+      throw new ImageError("bad_config", `image config ${i.path.join(".") || "(root)"}: ${i.message}`, {
         field: i.path.join("."),
       });
     }
@@ -75,7 +75,7 @@ export class ImageStore implements ImageStoreInterface {
         try {
           caCerts.push(await Deno.readTextFile(f));
         } catch (e) {
-          throw new ImageError("bad-config", `caFiles: cannot read ${f}: ${(e as Error).message}`, {
+          throw new ImageError("bad_config", `caFiles: cannot read ${f}: ${(e as Error).message}`, {
             field: "caFiles",
           });
         }
@@ -92,7 +92,7 @@ export class ImageStore implements ImageStoreInterface {
         text = await Deno.readTextFile(this.config.authFile);
       } catch (e) {
         throw new ImageError(
-          "bad-config",
+          "bad_config",
           `authFile: cannot read ${this.config.authFile}: ${(e as Error).message}`,
           {
             field: "authFile",
@@ -115,7 +115,7 @@ export class ImageStore implements ImageStoreInterface {
       );
     } else if (auth && "secretRef" in auth) {
       if (!opts?.resolveSecret) {
-        throw new ImageError("bad-auth", "auth.secretRef: this runtime cannot read Kubernetes secrets", {
+        throw new ImageError("bad_auth", "auth.secretRef: this runtime cannot read Kubernetes secrets", {
           field: "auth.secretRef",
         });
       }
@@ -143,7 +143,7 @@ export class ImageStore implements ImageStoreInterface {
     if (this.#allowedByPrefix(ref, url)) return;
     if (digests.some((d) => this.config.allow.includes(d))) return;
     throw new ImageError(
-      "not-allowed",
+      "not_allowed",
       `image ${formatReference(ref)} (${digests[0] ?? "digest unknown"}) is not allowed: neither its name ` +
         `nor its digest is on the allow-list`,
     );
@@ -155,7 +155,7 @@ export class ImageStore implements ImageStoreInterface {
       const i = parsed.error.issues[0];
       const field = i.path.join(".") || "url";
       throw new ImageError(
-        field.startsWith("auth") ? "bad-auth" : "bad-reference",
+        field.startsWith("auth") ? "bad_auth" : "bad_reference",
         `${field}: ${i.message}`,
         {
           field,
@@ -193,7 +193,7 @@ export class ImageStore implements ImageStoreInterface {
       }
       if (src.pullPolicy === "Never") {
         throw new ImageError(
-          "not-cached",
+          "not_cached",
           `image ${canonical} is not in the cache and pullPolicy is Never`,
         );
       }
@@ -213,7 +213,7 @@ export class ImageStore implements ImageStoreInterface {
     try {
       m = await client.getManifest(repo, tag, [MT.ociManifest, MT.dockerManifest]);
     } catch (e) {
-      if (e instanceof ImageError && e.code === "not-found") return { sigs: [] };
+      if (e instanceof ImageError && e.code === "not_found") return { sigs: [] };
       throw e;
     }
     await staging.putBlob(m.bytes, m.digest);
@@ -261,7 +261,7 @@ export class ImageStore implements ImageStoreInterface {
         top = await client.getManifest(ref.repository, d.digest);
       } else if (top.mediaType !== MT.ociManifest && top.mediaType !== MT.dockerManifest) {
         throw new ImageError(
-          "bad-image",
+          "bad_image",
           `${canonical}: unsupported manifest media type ${top.mediaType || "(none)"}`,
         );
       }
@@ -377,21 +377,21 @@ export class ImageStore implements ImageStoreInterface {
   }
 
   #layers(manifest: ImageManifest, what: string) {
-    if (manifest.layers.length === 0) throw new ImageError("bad-image", `${what}: image has no layers`);
+    if (manifest.layers.length === 0) throw new ImageError("bad_image", `${what}: image has no layers`);
     for (const l of manifest.layers) {
       if (!isLayerType(l.mediaType)) {
-        throw new ImageError("bad-image", `${what}: layer media type ${l.mediaType} is not a tar layer`);
+        throw new ImageError("bad_image", `${what}: layer media type ${l.mediaType} is not a tar layer`);
       }
     }
     return manifest.layers;
   }
 
   #mainObject(objects: Map<string, Uint8Array>, filename: string | undefined, what: string): string {
-    if (objects.size === 0) throw new ImageError("bad-image", `${what}: no .o file at the root of the image`);
+    if (objects.size === 0) throw new ImageError("bad_image", `${what}: no .o file at the root of the image`);
     if (filename) {
       if (!objects.has(filename)) {
         throw new ImageError(
-          "bad-image",
+          "bad_image",
           `${what}: label io.ebpf.filename names ${filename}, not in the image`,
         );
       }
@@ -414,7 +414,7 @@ export class ImageStore implements ImageStoreInterface {
     progress: NonNullable<PullOptions["onProgress"]>,
   ): Promise<PulledImage> {
     const record = fresh?.record ?? await this.cache.readRecord(digest);
-    if (!record) throw new ImageError("not-cached", `image ${digest} is not in the cache`);
+    if (!record) throw new ImageError("not_cached", `image ${digest} is not in the cache`);
     const canonical = formatReference(ref);
     const digests = record.indexDigest ? [digest, record.indexDigest] : [digest];
     this.#checkAllowed(ref, url, digests);
@@ -434,11 +434,11 @@ export class ImageStore implements ImageStoreInterface {
           try {
             onDisk = await Deno.readFile(p);
           } catch {
-            throw new ImageError("cache-corrupt", `cache: object ${p} is missing`);
+            throw new ImageError("cache_corrupt", `cache: object ${p} is missing`);
           }
           if (!Buffer.from(onDisk).equals(Buffer.from(bytes))) {
             throw new ImageError(
-              "cache-corrupt",
+              "cache_corrupt",
               `cache: object ${p} was changed on disk (sha256 ${
                 sha256Hex(onDisk).slice(0, 16)
               }…, image has ` +

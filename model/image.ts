@@ -149,6 +149,11 @@ export interface PullOptions {
   onProgress?: (p: PullProgress) => void;
   /** Resolves a Kubernetes pull secret reference to the secret's .dockerconfigjson contents. */
   resolveSecret?: (ref: { name: string; namespace?: string }) => Promise<string>;
+  /**
+   * Digests of the images loaded programs still use. A pull that passes this lets the store evict old
+   * images from its cache afterwards; these are never evicted.
+   */
+  inUse?: () => Iterable<string>;
 }
 
 export interface ImageStore {
