@@ -254,6 +254,13 @@ async function sign(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The messages of an error and its causes, on one line. */
+function causeOf(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err; e instanceof Error && parts.length < 4; e = e.cause) parts.push(e.message);
+  return parts.join(": ").replace(/\s+/g, " ").slice(0, 400);
+}
+
 /** Entry point for `bpfd image ...`; returns the exit status. */
 export async function runImageCli(args: string[]): Promise<number> {
   const [cmd, ...rest] = args;
@@ -279,7 +286,9 @@ export async function runImageCli(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof ImageError) {
-      console.error(`bpfd image ${cmd}: ${e.message} [${e.code}]`);
+      // Here the caller is the operator on their own network: say what the connection failure was.
+      const cause = e.code === "registry_unreachable" ? causeOf(e.cause) : "";
+      console.error(`bpfd image ${cmd}: ${e.message}${cause ? ` (${cause})` : ""} [${e.code}]`);
       return 1;
     }
     if (e instanceof TypeError && (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {

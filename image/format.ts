@@ -57,11 +57,18 @@ function isDescriptor(d: unknown): d is Descriptor {
     typeof x.digest === "string" && typeof x.size === "number" && x.size >= 0;
 }
 
+/** A value from a registry for a message: media types and platforms as they are, anything else hidden. */
+export function shown(value: string | undefined): string {
+  if (!value) return "(none)";
+  return /^[\w.+\/-]{1,100}$/.test(value) ? value : "(not shown)";
+}
+
+/** Parses JSON from a registry; the error never quotes the bytes (they may come from anywhere). */
 export function parseJSON(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(new TextDecoder().decode(bytes));
-  } catch (e) {
-    throw new ImageError("bad_image", `${what} is not JSON: ${(e as Error).message}`);
+  } catch {
+    throw new ImageError("bad_image", `${what} is not JSON`);
   }
 }
 
@@ -90,7 +97,10 @@ export function choosePlatform(index: ImageIndex, os: string, arch: string, what
   const hit = manifests.find((m) => m.platform?.os === os && m.platform?.architecture === arch);
   if (hit) return hit;
   if (manifests.length === 1 && !manifests[0].platform) return manifests[0];
-  const have = manifests.map((m) => `${m.platform?.os ?? "?"}/${m.platform?.architecture ?? "?"}`).join(", ");
+  const have = manifests.slice(0, 16).map((m) =>
+    `${shown(m.platform?.os)}/${shown(m.platform?.architecture)}`
+  )
+    .join(", ");
   throw new ImageError(
     "not_found",
     `${what}: no manifest for ${os}/${arch} in the list (has: ${have || "none"})`,
@@ -143,24 +153,28 @@ export function isLayerType(mt: string): "gzip" | "tar" | undefined {
   return undefined;
 }
 
+/** Most .o files one image may hold. */
+export const MAX_OBJECTS = 256;
+
 /** Object file name inside a layer, or undefined for entries that are not .o files at the root. */
 function rootObjectName(name: string): string | undefined {
   const n = name.replace(/^\.\//, "").replace(/^\/+/, "");
-  if (n.includes("/") || !n.endsWith(".o") || n === ".o") return undefined;
+  if (n.includes("/") || !n.endsWith(".o") || n === ".o" || n.length > 200) return undefined;
   return n;
 }
 
 /**
- * Streams a layer (gzip or plain tar) and hands every regular .o file at its root to `onObject`, with its
- * bytes. `maxBytes` caps the uncompressed size of the whole layer.
+ * Streams a layer (gzip or plain tar) and hands every regular .o file at its root to `onObject` as a stream
+ * of its bytes, which it must read or leave; nothing is held in memory. Fails with too_large past `maxBytes`
+ * unpacked (a gzip bomb stops there) or past MAX_OBJECTS objects. Returns the unpacked size read.
  */
 export async function readLayerObjects(
   layer: ReadableStream<Uint8Array>,
   kind: "gzip" | "tar",
   maxBytes: number,
-  onObject: (name: string, bytes: Uint8Array) => void | Promise<void>,
+  onObject: (name: string, data: AsyncIterable<Uint8Array>) => void | Promise<void>,
   what: string,
-): Promise<void> {
+): Promise<number> {
   let stream = layer;
   if (kind === "gzip") {
     stream = stream.pipeThrough(
@@ -173,7 +187,7 @@ export async function readLayerObjects(
       transform(chunk, ctl) {
         total += chunk.length;
         if (total > maxBytes) {
-          ctl.error(new ImageError("too_large", `${what}: more than ${maxBytes} bytes uncompressed`));
+          ctl.error(new ImageError("too_large", `${what}: more than ${maxBytes} bytes unpacked`));
           return;
         }
         ctl.enqueue(chunk);
@@ -184,23 +198,30 @@ export async function readLayerObjects(
   const src = Readable.fromWeb(counted as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
   src.on("error", (e) => extract.destroy(e));
   src.pipe(extract);
+  let objects = 0;
   try {
     for await (const entry of extract) {
       const name = entry.header.type === "file" ? rootObjectName(entry.header.name) : undefined;
-      const chunks: Uint8Array[] = [];
-      for await (const chunk of entry) if (name) chunks.push(chunk as Uint8Array);
-      if (name) await onObject(name, concat(chunks));
+      if (name && ++objects > MAX_OBJECTS) {
+        throw new ImageError("too_large", `${what}: more than ${MAX_OBJECTS} .o files`);
+      }
+      if (name) await onObject(name, entry as AsyncIterable<Uint8Array>);
+      for await (const _ of entry) { /* skip what onObject left (and entries that are not objects) */ }
     }
   } catch (e) {
+    src.destroy();
+    extract.destroy();
     if (e instanceof ImageError) throw e;
+    const why = String((e as Error)?.message ?? e).slice(0, 200);
     throw new ImageError(
       "bad_image",
-      `${what}: not a valid ${kind === "gzip" ? "tar+gzip" : "tar"} layer: ${e}`,
+      `${what}: not a valid ${kind === "gzip" ? "tar+gzip" : "tar"} layer: ${why}`,
       {
         cause: e,
       },
     );
   }
+  return total;
 }
 
 export function concat(chunks: Uint8Array[]): Uint8Array {

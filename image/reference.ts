@@ -20,6 +20,26 @@ const PATH_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
+/** Whether `s` is a registry host[:port] as references write it. */
+export function isRegistryHost(s: string): boolean {
+  return DOMAIN_RE.test(s);
+}
+
+/** Whether `s` is a repository path (lower-case components separated by "/"). */
+export function isRepositoryPath(s: string): boolean {
+  return PATH_RE.test(s);
+}
+
+/** Whether `s` is a tag. */
+export function isTag(s: string): boolean {
+  return TAG_RE.test(s);
+}
+
+/** Whether `s` is a sha256 digest. */
+export function isDigest(s: string): boolean {
+  return DIGEST_RE.test(s);
+}
+
 function bad(url: string, why: string): ImageError {
   return new ImageError("bad_reference", `image url ${JSON.stringify(url)}: ${why}`, { field: "url" });
 }

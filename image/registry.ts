@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import type { Credential } from "./credentials.ts";
 import { ImageError } from "./errors.ts";
+import { checkRealm, checkRedirect, type EgressRules, MAX_REDIRECTS } from "./egress.ts";
 import { registryHost } from "./reference.ts";
 
 export const MT = {
@@ -30,7 +31,14 @@ export interface RegistryOptions {
   timeoutMs: number;
   maxManifestBytes: number;
   maxBlobBytes: number;
+  /** Extra hosts allowed as bearer realms (image/egress.ts). */
+  realmHosts?: string[];
+  /** Hosts blob downloads may be redirected to; empty: any public HTTPS host (image/egress.ts). */
+  redirectHosts?: string[];
 }
+
+/** Largest token server answer read, in bytes. */
+const TOKEN_BYTES = 1024 * 1024;
 
 export interface FetchedManifest {
   digest: string;
@@ -73,12 +81,19 @@ export class RegistryClient {
   readonly registry: string;
   readonly base: string;
   #opts: RegistryOptions;
+  #rules: EgressRules;
   #tokens = new Map<string, string>();
   #basic = false;
 
   constructor(registry: string, opts: RegistryOptions) {
     this.registry = registry;
     this.#opts = opts;
+    this.#rules = {
+      registry,
+      insecure: opts.insecure,
+      realmHosts: opts.realmHosts,
+      redirectHosts: opts.redirectHosts,
+    };
     this.base = `${opts.insecure ? "http" : "https"}://${registryHost(registry)}`;
   }
 
@@ -88,22 +103,48 @@ export class RegistryClient {
     return "Basic " + btoa(String.fromCharCode(...new TextEncoder().encode(`${c.username}:${c.password}`)));
   }
 
-  async #fetch(url: string, init: RequestInit): Promise<Response> {
-    try {
-      return await fetch(url, {
-        ...init,
-        client: this.#opts.httpClient,
-        signal: init.signal ?? AbortSignal.timeout(this.#opts.timeoutMs),
-      } as RequestInit);
-    } catch (e) {
-      const err = e as Error;
-      const why = err.name === "TimeoutError"
-        ? `no answer within ${this.#opts.timeoutMs} ms`
-        : [err.message, (err.cause as Error | undefined)?.message].filter(Boolean).join(": ")
-          .replace(/\s+/g, " ").slice(0, 400);
-      throw new ImageError("registry_unreachable", `registry ${this.registry} unreachable: ${why}`, {
-        cause: e,
-      });
+  /**
+   * One request, following redirects only as image/egress.ts allows (credentials never leave the
+   * origin). A connection failure gives one message whatever the cause, so that error texts do not tell
+   * closed, filtered and non-registry ports apart; the cause stays on the error for the CLI.
+   */
+  async #fetch(
+    url: string,
+    init: RequestInit & { headers?: Record<string, string> },
+    follow: { redirects: boolean; blob?: boolean },
+  ): Promise<Response> {
+    const signal = init.signal ?? AbortSignal.timeout(this.#opts.timeoutMs);
+    let target = new URL(url);
+    let headers = init.headers;
+    for (let hop = 0;; hop++) {
+      let res: Response;
+      try {
+        res = await fetch(
+          target,
+          { ...init, headers, redirect: "manual", client: this.#opts.httpClient, signal } as RequestInit,
+        );
+      } catch (e) {
+        throw new ImageError(
+          "registry_unreachable",
+          `registry ${this.registry} unreachable (no connection, TLS failure or no answer within ${this.#opts.timeoutMs} ms)`,
+          { cause: e },
+        );
+      }
+      const method = init.method ?? "GET";
+      if (res.status < 300 || res.status > 399 || res.status === 304) return res;
+      if (!follow.redirects || (method !== "GET" && method !== "HEAD")) return res;
+      await res.body?.cancel();
+      if (hop >= MAX_REDIRECTS) {
+        throw new ImageError(
+          "registry_error",
+          `registry ${this.registry}: more than ${MAX_REDIRECTS} redirects`,
+        );
+      }
+      const next = checkRedirect(target, res.headers.get("location"), { blob: !!follow.blob }, this.#rules);
+      if (next.origin !== target.origin && headers?.authorization) {
+        headers = Object.fromEntries(Object.entries(headers).filter(([k]) => k !== "authorization"));
+      }
+      target = next;
     }
   }
 
@@ -115,13 +156,13 @@ export class RegistryClient {
     if (!realm) {
       throw new ImageError("registry_error", `registry ${this.registry}: bearer challenge without realm`);
     }
-    const u = new URL(realm);
+    const u = checkRealm(realm, this.#rules);
     if (ch.params.service) u.searchParams.set("service", ch.params.service);
     u.searchParams.set("scope", scope);
     const headers: Record<string, string> = {};
     const basic = this.#basicHeader();
     if (basic) headers.authorization = basic;
-    const res = await this.#fetch(u.href, { headers });
+    const res = await this.#fetch(u.href, { headers }, { redirects: false });
     if (res.status === 401 || res.status === 403) {
       await res.body?.cancel();
       throw new ImageError(
@@ -141,8 +182,9 @@ export class RegistryClient {
     }
     let body: { token?: string; access_token?: string };
     try {
-      body = await res.json();
-    } catch {
+      body = JSON.parse(new TextDecoder().decode(await this.#readCapped(res, TOKEN_BYTES, "token answer")));
+    } catch (e) {
+      if (e instanceof ImageError) throw e;
       throw new ImageError("registry_error", `registry ${this.registry}: token server answer is not JSON`);
     }
     const token = body.token ?? body.access_token;
@@ -158,7 +200,7 @@ export class RegistryClient {
     method: string,
     path: string,
     scope: string,
-    init: { headers?: Record<string, string>; body?: BodyInit } = {},
+    init: { headers?: Record<string, string>; body?: BodyInit; blob?: boolean } = {},
   ): Promise<Response> {
     const url = path.startsWith("http") ? path : `${this.base}${path}`;
     const headers: Record<string, string> = { ...init.headers };
@@ -167,7 +209,8 @@ export class RegistryClient {
     for (const [k, v] of this.#tokens) if (k.endsWith(` ${tokenKeyPrefix}`)) auth = `Bearer ${v}`;
     if (!auth && this.#basic) auth = this.#basicHeader();
     if (auth) headers.authorization = auth;
-    let res = await this.#fetch(url, { method, headers, body: init.body, redirect: "follow" });
+    const follow = { redirects: true, blob: init.blob };
+    let res = await this.#fetch(url, { method, headers, body: init.body }, follow);
     if (res.status !== 401) return res;
     await res.body?.cancel();
     const ch = parseChallenge(res.headers.get("www-authenticate"));
@@ -179,7 +222,7 @@ export class RegistryClient {
     } else {
       throw this.#unauthorized();
     }
-    res = await this.#fetch(url, { method, headers, body: init.body, redirect: "follow" });
+    res = await this.#fetch(url, { method, headers, body: init.body }, follow);
     if (res.status === 401) {
       await res.body?.cancel();
       throw this.#unauthorized();
@@ -187,26 +230,15 @@ export class RegistryClient {
     return res;
   }
 
+  /** Throws for a failed answer, by status only: the body is never read nor echoed. */
   async #fail(res: Response, what: string): Promise<never> {
-    let detail = "";
-    try {
-      const text = (await res.text()).slice(0, 2000);
-      const j = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
-      detail = (j.errors ?? []).map((e) => `${e.code}: ${e.message}`).join("; ");
-    } catch { /* not a registry error document */ }
-    const suffix = detail ? ` (${detail})` : "";
-    if (res.status === 404) {
-      throw new ImageError("not_found", `${what}: not found in ${this.registry}${suffix}`);
-    }
+    await res.body?.cancel();
+    const answered = `registry ${this.registry} answered ${res.status} for ${what}`;
+    if (res.status === 404) throw new ImageError("not_found", `${answered}: not found`);
     if (res.status === 403) {
-      throw new ImageError("unauthorized", `${what}: access denied by ${this.registry}${suffix}`, {
-        field: "auth",
-      });
+      throw new ImageError("unauthorized", `${answered}: access denied`, { field: "auth" });
     }
-    throw new ImageError(
-      "registry_error",
-      `${what}: registry ${this.registry} answered ${res.status}${suffix}`,
-    );
+    throw new ImageError("registry_error", answered);
   }
 
   async #readCapped(res: Response, limit: number, what: string): Promise<Uint8Array> {
@@ -294,7 +326,9 @@ export class RegistryClient {
     if (opts.size !== undefined && opts.size > limit) {
       throw new ImageError("too_large", `${what}: ${opts.size} bytes, more than the limit of ${limit}`);
     }
-    const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`);
+    const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`, {
+      blob: true,
+    });
     if (!res.ok) await this.#fail(res, what);
     const total = Number(res.headers.get("content-length") ?? opts.size ?? 0);
     if (total > limit) {
@@ -355,6 +389,9 @@ export class RegistryClient {
     const loc = start.headers.get("location");
     if (!loc) throw new ImageError("registry_error", `registry ${this.registry}: upload without Location`);
     const u = new URL(loc, this.base);
+    if (u.origin !== new URL(this.base).origin) {
+      throw new ImageError("registry_error", `registry ${this.registry}: upload location on another host`);
+    }
     u.searchParams.set("digest", digest);
     const put = await this.request("PUT", u.href, scope, {
       headers: { "content-type": "application/octet-stream", "content-length": String(data.length) },
