@@ -39,6 +39,11 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
   await Deno.rename(tmp, path);
 }
 
+/** Writes all of `chunk` (a write may take only part of it). */
+export async function writeAll(f: Deno.FsFile, chunk: Uint8Array): Promise<void> {
+  for (let off = 0; off < chunk.length;) off += await f.write(chunk.subarray(off));
+}
+
 /** The sha256 (hex) of a stream of bytes. */
 async function sha256Of(data: AsyncIterable<Uint8Array>): Promise<string> {
   const h = createHash("sha256");
@@ -86,7 +91,7 @@ export class Staging {
     const p = join(this.dir, `obj-${hex}-${name}`);
     const f = await Deno.open(p, { write: true, create: true, truncate: true, mode: 0o644 });
     try {
-      for await (const chunk of data) await f.write(chunk);
+      for await (const chunk of data) await writeAll(f, chunk);
     } finally {
       f.close();
     }

@@ -1,7 +1,7 @@
 /**
  * Cache eviction: removes images not used for `maxAgeMs`, then the least recently used ones until the cache
- * fits `maxBytes`, never an image in `inUse`; then removes blobs no image refers to and staging directories
- * of pulls that died. Files younger than a grace period are left alone (another process may be committing).
+ * fits `maxBytes`, never an image in `inUse` or used in the last ten minutes; then removes blobs no image
+ * refers to and staging directories of pulls that died.
  *
  * @example
  * ```ts
@@ -16,7 +16,8 @@ import { parseManifest } from "./format.ts";
 /** One day in milliseconds. */
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** Unreferenced blobs younger than this are kept (a pull may be about to write its record). */
+/** Blobs written and images used more recently than this are kept: a pull may be committing, a load may
+ * be about to use what it pulled. */
 const GRACE_MS = 10 * 60 * 1000;
 
 /** Staging directories younger than this are kept (another process may still be pulling). */
@@ -62,9 +63,9 @@ export async function evictImages(cache: ImageCache, opts: EvictionOptions): Pro
   };
   const before = [...blobs.values()].reduce((sum, f) => sum + f.size, 0) +
     images.reduce((sum, i) => sum + i.objectBytes, 0);
-  const candidates = images.filter((i) => !opts.inUse.has(i.record.digest)).sort((a, b) =>
-    a.usedAt - b.usedAt
-  );
+  // Images used within the grace period are about to be loaded (pulled, not yet recorded): kept too.
+  const candidates = images.filter((i) => !opts.inUse.has(i.record.digest) && now - i.usedAt >= GRACE_MS)
+    .sort((a, b) => a.usedAt - b.usedAt);
   let kept = images;
   const evicted: CachedImage[] = [];
   for (const c of candidates) {

@@ -153,6 +153,18 @@ export function isLayerType(mt: string): "gzip" | "tar" | undefined {
   return undefined;
 }
 
+/** Compressed bytes handed to the decompressor at a time (its output chunks stay under ~4 MiB). */
+const GZIP_PIECE = 4096;
+
+/** Splits chunks into pieces of at most `size` bytes. */
+function pieces(size: number): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream({
+    transform(chunk, ctl) {
+      for (let off = 0; off < chunk.length; off += size) ctl.enqueue(chunk.subarray(off, off + size));
+    },
+  });
+}
+
 /** Most .o files one image may hold. */
 export const MAX_OBJECTS = 256;
 
@@ -177,7 +189,9 @@ export async function readLayerObjects(
 ): Promise<number> {
   let stream = layer;
   if (kind === "gzip") {
-    stream = stream.pipeThrough(
+    // Gzip expands up to ~1000 times: fed a piece at a time, the decompressor never makes a chunk larger
+    // than ~1000 pieces, whatever the size of the chunks read from the network or disk.
+    stream = stream.pipeThrough(pieces(GZIP_PIECE)).pipeThrough(
       new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>,
     );
   }

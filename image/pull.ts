@@ -10,7 +10,7 @@
  * @module
  */
 import { allowed, type AllowList } from "./allow.ts";
-import type { ImageCache, ImageRecord, Staging } from "./cache.ts";
+import { type ImageCache, type ImageRecord, type Staging, writeAll } from "./cache.ts";
 import { type CosignSignature, type Trust, verifySignatures } from "./cosign.ts";
 import { ImageError } from "./errors.ts";
 import {
@@ -96,9 +96,7 @@ export async function downloadImage(
     for (const layer of layers) {
       const f = await staging.openBlob(layer.digest);
       try {
-        await client.getBlob(ref.repository, layer.digest, async (c) => {
-          await f.write(c);
-        }, {
+        await client.getBlob(ref.repository, layer.digest, (c) => writeAll(f, c), {
           size: layer.size,
           onProgress: (done, total) => s.progress({ phase: "blob", digest: layer.digest, done, total }),
         });

@@ -344,6 +344,12 @@ export class RegistryClient {
         if (done) break;
         n += value.length;
         if (n > limit) throw new ImageError("too_large", `${what}: more than the limit of ${limit} bytes`);
+        if (opts.size !== undefined && n > opts.size) {
+          throw new ImageError(
+            "too_large",
+            `${what}: more than the ${opts.size} bytes the manifest declares`,
+          );
+        }
         h.update(value);
         await sink(value);
         opts.onProgress?.(n, total);
