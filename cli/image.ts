@@ -1,5 +1,13 @@
-// `bpfd image build|push|pull|sign`: package .o files as a bpfman-format image, push it to a registry,
-// pull one into the cache (with progress), and attach a key-based cosign signature. No docker or podman.
+/**
+ * `bpfd image build|push|pull|sign`: package .o files as a bpfman-format image, push it to a registry,
+ * pull one into the cache (with progress), and attach a key-based cosign signature. No docker or podman.
+ *
+ * @example
+ * ```ts
+ * await runImageCli(["pull", "quay.io/bpfd-bytecode/xdp_pass:latest", "--policy", "Always"]);
+ * ```
+ * @module
+ */
 import { parseArgs } from "node:util";
 import { basename } from "node:path";
 import { ImageError } from "../image/errors.ts";

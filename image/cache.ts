@@ -1,11 +1,19 @@
-// The content-addressed image cache:
-//   blobs/sha256/<hex>        manifests, configs, layers, signature manifests and payloads, by digest
-//   objects/<manifest hex>/   the .o files extracted from an image's layers
-//   images/<manifest hex>.json  pointers: index digest, signature manifests (no trusted content)
-//   refs/<sha256(ref)>.json   tag reference -> manifest digest, for IfNotPresent and Never
-//   tmp/                      staging of pulls in progress; committed by rename, removed on failure
-// Nothing is trusted on read: blobs are hashed again, objects re-extracted from the verified layer and
-// compared with the files handed to the loader.
+/**
+ * The content-addressed image cache:
+ *   blobs/sha256/<hex>        manifests, configs, layers, signature manifests and payloads, by digest
+ *   objects/<manifest hex>/   the .o files extracted from an image's layers
+ *   images/<manifest hex>.json  pointers: index digest, signature manifests; its mtime: last use
+ *   refs/<sha256(ref)>.json   tag reference -> manifest digest, for IfNotPresent and Never
+ *   tmp/                      staging of pulls in progress; committed by rename, removed on failure
+ * Nothing is trusted on read: blobs are hashed again, objects re-extracted from the verified layer and
+ * compared with the files handed to the loader.
+ *
+ * @example
+ * ```ts
+ * const staging = await new ImageCache("/var/lib/bpfd/images").stage();
+ * ```
+ * @module
+ */
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { ImageError } from "./errors.ts";

@@ -1,14 +1,22 @@
-// Offline verification of cosign image signatures. cosign stores them as an image tagged
-// sha256-<manifest hex>.sig whose layers (media type application/vnd.dev.cosign.simplesigning.v1+json)
-// are simplesigning payloads naming the image digest, with annotations:
-//   dev.cosignproject.cosign/signature  base64 ECDSA signature over the payload
-//   dev.sigstore.cosign/certificate     PEM Fulcio leaf certificate (keyless)
-//   dev.sigstore.cosign/chain           PEM intermediates/root (keyless)
-//   dev.sigstore.cosign/bundle          Rekor entry: {SignedEntryTimestamp, Payload: {body, integratedTime,
-//                                       logIndex, logID}}
-// Cryptography, certificate chains, SET checks and identity policy are @sigstore/verify's; this file maps
-// cosign's layout onto its bundle model and the outcome onto bpfd's refusal reasons. Nothing is fetched:
-// trust comes from configured keys and a trusted_root.json.
+/**
+ * Offline verification of cosign image signatures. cosign stores them as an image tagged
+ * sha256-<manifest hex>.sig whose layers (media type application/vnd.dev.cosign.simplesigning.v1+json)
+ * are simplesigning payloads naming the image digest, with annotations:
+ *   dev.cosignproject.cosign/signature  base64 ECDSA signature over the payload
+ *   dev.sigstore.cosign/certificate     PEM Fulcio leaf certificate (keyless)
+ *   dev.sigstore.cosign/chain           PEM intermediates/root (keyless)
+ *   dev.sigstore.cosign/bundle          Rekor entry: {SignedEntryTimestamp, Payload: {body, integratedTime,
+ *                                       logIndex, logID}}
+ * Cryptography, certificate chains, SET checks and identity policy are @sigstore/verify's; this file maps
+ * cosign's layout onto its bundle model and the outcome onto bpfd's refusal reasons. Nothing is fetched:
+ * trust comes from configured keys and a trusted_root.json.
+ *
+ * @example
+ * ```ts
+ * const verdict = verifySignatures(sigs, [digest], await loadTrust(policy), "quay.io/x:v1");
+ * ```
+ * @module
+ */
 import "./deno_compat.ts";
 import { Buffer } from "node:buffer";
 import { createHash, createPublicKey, verify as cryptoVerify } from "node:crypto";

@@ -1,5 +1,13 @@
-// Registry credentials from a docker config.json or a Kubernetes pull secret (.dockerconfigjson, or the
-// older .dockercfg which is the bare `auths` map).
+/**
+ * Registry credentials from a docker config.json or a Kubernetes pull secret (.dockerconfigjson, or the
+ * older .dockercfg which is the bare `auths` map).
+ *
+ * @example
+ * ```ts
+ * const cred = lookupCredential(parseDockerConfig(text), "quay.io");
+ * ```
+ * @module
+ */
 import { ImageError } from "./errors.ts";
 
 export interface Credential {

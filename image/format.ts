@@ -1,9 +1,17 @@
-// bpfman's bytecode image format: an image FROM scratch with one layer (tar, usually gzip) holding the
-// .o files at its root, and config labels naming the programs and maps:
-//   io.ebpf.programs  JSON {function name: program type}
-//   io.ebpf.maps      JSON {map name: map type}
-// and, in older images, io.ebpf.program_name / io.ebpf.bpf_function_name / io.ebpf.program_type /
-// io.ebpf.filename for a single program.
+/**
+ * bpfman's bytecode image format: an image FROM scratch with one layer (tar, usually gzip) holding the
+ * .o files at its root, and config labels naming the programs and maps:
+ *   io.ebpf.programs  JSON {function name: program type}
+ *   io.ebpf.maps      JSON {map name: map type}
+ * and, in older images, io.ebpf.program_name / io.ebpf.bpf_function_name / io.ebpf.program_type /
+ * io.ebpf.filename for a single program.
+ *
+ * @example
+ * ```ts
+ * const image = await buildImage({ objects: [{ name: "x.o", bytes }], programs: { xdp_pass: "xdp" } });
+ * ```
+ * @module
+ */
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 // @ts-types="npm:@types/tar-stream@3.1.4"

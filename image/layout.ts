@@ -1,5 +1,13 @@
-// OCI image layout directories (oci-layout, index.json, blobs/sha256/...): what `bpfd image build` writes
-// and `bpfd image push` reads; skopeo and umoci read and write the same.
+/**
+ * OCI image layout directories (oci-layout, index.json, blobs/sha256/...): what `bpfd image build` writes
+ * and `bpfd image push` reads; skopeo and umoci read and write the same.
+ *
+ * @example
+ * ```ts
+ * const image = await readLayout("./xdp-layout", "v1");
+ * ```
+ * @module
+ */
 import { join } from "node:path";
 import { ImageError } from "./errors.ts";
 import { type BuiltImage, type Descriptor, parseIndex, parseJSON, parseManifest } from "./format.ts";

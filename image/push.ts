@@ -1,6 +1,14 @@
-// Pushing images to a registry (from an OCI layout, as `bpfd image push` does) and attaching key-based
-// cosign signatures (`bpfd image sign`): the .sig image cosign writes, so cosign and bpfd read each
-// other's signatures.
+/**
+ * Pushing images to a registry (from an OCI layout, as `bpfd image push` does) and attaching key-based
+ * cosign signatures (`bpfd image sign`): the .sig image cosign writes, so cosign and bpfd read each
+ * other's signatures.
+ *
+ * @example
+ * ```ts
+ * await pushImage(client, parseReference("registry.example:5000/bytecode/xdp:v1"), image);
+ * ```
+ * @module
+ */
 import { Buffer } from "node:buffer";
 import { createPrivateKey, sign as cryptoSign } from "node:crypto";
 import { ANN_SIGNATURE, SIMPLESIGNING_TYPE } from "./cosign.ts";

@@ -1,6 +1,14 @@
-// Image references as the distribution project defines them:
-//   [domain[:port]/]path[:tag][@algorithm:hex]
-// A name without a domain is on Docker Hub (docker.io, library/ for one-component names).
+/**
+ * Image references as the distribution project defines them:
+ *   [domain[:port]/]path[:tag][@algorithm:hex]
+ * A name without a domain is on Docker Hub (docker.io, library/ for one-component names).
+ *
+ * @example
+ * ```ts
+ * parseReference("xdp_pass"); // { registry: "docker.io", repository: "library/xdp_pass", tag: "latest" }
+ * ```
+ * @module
+ */
 import { ImageError } from "./errors.ts";
 
 export interface Reference {

@@ -1,6 +1,15 @@
-// A small client for the OCI distribution API (registry API v2): manifests and blobs by tag or digest,
-// uploads, and the auth flows registries use (anonymous, bearer token from the challenge's realm, basic).
-// Every byte that comes back under a digest is checked against it; sizes are capped.
+/**
+ * A small client for the OCI distribution API (registry API v2): manifests and blobs by tag or digest,
+ * uploads, and the auth flows registries use (anonymous, bearer token from the challenge's realm, basic).
+ * Every byte that comes back under a digest is checked against it; sizes are capped; realms and redirects
+ * are followed only as image/egress.ts allows; failures never quote what the server sent.
+ *
+ * @example
+ * ```ts
+ * const m = await client.getManifest("bpfd-bytecode/xdp_pass", "latest");
+ * ```
+ * @module
+ */
 import { createHash } from "node:crypto";
 import type { Credential } from "./credentials.ts";
 import { ImageError } from "./errors.ts";

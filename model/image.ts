@@ -1,5 +1,13 @@
-// Zod schemas and types for bytecode images: the `bytecode.image` source that load and pull take, the image
-// store's configuration (cache, registries, signature policy) and what a pull returns.
+/**
+ * Zod schemas and types for bytecode images: the `bytecode.image` source that load and pull take, the image
+ * store's configuration (cache, registries, signature policy) and what a pull returns.
+ *
+ * @example
+ * ```ts
+ * const src = ImageSource.parse({ url: "quay.io/bpfd-bytecode/xdp_pass:latest" });
+ * ```
+ * @module
+ */
 import { NonEmpty, PositiveInt, z } from "./zod.ts";
 
 export const PullPolicy = z.enum(["Always", "IfNotPresent", "Never"]);
