@@ -5,7 +5,8 @@
  * @example
  * ```ts
  * const { command, rest, values } = parseCommandLine(["attach", "42", "xdp", "--iface", "eth0"]);
- * requestFor(command!, rest, values); // { fn: "attach", input: { programId: 42, attach: { type: "xdp", iface: "eth0" } } }
+ * requestFor(command!, rest, values);
+ * // { fn: "attach", input: { programId: 42, attach: { type: "xdp", iface: "eth0" } } }
  * ```
  * @module
  */
