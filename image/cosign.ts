@@ -76,7 +76,7 @@ async function readMaybeFile(v: string, what: string): Promise<string> {
   }
 }
 
-/** Loads keys and the trusted root named by a policy; every problem is a bad-config error. */
+/** Loads keys and the trusted root named by a policy; every problem is a bad_config error. */
 export async function loadTrust(policyIn: SignaturePolicy): Promise<Trust> {
   const policy = SignaturePolicySchema.parse(policyIn);
   const keys: TrustedKey[] = [];

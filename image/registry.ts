@@ -320,8 +320,8 @@ export class RegistryClient {
   }
 
   /**
-   * GET a blob, streaming it to `sink` while hashing; throws digest-mismatch if the bytes do not hash to
-   * `digest`, too-large past `limit`.
+   * GET a blob, streaming it to `sink` while hashing; throws digest_mismatch if the bytes do not hash to
+   * `digest`, too_large past `limit` or the declared `size`.
    */
   async getBlob(
     repo: string,
