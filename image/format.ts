@@ -18,6 +18,7 @@ import { createHash } from "node:crypto";
 import tar from "tar-stream";
 import { ImageError } from "./errors.ts";
 import { digestOf, MT } from "./registry.ts";
+import { concat } from "./transport.ts";
 
 export const LABEL_PROGRAMS = "io.ebpf.programs";
 export const LABEL_MAPS = "io.ebpf.maps";
@@ -235,25 +236,10 @@ export async function readLayerObjects(
     extract.destroy();
     if (e instanceof ImageError) throw e;
     const why = String((e as Error)?.message ?? e).slice(0, 200);
-    throw new ImageError(
-      "bad_image",
-      `${what}: not a valid ${kind === "gzip" ? "tar+gzip" : "tar"} layer: ${why}`,
-      {
-        cause: e,
-      },
-    );
+    const layer = kind === "gzip" ? "tar+gzip" : "tar";
+    throw new ImageError("bad_image", `${what}: not a valid ${layer} layer: ${why}`, { cause: e });
   }
   return total;
-}
-
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }
 
 export interface BuildInput {
