@@ -221,7 +221,7 @@ function mainObject(names: string[], filename: string | undefined, what: string)
     if (!names.includes(filename)) {
       throw new ImageError(
         "bad_image",
-        `${what}: label io.ebpf.filename names ${filename}, not in the image`,
+        `${what}: label io.ebpf.filename names ${shown(filename)}, not in the image`,
       );
     }
     return filename;
