@@ -87,13 +87,13 @@ export function checkRedirect(
   opts: { blob: boolean },
   rules: EgressRules,
 ): URL {
+  if (location === null) throw refuse(rules.registry, "redirect without Location; not followed");
   let to: URL;
   try {
-    to = new URL(location ?? "", from);
+    to = new URL(location, from);
   } catch {
     throw refuse(rules.registry, "redirect to something that is not a URL; not followed");
   }
-  if (location === null) throw refuse(rules.registry, "redirect without Location; not followed");
   if (to.protocol !== "https:" && to.protocol !== "http:") {
     throw refuse(rules.registry, `redirect to a ${to.protocol} URL; not followed`);
   }
@@ -130,7 +130,7 @@ function hostnameOf(hostPort: string): string {
   return new URL(`http://${hostPort}`).hostname.toLowerCase();
 }
 
-/** Whether a URL host name is localhost or an IP literal in a loopback, private, link-local or unspecified range. */
+/** Whether a host name is localhost or an IP literal of a loopback, private, link-local or unused range. */
 export function isInternalHost(hostname: string): boolean {
   const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
   if (h === "localhost" || h.endsWith(".localhost")) return true;
