@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ReconcileInput, ReconcileOutput } from "../functions/reconcile.ts";
+import type { ReconcileInput, ReconcileOutput } from "../crds/reconcile.ts";
 
 /** A node as the controller sees it. */
 export interface NodeInfo {

@@ -36,39 +36,8 @@ import {
   ProgramState,
   RUNTIME_TYPE,
 } from "../crds/schema.ts";
-
-/** Metadata keys reconcile puts on what it loads. */
-export const OWNER_KEY = "bpfd.io/owner";
-export const CONFIG_KEY = "bpfd.io/config";
-export const HASH_KEY = "bpfd.io/spec-hash";
-
-const k8sName = z.string().min(1).max(253).regex(
-  /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
-  "must be a Kubernetes object name (lower case, digits, '-', '.')",
-);
-
-export const ReconcileInput = z.object({
-  /** The BpfProgram's name (`<config>-<node>`): the owner tag of what is loaded for it. */
-  name: k8sName,
-  /** The BpfProgramConfig's name, recorded with the programs. */
-  config: k8sName.optional(),
-  /** The desired state (the config's spec); null: unload everything this owner has here. */
-  spec: BpfProgramConfigSpec.nullable(),
-  /** Map sharing: the BpfProgram name whose program's maps this one uses (its config's `mapowner`). */
-  mapOwner: k8sName.optional(),
-}).strict();
-export type ReconcileInput = z.input<typeof ReconcileInput>;
-
-export const ReconcileOutput = z.object({
-  name: z.string(),
-  /** What is loaded for this owner now, keyed by kernel program id (BpfProgram spec.programs). */
-  programs: z.record(z.string(), ProgramState),
-  /** Whether anything was changed on the node. */
-  changed: z.boolean(),
-  /** What was done, in order ("unloaded 12 (spec changed)", "loaded 13", "attached 13 as link 4"). */
-  actions: z.array(z.string()),
-});
-export type ReconcileOutput = z.infer<typeof ReconcileOutput>;
+import { ReconcileInput, ReconcileOutput } from "../crds/reconcile.ts";
+import { CONFIG_KEY, HASH_KEY, OWNER_KEY } from "../model/names.ts";
 
 type Spec = z.output<typeof BpfProgramConfigSpec>;
 

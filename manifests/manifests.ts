@@ -13,9 +13,9 @@
  * @module
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
+import { NAMESPACE, NODE_API_ATTRIBUTES } from "../model/names.ts";
 
-/** The namespace everything namespaced goes into. */
-export const NAMESPACE = "bpfd";
+export { NAMESPACE, NODE_API_ATTRIBUTES };
 /** The image `deno task deploy` uses when it is given none. */
 export const DEFAULT_IMAGE = "quay.io/bpfd/bpfd:latest";
 /** The Secret holding the node runtimes' TLS serving certificate (`tls.crt`, `tls.key`, `ca.crt`). */
@@ -23,9 +23,6 @@ export const NODE_TLS_SECRET = "bpfd-node-tls";
 /** The ConfigMap holding the node runtime's configuration (runtime/config.ts, as `node.json`). */
 export const NODE_CONFIG = "bpfd-node-config";
 export const NODE_PORT = 50052;
-
-/** The authorization attributes of the node API (kubelet-like: a subresource of the Node). */
-export const NODE_API_ATTRIBUTES = { group: "", resource: "nodes", subresource: "bpfd" } as const;
 
 export interface ManifestOptions {
   /** The bpfd image (runtime and controller). */

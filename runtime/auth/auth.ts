@@ -17,7 +17,7 @@
  * @module
  */
 import type { Identity } from "../../model/schemas.ts";
-import { NODE_API_ATTRIBUTES } from "../../manifests/manifests.ts";
+import { NODE_API_ATTRIBUTES } from "../../model/names.ts";
 
 /** The functions that only read; every other function needs verb `create`. */
 export const READ_FUNCTIONS = new Set(["list", "get"]);
