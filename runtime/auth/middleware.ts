@@ -27,7 +27,10 @@ export async function authenticatorFrom(config: RuntimeConfig): Promise<Authenti
   if (!auth || auth.mode === "none") return undefined;
   if (auth.mode === "tokenFile") return await TokenFileAuthenticator.load(auth.tokenFile!);
   const nodeName = auth.nodeName ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
-  return new KubernetesAuthenticator(await kubeReviewApi(auth.kubeconfig), nodeName, auth.cacheSeconds);
+  return new KubernetesAuthenticator(await kubeReviewApi(auth.kubeconfig), {
+    nodeName,
+    cacheSeconds: auth.cacheSeconds,
+  });
 }
 
 /** Checks every /v1/ request with `auth`; refusals answer 401/403 and never reach a function. */
