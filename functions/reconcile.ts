@@ -3,7 +3,8 @@
  * controller sends (or `null`: nothing may stay loaded for it) — and reports what is actually there.
  *
  * Programs reconcile loads carry the metadata `bpfd.io/owner: <BpfProgram name>` (plus `bpfd.io/config`
- * and `bpfd.io/spec-hash`), so it finds what it owns with `list`. It is idempotent: with the owned program
+ * and `bpfd.io/spec-hash`), so it finds what it owns with `list`, and their records say they were loaded
+ * by reconcile for that owner (`reconciledFor`, which no caller can set): only those are adopted. It is idempotent: with the owned program
  * loaded from the same spec and its attachment alive, it changes nothing. It repairs drift: a program or
  * link gone from the kernel behind bpfd's back is forgotten and loaded/attached again; a changed spec
  * replaces the program (unload, then load and attach). A failed attach unloads what it just loaded, so a
@@ -165,9 +166,10 @@ async function forgetVanished(ctx: Ctx, views: ProgramView[], actions: string[])
   return alive;
 }
 
+/** The programs reconcile itself loaded for `owner` (metadata alone can be any caller's: not trusted). */
 async function owned(ctx: Ctx, owner: string): Promise<ProgramView[]> {
   const { programs } = await invoke(list, { metadata: { [OWNER_KEY]: owner } }, ctx);
-  return programs;
+  return programs.filter((v) => v.program?.reconciledFor === owner);
 }
 
 export const reconcile = defineFunction({
@@ -176,8 +178,12 @@ export const reconcile = defineFunction({
   input: ReconcileInput,
   output: ReconcileOutput,
   handler(input, ctx) {
-    // One owner at a time: the controller's retries and resyncs never interleave on a node.
-    return ctx.locks.with([`owner:${input.name}`], () => converge(input, ctx));
+    // One owner at a time: the controller's retries and resyncs never interleave on a node. What it loads
+    // is recorded as loaded for this owner (ctx.reconciling), which no request can claim.
+    return ctx.locks.with(
+      [`owner:${input.name}`],
+      () => converge(input, { ...ctx, reconciling: input.name }),
+    );
   },
 });
 
