@@ -304,12 +304,14 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--node-san NAME|IP ...] [--dry-run]
+                         [--node-san NAME|IP ...] [--aggregate-to-edit] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
 makes the node runtimes' TLS Secret (bpfd/bpfd-node-tls, for every Node's addresses and --node-san) unless
-one not made by deploy exists; --dry-run prints the objects instead. undeploy deletes them; --all also deletes every BpfProgramConfig,
+one not made by deploy exists; --dry-run prints the objects instead. --aggregate-to-edit aggregates the
+role bpfd-bpfprogramconfig-editor into the built-in edit and admin roles (off by default: whoever may
+create a BpfProgramConfig runs code in the kernel of the nodes it selects). undeploy deletes them; --all also deletes every BpfProgramConfig,
 BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
@@ -323,6 +325,7 @@ if (import.meta.main) {
       replicas: { type: "string" },
       "dry-run": { type: "boolean" },
       "node-san": { type: "string", multiple: true },
+      "aggregate-to-edit": { type: "boolean" },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -354,6 +357,7 @@ if (import.meta.main) {
         image: values.image,
         imagePullPolicy: policy as ManifestOptions["imagePullPolicy"],
         replicas,
+        aggregateToEdit: values["aggregate-to-edit"],
       };
       if (values["dry-run"]) {
         console.log(deployDocuments(mo).map((d) => "---\n" + toYaml(d)).join(""));

@@ -1,8 +1,8 @@
 /**
  * bpfd's deployment, as objects: the `bpfd` Namespace, the node runtime's DaemonSet, the controller's
  * Deployment, their ServiceAccounts and least-privilege RBAC, the user-facing ClusterRoles
- * `bpfd-bpfprogramconfig-editor` and `bpfd-bpfprogram-viewer` (aggregated into the standard admin/edit/view
- * roles), the `bpfd-config` ConfigMap and the node runtime's configuration. `deno task deploy` applies
+ * `bpfd-bpfprogramconfig-editor` and `bpfd-bpfprogram-viewer` (the viewer aggregated into the standard
+ * admin/edit/view roles, the editor into admin/edit only when asked), the `bpfd-config` ConfigMap and the node runtime's configuration. `deno task deploy` applies
  * `manifestDocuments()` (with the image it is given); `deno task manifests` writes them to
  * manifests/bpfd.yaml for `kubectl apply -f`.
  *
@@ -13,7 +13,12 @@
  * @module
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
-import { NAMESPACE, NODE_API_ATTRIBUTES } from "../model/names.ts";
+import {
+  CONTROLLER_SERVICE_ACCOUNT,
+  NAMESPACE,
+  NODE_API_ATTRIBUTES,
+  NODE_SERVICE_ACCOUNT,
+} from "../model/names.ts";
 
 export { NAMESPACE, NODE_API_ATTRIBUTES };
 /** The image `deno task deploy` uses when it is given none. */
@@ -32,6 +37,11 @@ export interface ManifestOptions {
   replicas?: number;
   /** A hash of the node TLS Secret: on the pod templates, so a new certificate rolls the pods. */
   tlsHash?: string;
+  /**
+   * Aggregate `bpfd-bpfprogramconfig-editor` into the built-in `edit` and `admin` roles (default off: a
+   * BpfProgramConfig runs code in every selected node's kernel, which `edit` should not imply).
+   */
+  aggregateToEdit?: boolean;
 }
 
 /** The pod template annotation carrying ManifestOptions.tlsHash. */
@@ -100,8 +110,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
 
   return [
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
-    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta("bpfd-node", "node") },
-    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta("bpfd-controller", "controller") },
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(NODE_SERVICE_ACCOUNT, "node") },
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(CONTROLLER_SERVICE_ACCOUNT, "controller") },
 
     // The node runtime asks the API server who a caller is and whether it may call.
     {
@@ -143,6 +153,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         rule([""], ["configmaps"], READ),
         rule(["coordination.k8s.io"], ["leases"], ["create"]),
         rule(["coordination.k8s.io"], ["leases"], ["get", "update"], ["bpfd-controller"]),
+        // Its own tokens for node runtimes, one per node, bound to that node's audience.
+        rule([""], ["serviceaccounts/token"], ["create"], [CONTROLLER_SERVICE_ACCOUNT]),
       ],
     },
     bind("RoleBinding", "bpfd-controller", "bpfd-controller", ns),
@@ -157,7 +169,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
       ...bind("RoleBinding", "bpfd-controller-events", "bpfd-controller", "default"),
     },
 
-    // For users and applications (the seed's two roles), aggregated into the standard roles.
+    // For users and applications (the seed's two roles). The viewer is aggregated into the standard
+    // roles; the editor only with `aggregateToEdit` (a config loads programs on nodes: root there).
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
@@ -165,8 +178,12 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         name: "bpfd-bpfprogramconfig-editor",
         labels: {
           ...labels("rbac"),
-          "rbac.authorization.k8s.io/aggregate-to-admin": "true",
-          "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+          ...(opts.aggregateToEdit
+            ? {
+              "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+              "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+            }
+            : {}),
         },
       },
       rules: [
