@@ -13,6 +13,7 @@ import { HttpNodeCaller, type NodeAuthOptions } from "./node_client.ts";
 import { DEFAULT_NAMESPACE } from "./settings.ts";
 import { Standalone } from "./standalone.ts";
 import { NodeTokens, serviceAccountOf } from "./node_tokens.ts";
+import { NodeSigner } from "./signer.ts";
 import { Logger } from "../lib/log.ts";
 import { CONTROLLER_SERVICE_ACCOUNT } from "../model/names.ts";
 
@@ -27,6 +28,7 @@ Cluster mode (default): watches BpfProgramConfig and Node objects and drives eve
   --lease-duration SEC     (default 15)   --renew-deadline SEC (default 10)   --retry-period SEC (default 2)
   --resync SEC             override bpfd.resync.seconds of the ConfigMap
   --node-ca FILE           CA of the node runtimes' TLS certificates (then host:port means https)
+  --node-ca-key FILE       its key: sign node runtimes' certificate requests (signer bpfd.io/node-serving)
   --node-token-file FILE   one bearer token for every node runtime, read again each minute (default: a
                            token per node from the TokenRequest API, bound to audience bpfd.io/node/<node>)
   --service-account NS/SA  the ServiceAccount those tokens are for (default: the one of the in-cluster or
@@ -54,6 +56,7 @@ const { values } = parseArgs({
     "retry-period": { type: "string" },
     resync: { type: "string" },
     "node-ca": { type: "string" },
+    "node-ca-key": { type: "string" },
     "node-token-file": { type: "string" },
     "service-account": { type: "string" },
     standalone: { type: "string" },
@@ -151,7 +154,21 @@ if (values.standalone) {
     logLevel,
   });
   await c.start();
-  stop = () => c.stop();
+  const signer = values["node-ca-key"] && values["node-ca"]
+    ? new NodeSigner(kc, {
+      ca: {
+        cert: await Deno.readTextFile(values["node-ca"]),
+        key: await Deno.readTextFile(values["node-ca-key"]),
+      },
+      namespace: values.namespace ?? DEFAULT_NAMESPACE,
+      log: new Logger(logLevel ?? "info", { component: "signer" }),
+    })
+    : undefined;
+  signer?.start();
+  stop = async () => {
+    await signer?.stop();
+    await c.stop();
+  };
 }
 
 let stopping = false;

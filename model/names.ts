@@ -33,3 +33,11 @@ export const OWNER_KEY = "bpfd.io/owner";
 export const CONFIG_KEY = "bpfd.io/config";
 /** The hash of the spec `reconcile` loaded a program from. */
 export const HASH_KEY = "bpfd.io/spec-hash";
+
+/** The signer of node runtimes' serving certificates (CertificateSigningRequest `spec.signerName`). */
+export const NODE_SIGNER_NAME = "bpfd.io/node-serving";
+
+/** The common name a node runtime's certificate request must carry. */
+export function nodeCommonName(nodeName: string): string {
+  return `system:bpfd:node:${nodeName}`;
+}

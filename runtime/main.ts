@@ -10,6 +10,7 @@ import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 import { startStandalone } from "./standalone.ts";
+import { ensureServingCertificate } from "./auth/serving_cert.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -83,6 +84,7 @@ if (import.meta.main) {
   const standalone = config.configs
     ? startStandalone(config, node.log.with({ component: "standalone" }))
     : undefined;
+  await ensureServingCertificate(config, node.log);
   await serve(node, stop.signal);
   await standalone?.stop();
   node.close();

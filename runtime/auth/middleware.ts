@@ -18,6 +18,7 @@ import {
   verbFor,
 } from "./auth.ts";
 import { kubeReviewApi } from "./kube.ts";
+import { nodeNameOf } from "./serving_cert.ts";
 
 const identities = new WeakMap<Request, Identity>();
 
@@ -26,7 +27,7 @@ export async function authenticatorFrom(config: RuntimeConfig): Promise<Authenti
   const auth = config.auth;
   if (!auth || auth.mode === "none") return undefined;
   if (auth.mode === "tokenFile") return await TokenFileAuthenticator.load(auth.tokenFile!);
-  const nodeName = auth.nodeName ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
+  const nodeName = nodeNameOf(config);
   return new KubernetesAuthenticator(await kubeReviewApi(auth.kubeconfig), {
     nodeName,
     cacheSeconds: auth.cacheSeconds,
