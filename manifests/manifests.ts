@@ -310,9 +310,14 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
                   sources: [
                     { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
                     { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+                    // `sources` is an atomic list: spelled out as the server defaults it, or every apply
+                    // would change it (fieldRef.apiVersion).
                     {
                       downwardAPI: {
-                        items: [{ path: "namespace", fieldRef: { fieldPath: "metadata.namespace" } }],
+                        items: [{
+                          path: "namespace",
+                          fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" },
+                        }],
                       },
                     },
                   ],
