@@ -31,7 +31,7 @@ export const RuntimeConfig = z.strictObject({
      * Make a fresh key at start and have the cluster sign a certificate for this node through the CSR API
      * (runtime/auth/serving_cert.ts), written to these files; needs auth mode kubernetes.
      */
-    request: z._default(z.boolean(), false),
+    request: z.optional(z.boolean()),
   })),
   /** Who may call over TCP (runtime/auth/auth.ts); the unix socket is guarded by its file permissions. */
   auth: z.optional(

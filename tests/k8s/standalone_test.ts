@@ -5,7 +5,7 @@ import { bytecodePath, readCounter, RuntimeProcess, startTestRuntime } from "../
 import { Standalone } from "../../controller/standalone.ts";
 import { Logger } from "../../lib/log.ts";
 import { HttpNodeCaller, type NodeCaller, NodeError } from "../../controller/node_client.ts";
-import { invoke } from "../../functions/_define.ts";
+import { invoke } from "../../functions/mod.ts";
 import { reconcile } from "../../functions/reconcile.ts";
 import type { Node } from "../../runtime/ctx.ts";
 import { startRegistry } from "../_registry.ts";
