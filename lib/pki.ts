@@ -15,6 +15,10 @@
 
 /** Runs `openssl` with `args` (and `stdin`); its stdout, or an error with its stderr. */
 export async function openssl(args: string[], stdin?: string): Promise<string> {
+  return (await run(args, stdin)).stdout;
+}
+
+async function run(args: string[], stdin?: string): Promise<{ stdout: string; stderr: string }> {
   const child = new Deno.Command("openssl", {
     args,
     stdin: stdin === undefined ? "null" : "piped",
@@ -29,7 +33,7 @@ export async function openssl(args: string[], stdin?: string): Promise<string> {
   const out = await child.output();
   const dec = new TextDecoder();
   if (out.code !== 0) throw new Error(`openssl ${args[0]}: ${dec.decode(out.stderr).trim()}`);
-  return dec.decode(out.stdout);
+  return { stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 /** A CA: its certificate and key (PEM). */
@@ -78,7 +82,12 @@ export function keyAndRequest(cn: string): Promise<{ key: string; csr: string }>
 
 /** The common name of a request whose self-signature checks out; throws otherwise. */
 export async function requestSubject(csr: string): Promise<string> {
-  const out = await openssl(["req", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"], csr);
+  const { stdout: out, stderr } = await run(
+    ["req", "-verify", "-noout", "-subject", "-nameopt", "RFC2253"],
+    csr,
+  );
+  // OpenSSL 3.0 reports a bad self-signature on stderr and still exits 0.
+  if (!/verify OK/.test(stderr)) throw new Error(`the request's self-signature does not verify`);
   const cn = out.match(/subject=.*?CN=([^,\n]+)/)?.[1];
   if (!cn) throw new Error("the request has no common name");
   return cn;
