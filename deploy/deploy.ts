@@ -307,10 +307,11 @@ const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-poli
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
 makes the node runtimes' CA (Secret bpfd/bpfd-node-ca; the controller signs each runtime's own serving
-certificate with it) unless one not made by deploy exists; --dry-run prints the objects instead. --aggregate-to-edit aggregates the
-role bpfd-bpfprogramconfig-editor into the built-in edit and admin roles (off by default: whoever may
-create a BpfProgramConfig runs code in the kernel of the nodes it selects). undeploy deletes them; --all also deletes every BpfProgramConfig,
-BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
+certificate with it) unless one not made by deploy exists; --dry-run prints the objects instead.
+--aggregate-to-edit aggregates the role bpfd-bpfprogramconfig-editor into the built-in edit and admin
+roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
+selects). undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
+(without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
   const [command, ...rest] = Deno.args;

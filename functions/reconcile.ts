@@ -4,8 +4,8 @@
  *
  * Programs reconcile loads carry the metadata `bpfd.io/owner: <BpfProgram name>` (plus `bpfd.io/config`
  * and `bpfd.io/spec-hash`), so it finds what it owns with `list`, and their records say they were loaded
- * by reconcile for that owner (`reconciledFor`, which no caller can set): only those are adopted. It is idempotent: with the owned program
- * loaded from the same spec and its attachment alive, it changes nothing. It repairs drift: a program or
+ * by reconcile for that owner (`reconciledFor`, which no caller can set): only those are adopted. It is
+ * idempotent: with the owned program loaded from the same spec and its attachment alive, it changes nothing. It repairs drift: a program or
  * link gone from the kernel behind bpfd's back is forgotten and loaded/attached again; a changed spec
  * replaces the program (unload, then load and attach). A failed attach unloads what it just loaded, so a
  * failure leaves nothing half-done; the error goes back to the caller (HTTP 4xx with the node's message).

@@ -2,9 +2,9 @@
  * bpfd's deployment, as objects: the `bpfd` Namespace, the node runtime's DaemonSet, the controller's
  * Deployment, their ServiceAccounts and least-privilege RBAC, the user-facing ClusterRoles
  * `bpfd-bpfprogramconfig-editor` and `bpfd-bpfprogram-viewer` (the viewer aggregated into the standard
- * admin/edit/view roles, the editor into admin/edit only when asked), the `bpfd-config` ConfigMap and the node runtime's configuration. `deno task deploy` applies
- * `manifestDocuments()` (with the image it is given); `deno task manifests` writes them to
- * manifests/bpfd.yaml for `kubectl apply -f`.
+ * admin/edit/view roles, the editor into admin/edit only when asked), the `bpfd-config` ConfigMap and the
+ * node runtime's configuration. `deno task deploy` applies `manifestDocuments()` (with the image it is
+ * given); `deno task manifests` writes them to manifests/bpfd.yaml for `kubectl apply -f`.
  *
  * The node API's authorization follows the kubelet: a caller of a node runtime's TCP API needs verb
  * `get` (functions that only read: list, get) or `create` (every other function) on the subresource

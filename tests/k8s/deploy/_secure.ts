@@ -63,7 +63,7 @@ export async function serviceAccountToken(
   return r.status!.token;
 }
 
-/** A token of ServiceAccount `<namespace>/<name>` bound to node `node`'s audience (what its runtime accepts). */
+/** A token of ServiceAccount `<namespace>/<name>` for node `node`'s audience (what its runtime accepts). */
 export function nodeToken(kube: Kube, name: string, node: string, namespace = "bpfd"): Promise<string> {
   return serviceAccountToken(kube, name, { namespace, audience: nodeAudience(node) });
 }
