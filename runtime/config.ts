@@ -29,7 +29,8 @@ export const RuntimeConfig = z.strictObject({
     keyFile: NonEmpty,
     /**
      * Make a fresh key at start and have the cluster sign a certificate for this node through the CSR API
-     * (runtime/auth/serving_cert.ts), written to these files; needs auth mode kubernetes.
+     * (runtime/auth/serving_cert.ts), written to these files, before anything is served; the request is
+     * made with `auth.kubeconfig`'s credentials (default: in-cluster).
      */
     request: z.optional(z.boolean()),
   })),
