@@ -53,5 +53,7 @@ export interface Ctx {
   images?: ImagePuller;
   /** Who is calling. */
   caller: Identity;
+  /** The BpfProgram `reconcile` is converging when it is the one calling (in-process, never a request). */
+  reconciling?: string;
   log: Logger;
 }

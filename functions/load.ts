@@ -1,6 +1,7 @@
 /**
  * `load`: loads programs out of an object file (or a bytecode image) into the kernel, pins them and their
- * maps under bpfd's bpffs (`maps/<program id>/<map name>`), and records who asked and why.
+ * maps under bpfd's bpffs (`maps/<program id>/<map name>`), and records who asked and why. Metadata keys
+ * under `bpfd.io/` are bpfd's own (set by `reconcile`): a caller's are refused.
  *
  * @example
  * ```sh
@@ -22,6 +23,7 @@ import {
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
 import { pullImage } from "./_images.ts";
+import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
 
 const base64 = z.string().check(
   z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
@@ -48,6 +50,10 @@ export const load = defineFunction({
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
+    const reserved = Object.keys(input.metadata).find((k) => k.startsWith(RESERVED_METADATA_PREFIX));
+    if (reserved && !ctx.reconciling) {
+      throw invalid("metadata", `${reserved}: keys starting with ${RESERVED_METADATA_PREFIX} are bpfd's own`);
+    }
     const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
     const globalData = Object.fromEntries(
       Object.entries(input.globalData).map((
@@ -81,6 +87,7 @@ export const load = defineFunction({
         fnName: programs[i].fnName,
         loadedAt: now,
         loadedBy: ctx.caller,
+        ...(ctx.reconciling ? { reconciledFor: ctx.reconciling } : {}),
       }));
       try {
         await ctx.state.update({ putPrograms: records });
