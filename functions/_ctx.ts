@@ -8,6 +8,7 @@ import type { Logger } from "../lib/log.ts";
 import type { NodeKernel } from "../kernel/kernel.ts";
 import type { ImageSource, PulledImage, PullOptions } from "../model/image.ts";
 import type { Identity, LinkRecord, ProgramRecord } from "../model/schemas.ts";
+import type { TraceEvent, TraceSessionInfo } from "../model/trace.ts";
 
 /** bpfd's records of programs and links (runtime/state.ts keeps them in a file written atomically). */
 export interface Records {
@@ -41,6 +42,37 @@ export interface ImagePuller {
   pull(source: ImageSource, opts?: PullOptions): Promise<PulledImage>;
 }
 
+/** A trace session to start (runtime/trace_sessions.ts runs it). */
+export interface TraceRequest {
+  /** The program text bpftrace runs (uprobe paths already rewritten). */
+  script: string;
+  /** The program text as the caller gave it (recorded and logged). */
+  given: string;
+  seconds: number;
+  caller: Identity;
+}
+
+/** The bounds of trace sessions on this node (runtime/config.ts `trace`). */
+export interface TraceBounds {
+  defaultSeconds: number;
+  maxSeconds: number;
+  maxScriptBytes: number;
+}
+
+/** This node's trace sessions (bpftrace children). */
+export interface Traces {
+  bounds: TraceBounds;
+  /**
+   * Starts a session once bpftrace has accepted the script; its events end with `end`, and cancelling
+   * the stream ends the session. Throws TraceError (kernel/bpftrace.ts) when refused or over the limit.
+   */
+  start(request: TraceRequest): Promise<{ session: TraceSessionInfo; events: ReadableStream<TraceEvent> }>;
+  /** The running sessions, each with the ids of the BPF programs it holds now. */
+  sessions(): Array<TraceSessionInfo & { programIds: number[] }>;
+  /** The root directory of a container's processes (`/proc/<pid>/root`), found by its container id. */
+  containerRoot(containerId: string): Promise<string | undefined>;
+}
+
 /** What a function may use. */
 export interface Ctx {
   /** The kernel: load, attach, detach, unload, enumerate (pins under bpfd's bpffs). */
@@ -51,6 +83,8 @@ export interface Ctx {
   locks: Locks;
   /** Bytecode images, when the runtime has an image store. */
   images?: ImagePuller;
+  /** Trace sessions, when the runtime runs them. */
+  traces?: Traces;
   /** Who is calling. */
   caller: Identity;
   /** The BpfProgram `reconcile` is converging when it is the one calling (in-process, never a request). */

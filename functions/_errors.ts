@@ -24,7 +24,7 @@ export interface ErrorBody {
 /** An error with an HTTP status: 400 bad input, 404 missing, 409 conflict, 422 kernel refusal. */
 export class BpfdError extends Error {
   constructor(
-    readonly status: 400 | 401 | 403 | 404 | 409 | 422 | 500 | 503,
+    readonly status: 400 | 401 | 403 | 404 | 409 | 422 | 429 | 500 | 503,
     readonly code: string,
     message: string,
     readonly details: Omit<ErrorBody["error"], "code" | "message"> = {},

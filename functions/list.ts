@@ -37,9 +37,26 @@ const KERNEL_TYPE: Record<z.infer<typeof ProgramType>, string> = {
   fexit: "tracing",
 };
 
+/** The programs of running trace sessions (of kernel type `type`'s, if given), each with its session. */
+function sessionPrograms(ctx: Ctx, type?: ProgramType): ProgramView[] {
+  return (ctx.traces?.sessions() ?? []).flatMap(({ id, startedBy, startedAt, expiresAt, programIds }) =>
+    programIds.flatMap((programId) => {
+      const kernel = kernelInfo(ctx, programId);
+      if (!kernel || (type && kernel.type !== KERNEL_TYPE[type])) return [];
+      return [{
+        id: programId,
+        managed: false,
+        kernel,
+        links: [],
+        session: { id, startedBy, startedAt, expiresAt },
+      }];
+    })
+  );
+}
+
 export const list = defineFunction({
   name: "list",
-  summary: "List managed programs; with all, every program in the kernel.",
+  summary: "List managed programs and trace sessions' programs; with all, every program in the kernel.",
   input: z.strictObject({
     all: z._default(z.boolean(), false),
     type: z.optional(ProgramType),
@@ -56,13 +73,17 @@ export const list = defineFunction({
       .filter((p) => !metadata || Object.entries(metadata).every(([k, v]) => p.metadata[k] === v))
       .map((p) => managedView(ctx, p));
     const hooks = hookChains(ctx, type);
-    if (!all || metadata) return Promise.resolve({ programs: managed, hooks });
-    const known = new Set(managed.map((p) => p.id));
+    const traced = sessionPrograms(ctx, type);
+    if (metadata) return Promise.resolve({ programs: managed, hooks });
+    if (!all) {
+      return Promise.resolve({ programs: [...managed, ...traced].sort((a, b) => a.id - b.id), hooks });
+    }
+    const known = new Set([...managed, ...traced].map((p) => p.id));
     const unmanaged = ctx.kernel.allPrograms()
       .filter((info) => !known.has(info.id) && !ctx.state.program(info.id))
       .filter((info) => !type || info.type === KERNEL_TYPE[type])
       .map((info) => ({ id: info.id, managed: false, kernel: kernelInfo(ctx, info.id) ?? info, links: [] }));
-    const programs = [...managed, ...unmanaged].sort((a, b) => a.id - b.id);
+    const programs = [...managed, ...traced, ...unmanaged].sort((a, b) => a.id - b.id);
     return Promise.resolve({ programs, hooks });
   },
 });

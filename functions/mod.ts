@@ -13,7 +13,7 @@ import type { BpfdFunction } from "./_define.ts";
 
 export { type BpfdFunction, invoke } from "./_define.ts";
 export { BpfdError } from "./_errors.ts";
-export type { Ctx, ImagePuller, Locks, Records } from "./_ctx.ts";
+export type { Ctx, ImagePuller, Locks, Records, TraceRequest, Traces } from "./_ctx.ts";
 
 /** Imports one function. */
 export type FunctionLoader = () => Promise<BpfdFunction>;
@@ -29,6 +29,7 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionLoader> = new Map<string, Fu
   ["get", async () => (await import("./get.ts")).get],
   ["pull", async () => (await import("./pull.ts")).pull],
   ["reconcile", async () => (await import("./reconcile.ts")).reconcile],
+  ["trace", async () => (await import("./trace.ts")).trace],
 ]);
 
 /** Every function, imported. */

@@ -274,6 +274,13 @@ export const ProgramView = z.object({
   kernel: z.optional(KernelProgramInfo),
   program: z.optional(ProgramRecord),
   links: z._default(z.array(LinkRecord), []),
+  /** The trace session whose bpftrace holds this program (it goes when the session ends). */
+  session: z.optional(z.object({
+    id: z.string(),
+    startedBy: Identity,
+    startedAt: z.string(),
+    expiresAt: z.string(),
+  })),
 });
 export type ProgramView = z.infer<typeof ProgramView>;
 

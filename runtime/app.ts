@@ -15,6 +15,7 @@ import type { Context } from "hono";
 import { allFunctions, BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
+import { streamRoutes } from "./stream.ts";
 
 /** Establishes who is calling (the listener decides how). */
 export type Identify = (c: Context) => Identity | Promise<Identity>;
@@ -36,6 +37,9 @@ export function createApp(node: Node, identify: Identify): Hono {
     async (c) =>
       c.json({ functions: (await allFunctions()).map(({ name, summary }) => ({ name, summary })) }),
   );
+
+  // Functions that answer with a stream (trace), before the JSON ones.
+  app.route("/", streamRoutes(node, identify));
 
   app.post("/v1/functions/:name", async (c) => {
     const name = c.req.param("name");

@@ -4,8 +4,29 @@
  *
  * @module
  */
-import { NonEmpty, z } from "../model/zod.ts";
+import { NonEmpty, PositiveInt, z } from "../model/zod.ts";
 import { ImageStoreConfig } from "../model/image.ts";
+
+/** The bounds of trace sessions: time, script size, concurrency, output, and the child's resources. */
+export const TraceConfig = z.strictObject({
+  /** The bpftrace executable. */
+  bpftrace: z._default(NonEmpty, "bpftrace"),
+  defaultSeconds: z._default(PositiveInt, 60),
+  maxSeconds: z._default(PositiveInt, 600),
+  maxScriptBytes: z._default(PositiveInt, 64 << 10),
+  /** Sessions at once on this node (429 above). */
+  maxSessions: z._default(PositiveInt, 4),
+  /** Output caps: bytes per second, in all, and for the final map printout after SIGINT. */
+  bytesPerSecond: z._default(PositiveInt, 256 << 10),
+  maxOutputBytes: z._default(PositiveInt, 16 << 20),
+  finalOutputBytes: z._default(PositiveInt, 4 << 20),
+  /** How long bpftrace has after SIGINT to print its maps and exit before it is killed. */
+  graceSeconds: z._default(PositiveInt, 5),
+  /** The child's memory (cgroup v1 memory limit; RLIMIT_AS four times that) and CPU share (percent). */
+  memoryBytes: z._default(PositiveInt, 256 << 20),
+  cpuPercent: z._default(z.int().check(z.minimum(1), z.maximum(100)), 50),
+});
+export type TraceConfig = z.output<typeof TraceConfig>;
 
 export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */
@@ -52,6 +73,8 @@ export const RuntimeConfig = z.strictObject({
       path: ["tokenFile"],
     })),
   ),
+  /** Trace sessions (bpftrace children; runtime/trace_sessions.ts). */
+  trace: z._default(TraceConfig, () => TraceConfig.parse({})),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

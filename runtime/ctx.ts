@@ -20,6 +20,7 @@ import { Logger } from "../lib/log.ts";
 import { ensureBpffs } from "../kernel/mounts.ts";
 import { type Finding, recover } from "./recover.ts";
 import { StateStore } from "./state.ts";
+import { TraceSessions } from "./trace_sessions.ts";
 
 /** A running node: everything a ctx is made of. */
 export interface Node {
@@ -29,6 +30,8 @@ export interface Node {
   locks: KeyedLocks;
   log: Logger;
   images?: ImagePuller;
+  /** Trace sessions (bpftrace children). */
+  traces: TraceSessions;
   /** What start-up recovery found. */
   findings: Finding[];
   /** A ctx for one caller. */
@@ -62,6 +65,8 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     const state = await StateStore.open(config.stateDir);
     const locks = new KeyedLocks();
     const findings = await recover({ kernel, state, log });
+    const traces = new TraceSessions({ config: config.trace, stateDir: config.stateDir, log });
+    findings.push(...await traces.recover());
     return {
       config,
       kernel,
@@ -69,8 +74,9 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
       locks,
       log,
       images,
+      traces,
       findings,
-      ctxFor: (caller) => ({ kernel, state, locks, images, caller, log }),
+      ctxFor: (caller) => ({ kernel, state, locks, images, traces, caller, log }),
       readiness: () => {
         try {
           if (!Deno.statSync(kernel.progDir).isDirectory) return `${kernel.progDir} is not a directory`;
@@ -80,7 +86,10 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
           return (err as Error).message;
         }
       },
-      close: () => closeFd(lockFd),
+      close: () => {
+        traces.killAll();
+        closeFd(lockFd);
+      },
     };
   } catch (err) {
     closeFd(lockFd);

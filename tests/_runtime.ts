@@ -61,7 +61,9 @@ async function umount(path: string): Promise<void> {
 }
 
 /** Starts a runtime in a new temporary directory (state, bpffs at `<dir>/fs`). */
-export async function startTestRuntime(opts: { dir?: string } = {}): Promise<TestRuntime> {
+export async function startTestRuntime(
+  opts: { dir?: string; config?: Record<string, unknown> } = {},
+): Promise<TestRuntime> {
   const dir = opts.dir ?? await Deno.makeTempDir({ prefix: "bpfd-test-" });
   const config = RuntimeConfig.parse({
     stateDir: dir,
@@ -69,6 +71,7 @@ export async function startTestRuntime(opts: { dir?: string } = {}): Promise<Tes
     socket: "",
     listen: "",
     logLevel: "warn",
+    ...opts.config,
   });
   let node: Node;
   try {
