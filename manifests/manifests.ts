@@ -20,6 +20,7 @@ import {
   NODE_SERVICE_ACCOUNT,
   NODE_SIGNER_NAME,
 } from "../model/names.ts";
+import { traceManifests } from "./trace.ts";
 
 /** Where a pod's ServiceAccount token, CA and namespace are (client-node's in-cluster configuration). */
 const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -158,6 +159,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
       ],
     },
     bind("ClusterRoleBinding", "bpfd-controller", "bpfd-controller"),
+    ...traceManifests(), // bpfd-tracer, and the node's Events about trace sessions
     // In its namespace: the bpfd-config ConfigMap (read) and the leader-election Lease.
     {
       apiVersion: "rbac.authorization.k8s.io/v1",

@@ -20,6 +20,9 @@ export const NODE_SERVICE_ACCOUNT = "bpfd-node";
 /** The authorization attributes of the node API (kubelet-like: a subresource of the Node). */
 export const NODE_API_ATTRIBUTES = { group: "", resource: "nodes", subresource: "bpfd" } as const;
 
+/** The verb on `nodes/bpfd` that runs trace sessions (granted by the ClusterRole `bpfd-tracer`). */
+export const TRACE_VERB = "trace";
+
 /** The audience a token must be bound to for the node runtime of `nodeName` to accept it. */
 export function nodeAudience(nodeName: string): string {
   return `bpfd.io/node/${nodeName}`;

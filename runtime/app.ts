@@ -15,7 +15,7 @@ import type { Context } from "hono";
 import { allFunctions, BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
-import { streamRoutes } from "./stream.ts";
+import { streamedAnswer } from "./stream.ts";
 
 /** Establishes who is calling (the listener decides how). */
 export type Identify = (c: Context) => Identity | Promise<Identity>;
@@ -37,9 +37,6 @@ export function createApp(node: Node, identify: Identify): Hono {
     async (c) =>
       c.json({ functions: (await allFunctions()).map(({ name, summary }) => ({ name, summary })) }),
   );
-
-  // Functions that answer with a stream (trace), before the JSON ones.
-  app.route("/", streamRoutes(node, identify));
 
   app.post("/v1/functions/:name", async (c) => {
     const name = c.req.param("name");
@@ -69,7 +66,8 @@ export function createApp(node: Node, identify: Identify): Hono {
     try {
       const result = await invoke(fn, body, node.ctxFor(caller));
       node.log.info("call", { function: name, caller, ms: +(performance.now() - started).toFixed(2) });
-      return c.json(result as Record<string, unknown>);
+      // A trace session answers with its stream of events (runtime/stream.ts).
+      return streamedAnswer(result, c.req.raw.signal) ?? c.json(result as Record<string, unknown>);
     } catch (err) {
       const error = err instanceof BpfdError
         ? err

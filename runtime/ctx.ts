@@ -21,6 +21,7 @@ import { ensureBpffs } from "../kernel/mounts.ts";
 import { type Finding, recover } from "./recover.ts";
 import { StateStore } from "./state.ts";
 import { TraceSessions } from "./trace_sessions.ts";
+import { nodeEvents } from "./trace_events.ts";
 
 /** A running node: everything a ctx is made of. */
 export interface Node {
@@ -65,7 +66,8 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     const state = await StateStore.open(config.stateDir);
     const locks = new KeyedLocks();
     const findings = await recover({ kernel, state, log });
-    const traces = new TraceSessions({ config: config.trace, stateDir: config.stateDir, log });
+    const announce = nodeEvents(config, log);
+    const traces = new TraceSessions({ config: config.trace, stateDir: config.stateDir, log, announce });
     findings.push(...await traces.recover());
     return {
       config,

@@ -6,7 +6,8 @@
  *   (`bpfd.io/node/<node>`: a token bound to another node or to the API server is refused), then the
  *   caller (with its `extra`) is authorized with a
  *   SubjectAccessReview on the subresource `bpfd` of this node's Node object — verb `get` for the
- *   functions that only read (`list`, `get`, `GET /v1/functions`), `create` for every other function
+ *   functions that only read (`list`, `get`, `GET /v1/functions`), `trace` for trace sessions (ClusterRole
+ *   `bpfd-tracer`), `create` for every other function
  *   (`nodes/bpfd`, name = the node, like the kubelet's `nodes/proxy`). So "who may load what" is ordinary
  *   RBAC: the controller's ClusterRole grants `nodes/bpfd` get+create; nobody else has it by default.
  * - **tokenFile** (standalone, no API server): a static token file in kube-apiserver's `--token-auth-file`
@@ -20,14 +21,18 @@
  * @module
  */
 import type { Identity } from "../../model/schemas.ts";
-import { NODE_API_ATTRIBUTES, nodeAudience } from "../../model/names.ts";
+import { NODE_API_ATTRIBUTES, nodeAudience, TRACE_VERB } from "../../model/names.ts";
 
-/** The functions that only read; every other function needs verb `create`. */
+/** The functions that only read; `trace` needs verb `trace`, every other function `create`. */
 export const READ_FUNCTIONS = new Set(["list", "get"]);
 
+/** An RBAC verb on `nodes/bpfd`. */
+export type NodeApiVerb = "get" | "create" | typeof TRACE_VERB;
+
 /** The RBAC verb a call needs. */
-export function verbFor(method: string, fn: string | undefined): "get" | "create" {
+export function verbFor(method: string, fn: string | undefined): NodeApiVerb {
   if (method === "GET" || method === "HEAD") return "get";
+  if (fn === "trace") return TRACE_VERB;
   return fn !== undefined && READ_FUNCTIONS.has(fn) ? "get" : "create";
 }
 
@@ -39,7 +44,7 @@ export type Verdict =
 /** Checks a bearer token for an action (verb) on this node's API. */
 export interface Authenticator {
   readonly mode: string;
-  check(token: string | undefined, verb: "get" | "create"): Promise<Verdict>;
+  check(token: string | undefined, verb: NodeApiVerb): Promise<Verdict>;
 }
 
 /** The bearer token of an Authorization header, or undefined. */
@@ -137,7 +142,7 @@ export class KubernetesAuthenticator implements Authenticator {
     this.#access = new TtlCache((opts.cacheSeconds ?? 10) * 1000, max);
   }
 
-  async check(token: string | undefined, verb: "get" | "create"): Promise<Verdict> {
+  async check(token: string | undefined, verb: NodeApiVerb): Promise<Verdict> {
     if (!token) return { ok: false, status: 401, reason: "no bearer token (Authorization: Bearer <token>)" };
     const review = await this.#review(await sha256(token), token);
     if ("refused" in review) return { ok: false, status: 401, reason: review.refused };

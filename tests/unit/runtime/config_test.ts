@@ -1,6 +1,6 @@
 /** The node runtime's configuration file: defaults, overrides and what it refuses. */
 import assert from "node:assert/strict";
-import { loadConfig, RuntimeConfig } from "../../../runtime/config.ts";
+import { loadConfig, RuntimeConfig, TraceConfig } from "../../../runtime/config.ts";
 
 Deno.test("runtime config: the embedded default keeps state in /run/bpfd and listens on loopback only", () => {
   assert.deepEqual(RuntimeConfig.parse({}), {
@@ -11,7 +11,19 @@ Deno.test("runtime config: the embedded default keeps state in /run/bpfd and lis
     group: "bpfd",
     logLevel: "info",
     configs: "",
+    trace: TraceConfig.parse({}),
   });
+});
+
+Deno.test("runtime config: trace sessions default to 60 s, at most 600 s, 64 KiB scripts, 4 at once", () => {
+  const trace = RuntimeConfig.parse({ trace: { maxSeconds: 120 } }).trace;
+  assert.equal(trace.maxSeconds, 120);
+  assert.deepEqual(
+    [trace.defaultSeconds, trace.maxScriptBytes, trace.maxSessions, trace.graceSeconds],
+    [60, 65536, 4, 5],
+  );
+  assert.throws(() => RuntimeConfig.parse({ trace: { cpuPercent: 0 } }), /cpuPercent/);
+  assert.throws(() => RuntimeConfig.parse({ trace: { nosuch: 1 } }));
 });
 
 Deno.test("runtime config: a file's values are taken, and options given on the command line win", async () => {

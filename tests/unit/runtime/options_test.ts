@@ -1,4 +1,5 @@
 /** The node runtime's and `deno task invoke`'s command-line options, without starting either. */
+import { TraceConfig } from "../../../runtime/config.ts";
 import assert from "node:assert/strict";
 import { configFrom, parseNodeArgs } from "../../../runtime/options.ts";
 
@@ -30,6 +31,7 @@ Deno.test("runtime options: the configuration is the embedded default overridden
     group: "bpfd",
     logLevel: "debug",
     configs: "",
+    trace: TraceConfig.parse({}),
   });
   await assert.rejects(configFrom({ "log-level": "loud" }), /logLevel/);
 });
