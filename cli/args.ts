@@ -28,6 +28,7 @@ commands:
   list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]   (programs, then each hook's chain)
   get    PROGRAM_ID
   image  build|push|pull ...   (bpfd image --help)
+  trace  -e PROGRAM [--duration 30s] [--node N | --nodes SELECTOR | --pod NS/NAME]   (bpfd trace --help)
 
 types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
 

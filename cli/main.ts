@@ -169,6 +169,7 @@ export async function main(args: string[]): Promise<number> {
     const { runImageCli } = await import("./image.ts");
     return await runImageCli(args.slice(1));
   }
+  if (args[0] === "trace") return await (await import("./trace.ts")).runTraceCli(args.slice(1));
   let values: Values, request: { fn: string; input: Json };
   try {
     const parsed = parseCommandLine(args);
