@@ -136,6 +136,7 @@ export class TraceSessions implements Traces {
     const { config, log } = this.opts;
     let reason: TraceEndReason | undefined;
     let graceTimer: ReturnType<typeof setTimeout> | undefined;
+    let nudge: ReturnType<typeof setInterval> | undefined;
     const running: Running = {
       info,
       stop: (why) => {
@@ -143,6 +144,8 @@ export class TraceSessions implements Traces {
         reason = why;
         run.budget.final();
         run.child.interrupt();
+        // bpftrace 0.17 can miss a SIGINT that lands before it waits for events: ask again until it ends.
+        nudge = setInterval(() => run.child.interrupt(), 300);
         graceTimer = setTimeout(() => run.child.kill(), config.graceSeconds * 1000);
       },
       kill: () => run.child.kill(),
@@ -153,6 +156,7 @@ export class TraceSessions implements Traces {
     run.done.then(async (status) => {
       clearTimeout(expiry);
       clearTimeout(graceTimer);
+      clearInterval(nudge);
       const ended = reason ?? (status.success ? "exited" : "failed");
       // Everything is gone before the caller hears of the end.
       this.#running.delete(info.id);
