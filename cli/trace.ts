@@ -94,7 +94,7 @@ export async function runTraceCli(args: string[]): Promise<number> {
   const stop = new AbortController();
   Deno.addSignalListener("SIGINT", () => stop.abort());
   const input = { script, ...(seconds ? { seconds } : {}) };
-  const prefix = targets.length > 1;
+  const prefix = !!v.nodes || targets.length > 1;
   const results = await Promise.all(
     targets.map((t) =>
       traceOn(t, { ...input, ...t.input }, { json: v.output === "json", prefix, signal: stop.signal })
