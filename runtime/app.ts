@@ -67,7 +67,7 @@ export function createApp(node: Node, identify: Identify): Hono {
       const result = await invoke(fn, body, node.ctxFor(caller));
       node.log.info("call", { function: name, caller, ms: +(performance.now() - started).toFixed(2) });
       // A trace session answers with its stream of events (runtime/stream.ts).
-      return streamedAnswer(result, c.req.raw.signal) ?? c.json(result as Record<string, unknown>);
+      return streamedAnswer(result) ?? c.json(result as Record<string, unknown>);
     } catch (err) {
       const error = err instanceof BpfdError
         ? err

@@ -1,12 +1,13 @@
 /**
  * Answers that are streams: a function whose result carries `events` (a trace session) is answered as
  * newline-delimited JSON (`application/x-ndjson`, chunked), first the session, then one event per line
- * as it comes. A caller that goes away (the body is cancelled, the request aborted) ends the session.
- * Errors before the stream starts are answered by runtime/app.ts like any function's.
+ * as it comes; errors before that are answered by runtime/app.ts like any function's. A caller that goes
+ * away ends the session: the server cancels the body (not the request's signal: Deno 2.9 aborts it on every
+ * finished answer).
  *
  * @example
  * ```ts
- * const streamed = streamedAnswer(result, c.req.raw.signal);
+ * const streamed = streamedAnswer(result);
  * if (streamed) return streamed;
  * ```
  * @module
@@ -25,7 +26,7 @@ function isStreamed(result: unknown): result is Streamed {
 }
 
 /** The streamed answer for `result`, or undefined when it is an ordinary (JSON) result. */
-export function streamedAnswer(result: unknown, signal?: AbortSignal): Response | undefined {
+export function streamedAnswer(result: unknown): Response | undefined {
   if (!isStreamed(result)) return undefined;
   const { script: _script, cgroups: _cgroups, startTime: _startTime, ...shown } = result.session;
   const reader = result.events.getReader();
@@ -40,6 +41,5 @@ export function streamedAnswer(result: unknown, signal?: AbortSignal): Response 
     },
     cancel: (reason) => reader.cancel(reason),
   });
-  signal?.addEventListener("abort", () => reader.cancel().catch(() => {/* ended already */}));
   return new Response(body, { headers: { "content-type": TRACE_CONTENT_TYPE, "cache-control": "no-store" } });
 }

@@ -69,6 +69,37 @@ Deno.test("trace: kill -9 of the runtime mid-session ends the session; the resta
   });
 });
 
+Deno.test("trace: a caller that goes away over the socket ends its session, also when bpftrace prints nothing", async () => {
+  await withDir(async (dir) => {
+    const rt = await RuntimeProcess.start(dir);
+    const client = Deno.createHttpClient({ proxy: { transport: "unix", path: rt.socket } });
+    try {
+      const abort = new AbortController();
+      const res = await fetch("http://bpfd/v1/functions/trace", {
+        method: "POST",
+        body: JSON.stringify({
+          script: 'tracepoint:syscalls:sys_enter_getppid { @ = count(); } BEGIN { printf("ready\\n"); }',
+          seconds: 120,
+        }),
+        client,
+        signal: abort.signal,
+      });
+      const stream = new SessionStream(res.body!);
+      const { session } = await stream.next();
+      assert.ok(await stream.until((e) => e.line === "ready"));
+      const programs = (await rt.call("list", {})).body.programs.filter((p: { session?: unknown }) =>
+        p.session
+      );
+      abort.abort();
+      await assertGone(session.pid, programs.map((p: { id: number }) => p.id));
+      assert.ok(await eventually(() => Deno.readDirSync(`${dir}/traces`).toArray().length === 0));
+    } finally {
+      client.close();
+      await rt.stop("SIGKILL");
+    }
+  });
+});
+
 Deno.test("trace: recovery kills a process a session record still names, and only when its start time matches", async () => {
   await withDir(async (dir) => {
     const survivor = new Deno.Command("sleep", { args: ["60"] }).spawn();
