@@ -10,6 +10,7 @@ import { invalid, notFound } from "./_errors.ts";
 import { hookContext, isSharedHook } from "./_hooks.ts";
 import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
+import { enforceAttach } from "./_policy.ts";
 
 /** TCX runs the next program only on TC_ACT_UNSPEC: proceed-on is the kernel's there, not a setting. */
 export function checkTcxProceedOn(spec: AttachSpec, field = "attach.proceedOn"): void {
@@ -46,6 +47,7 @@ export const attach = defineFunction({
       );
     }
     checkTcxProceedOn(spec);
+    enforceAttach(ctx, program, spec);
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {
       const pending: LinkRecord = {

@@ -22,6 +22,7 @@ import {
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
 import { imageError } from "./pull.ts";
+import { enforceLoad } from "./_policy.ts";
 
 const base64 = z.string().check(
   z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
@@ -48,7 +49,9 @@ export const load = defineFunction({
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
-    const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    await enforceLoad(ctx, input.bytecode, { programs: input.programs });
+    const { objectPath, source, programs, signer } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    await enforceLoad(ctx, input.bytecode, { programs, signer });
     const globalData = Object.fromEntries(
       Object.entries(input.globalData).map((
         [name, value],
@@ -107,7 +110,9 @@ async function resolveBytecode(
   bytecode: z.output<typeof BytecodeSource>,
   ctx: Parameters<typeof load.handler>[1],
   programs: ProgramSpec[] | undefined,
-): Promise<{ objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[] }> {
+): Promise<
+  { objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[]; signer?: string | null }
+> {
   if ("path" in bytecode) {
     if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
     try {
@@ -136,6 +141,7 @@ async function resolveBytecode(
     objectPath: pulled.objectPath,
     source: { image: { url: pulled.url, digest: pulled.digest } },
     programs: programs ?? programsFromLabels(pulled.programs),
+    signer: pulled.signature?.verified ? pulled.signature.by ?? null : null,
   };
 }
 

@@ -43,6 +43,18 @@ export const RuntimeConfig = z.strictObject({
       path: ["tokenFile"],
     })),
   ),
+  /** BpfPolicy enforcement (runtime/policy.ts); absent: no policy, every call is allowed. */
+  policy: z.optional(
+    z.strictObject({
+      /** kubernetes: every BpfPolicy of the cluster (watched); file: BpfPolicy documents in `file`. */
+      source: z.enum(["kubernetes", "file"]),
+      file: z.optional(NonEmpty),
+      /** kubernetes: credentials to read BpfPolicies (default: auth.kubeconfig, in-cluster, ...). */
+      kubeconfig: z.optional(NonEmpty),
+      /** Users trusted to name a config's requester in `reconcile` (the controller's ServiceAccount). */
+      controllers: z._default(z.array(NonEmpty), ["system:serviceaccount:bpfd:bpfd-controller"]),
+    }).check(z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] })),
+  ),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

@@ -9,6 +9,7 @@ import { createApp } from "./app.ts";
 import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware.ts";
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
+import { policyGateFrom } from "./policy.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -93,6 +94,7 @@ if (import.meta.main) {
   }
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
+  node.policy = await policyGateFrom(config, node.log);
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
