@@ -13,6 +13,8 @@ import { HttpNodeCaller, type NodeAuthOptions } from "./node_client.ts";
 import { DEFAULT_NAMESPACE } from "./settings.ts";
 import { Standalone } from "./standalone.ts";
 import { Logger } from "../lib/log.ts";
+import { PolicyWatch } from "../runtime/policy.ts";
+import { clusterSubjects, serveWebhook, webhookApp } from "./webhook.ts";
 
 const USAGE = `usage: deno task controller [options]
 
@@ -27,6 +29,10 @@ Cluster mode (default): watches BpfProgramConfig and Node objects and drives eve
   --node-ca FILE           CA of the node runtimes' TLS certificates (then host:port means https)
   --node-token-file FILE   bearer token for node runtimes, read on every call (default: the in-cluster
                            ServiceAccount token, else the kubeconfig user's token)
+  --policy                 enforce BpfPolicy: requesters to the nodes, PolicyAllowed conditions, no new loads
+                           of forbidden configs (implied by --webhook-listen; docs/policy.md)
+  --webhook-listen H:P     serve the admission webhooks (TLS) there, e.g. 0.0.0.0:9443
+  --webhook-cert FILE      --webhook-key FILE   the webhook's serving certificate and key (PEM)
 
 Standalone mode: the same logic on BpfProgramConfig files, for one machine.
   --standalone DIR         directory of BpfProgramConfig YAML/JSON files
@@ -51,6 +57,10 @@ const { values } = parseArgs({
     resync: { type: "string" },
     "node-ca": { type: "string" },
     "node-token-file": { type: "string" },
+    policy: { type: "boolean" },
+    "webhook-listen": { type: "string" },
+    "webhook-cert": { type: "string" },
+    "webhook-key": { type: "string" },
     standalone: { type: "string" },
     runtime: { type: "string" },
     "node-name": { type: "string" },
@@ -91,6 +101,14 @@ async function nodeAuth(kc: k8s.KubeConfig | undefined): Promise<NodeAuthOptions
   return { caCerts, token: token ? () => token : undefined };
 }
 
+/** The cluster's BpfPolicy, watched, when --policy or --webhook-listen asks for enforcement. */
+async function startPolicy(kc: k8s.KubeConfig, level: typeof logLevel) {
+  if (!values.policy && !values["webhook-listen"]) return undefined;
+  const watch = new PolicyWatch(new Logger(level ?? "info", { component: "policy" }));
+  await watch.start(values.kubeconfig);
+  return { watch, abort: new AbortController() };
+}
+
 let stop: () => Promise<void>;
 if (values.standalone) {
   const log = new Logger(logLevel ?? "info", { component: "standalone" });
@@ -124,8 +142,10 @@ if (values.standalone) {
   const kc = new k8s.KubeConfig();
   if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
   else kc.loadFromDefault();
+  const policy = await startPolicy(kc, logLevel);
   const c = new Controller({
     kc,
+    policy: policy && (() => policy.watch.current()),
     nodes: new HttpNodeCaller(undefined, {}, await nodeAuth(kc)),
     namespace: values.namespace,
     identity: values.id,
@@ -138,7 +158,27 @@ if (values.standalone) {
     logLevel,
   });
   await c.start();
-  stop = () => c.stop();
+  if (policy) policy.watch.onChange = () => c.reconciler.resyncAll();
+  if (policy && values["webhook-listen"]) {
+    const app = webhookApp({
+      policy: () => policy.watch.current(),
+      log: c.log.with({ component: "webhook" }),
+      event: (e) => c.store.event(e),
+      knownSubjects: () => clusterSubjects(kc),
+    });
+    await serveWebhook(app, {
+      listen: values["webhook-listen"],
+      certFile: values["webhook-cert"] ?? "/etc/bpfd/webhook/tls.crt",
+      keyFile: values["webhook-key"] ?? "/etc/bpfd/webhook/tls.key",
+      signal: policy.abort.signal,
+    });
+    c.log.info("admission webhook serving", { listen: values["webhook-listen"] });
+  }
+  stop = async () => {
+    policy?.abort.abort();
+    await policy?.watch.stop();
+    await c.stop();
+  };
 }
 
 let stopping = false;
