@@ -25,6 +25,7 @@ import {
   NODE_TLS_SECRET,
 } from "../manifests/manifests.ts";
 import { ensureNodeTls, removeNodeTls } from "./tls.ts";
+import { deployWebhook, undeployWebhook } from "./webhook.ts";
 
 export const FIELD_MANAGER = "bpfd-deploy";
 
@@ -167,6 +168,8 @@ export interface DeployOptions extends ManifestOptions {
   onChange?: (c: Change) => void;
   /** Extra subjectAltNames for the node runtimes' certificate (beyond every Node's addresses). */
   nodeSans?: string[];
+  /** Where the API server reaches the admission webhook (default: the controllers' Service). */
+  webhookUrl?: string;
 }
 
 /** Applies the CRDs, waits until they are Established, then applies the manifests. */
@@ -186,6 +189,7 @@ export async function deploy(opts: DeployOptions): Promise<Change[]> {
   const tls = await ensureNodeTls(opts.kc, { extraSans: opts.nodeSans });
   note({ kind: "Secret", name: NODE_TLS_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
   for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) note(await applyOne(via(o), o));
+  for (const c of await deployWebhook(opts.kc, opts)) note(c);
   return changes;
 }
 
@@ -279,6 +283,8 @@ export async function undeploy(opts: UndeployOptions): Promise<Change[]> {
       await new Promise((r) => setTimeout(r, 250));
     }
   }
+  // The webhooks go before their controller, or what remains could not be changed (failurePolicy Fail).
+  for (const c of await undeployWebhook(opts.kc)) note(c);
   const manifests = manifestDocuments().reverse();
   for (const o of manifests.filter((o) => o.kind !== "Namespace")) note(await deleteOne(api, o));
   if (opts.all) {
@@ -304,7 +310,7 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--node-san NAME|IP ...] [--dry-run]
+                         [--node-san NAME|IP ...] [--webhook-url URL] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
@@ -323,6 +329,7 @@ if (import.meta.main) {
       replicas: { type: "string" },
       "dry-run": { type: "boolean" },
       "node-san": { type: "string", multiple: true },
+      "webhook-url": { type: "string" },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -366,6 +373,7 @@ if (import.meta.main) {
           kc: kubeConfigFrom(values.kubeconfig),
           onChange: show,
           nodeSans: values["node-san"]?.flatMap((s) => s.split(",")).filter(Boolean),
+          webhookUrl: values["webhook-url"],
         });
         const n = (a: Action) => changes.filter((c) => c.action === a).length;
         console.log(`${n("created")} created, ${n("configured")} configured, ${n("unchanged")} unchanged`);

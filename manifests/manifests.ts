@@ -13,6 +13,7 @@
  * @module
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
+import { withPolicy } from "./policy.ts";
 
 /** The namespace everything namespaced goes into. */
 export const NAMESPACE = "bpfd";
@@ -101,7 +102,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
     subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns }],
   });
 
-  return [
+  return withPolicy([
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta("bpfd-node", "node") },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta("bpfd-controller", "controller") },
@@ -202,7 +203,6 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         "bpfd.node.timeout.seconds": "30",
         "bpfd.resync.seconds": "30",
         "bpfd.log.level": "info",
-        "bpfd.signature.policy": "allowUnsigned",
       },
     },
     {
@@ -315,7 +315,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         },
       },
     },
-  ];
+  ]);
 }
 
 function tlsItems(keys: string[]) {

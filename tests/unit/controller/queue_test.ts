@@ -61,7 +61,6 @@ Deno.test("settings: defaults, values, and bad values reported and replaced by d
     "bpfd.node.timeout.seconds": 30,
     "bpfd.resync.seconds": 30,
     "bpfd.log.level": "info",
-    "bpfd.signature.policy": "allowUnsigned",
   });
   const { settings, problems } = parseSettings({
     "bpfd.node.port": "6000",
