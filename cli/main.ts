@@ -27,6 +27,7 @@ commands:
   list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]   (programs, then each hook's chain)
   get    PROGRAM_ID
   image  build|push|pull ...   (bpfd image --help)
+  policy check --as USER -f FILE ...   what BpfPolicy would refuse (bpfd policy --help)
 
 types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
 
@@ -322,6 +323,7 @@ export async function main(args: string[]): Promise<number> {
     const { runImageCli } = await import("./image.ts");
     return await runImageCli(args.slice(1));
   }
+  if (args[0] === "policy") return await (await import("./policy.ts")).runPolicyCli(args.slice(1));
   let parsed;
   try {
     parsed = parseArgs({ args, options: OPTIONS, allowPositionals: true, strict: true });
