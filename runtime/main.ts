@@ -94,7 +94,8 @@ if (import.meta.main) {
   }
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
-  node.policy = await policyGateFrom(config, node.log);
+  const policy = await policyGateFrom(config, node.log);
+  node.policy = policy;
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
@@ -102,6 +103,7 @@ if (import.meta.main) {
   const standalone = config.configs ? await startStandalone(node, config.configs) : undefined;
   await serve(node, stop.signal);
   await standalone?.stop();
+  await policy?.stop();
   node.close();
   node.log.info("stopped; programs stay loaded", { programs: node.state.programs().length });
 }

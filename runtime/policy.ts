@@ -127,17 +127,24 @@ export class PolicyFile {
   }
 }
 
-/** The node's policy gate for its configuration (undefined: no policy, every call allowed). */
-export async function policyGateFrom(config: RuntimeConfig, log: Logger): Promise<PolicyGate | undefined> {
+/** The node's policy gate for its configuration (undefined: no policy, every call allowed); `stop` ends a watch. */
+export async function policyGateFrom(
+  config: RuntimeConfig,
+  log: Logger,
+): Promise<(PolicyGate & { stop(): Promise<void> }) | undefined> {
   const p = config.policy;
   if (!p) return undefined;
   const trusted = new Set(p.controllers);
-  let source: { current(): EffectivePolicy };
+  let source: { current(): EffectivePolicy; stop?(): Promise<void> };
   if (p.source === "file") source = await PolicyFile.open(p.file!, log);
   else {
     const watch = new PolicyWatch(log.with({ component: "policy" }));
     await watch.start(p.kubeconfig ?? config.auth?.kubeconfig);
     source = watch;
   }
-  return { current: () => source.current(), trusts: (user) => trusted.has(user) };
+  return {
+    current: () => source.current(),
+    trusts: (user) => trusted.has(user),
+    stop: async () => await source.stop?.(),
+  };
 }

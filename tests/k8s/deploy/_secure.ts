@@ -127,11 +127,12 @@ export class SecureRuntime {
     return `https://127.0.0.1:${this.port}`;
   }
 
-  /** Starts it with `auth` as the config's `auth`; state and bpffs under `dir/state`. */
+  /** Starts it with `auth` as the config's `auth` (and `more` config); state and bpffs under `dir/state`. */
   static async start(
     dir: string,
     tls: { ca: string; cert: string; key: string },
     auth: Record<string, unknown>,
+    more: Record<string, unknown> = {},
   ): Promise<SecureRuntime> {
     const rt = new SecureRuntime(dir, await Deno.readTextFile(tls.ca), `${dir}/runtime.log`);
     const config = {
@@ -142,6 +143,7 @@ export class SecureRuntime {
       logLevel: "info",
       tls: { certFile: tls.cert, keyFile: tls.key },
       auth,
+      ...more,
     };
     await Deno.writeTextFile(`${dir}/node.json`, JSON.stringify(config));
     rt.child = new Deno.Command("setpriv", {
