@@ -84,3 +84,16 @@ export async function tableUsers(kube: Kube, dir: string): Promise<Kubeconfigs> 
     ),
   };
 }
+
+/**
+ * Removes the webhook registrations `deploy()` made, for tests that run no controller to answer them
+ * (with failurePolicy Fail, every config would be refused) and that are not about BpfPolicy.
+ */
+export async function removeWebhooks(kube: Kube): Promise<void> {
+  const r = await kube.kubectl([
+    "delete",
+    "mutatingwebhookconfiguration/bpfd-requested-by",
+    "validatingwebhookconfiguration/bpfd-policy",
+  ]);
+  if (r.code !== 0) throw new Error(`removing the webhooks: ${r.stderr}`);
+}
