@@ -16,7 +16,8 @@ import { BpfPolicy } from "../model/policy.ts";
 import { compilePolicy, type Decision } from "../policy/evaluate.ts";
 import { configRequest, type ConfigSpecLike } from "../policy/config.ts";
 
-const USAGE = `usage: bpfd policy check --as USER [--as-group GROUP ...] -f FILE [--policy FILE ...] [--kubeconfig F]
+const USAGE =
+  `usage: bpfd policy check --as USER [--as-group GROUP ...] -f FILE [--policy FILE ...] [--kubeconfig F]
 
 Decides every BpfProgramConfig in FILE (YAML or JSON, several documents allowed) for USER and GROUPs, as
 the admission webhook would: with the BpfPolicy documents of the --policy files, or else the cluster's.
@@ -42,18 +43,22 @@ async function policies(files: string[], kubeconfig: string | undefined): Promis
     }) as Json;
     docs = list.items.map((o: Json) => ({ ...o, apiVersion: "bpfd.io/v1alpha1", kind: "BpfPolicy" }));
   }
-  return docs.filter((d) => (d as Json)?.kind === "BpfPolicy" || (d as Json)?.kind === "List").flatMap((d: Json) =>
-    d.kind === "List" ? d.items : [d]
-  ).map((d) => {
+  return docs.filter((d) => (d as Json)?.kind === "BpfPolicy" || (d as Json)?.kind === "List").flatMap((
+    d: Json,
+  ) => d.kind === "List" ? d.items : [d]).map((d) => {
     const r = BpfPolicy.safeParse(d);
-    if (!r.success) throw new Error(`BpfPolicy ${(d as Json)?.metadata?.name}: ${r.error.issues[0]?.message}`);
+    if (!r.success) {
+      throw new Error(`BpfPolicy ${(d as Json)?.metadata?.name}: ${r.error.issues[0]?.message}`);
+    }
     return r.data;
   });
 }
 
 /** One line per config: `allowed NAME (rule R)` or `refused NAME: message`. */
 export function describe(name: string, d: Decision): string {
-  return d.allowed ? `allowed ${name} (BpfPolicy rule ${d.rule})` : `refused ${name}: ${d.field}: ${d.message}`;
+  return d.allowed
+    ? `allowed ${name} (BpfPolicy rule ${d.rule})`
+    : `refused ${name}: ${d.field}: ${d.message}`;
 }
 
 /** Runs `bpfd policy ...`; returns the exit status. */

@@ -102,7 +102,7 @@ async function nodeAuth(kc: k8s.KubeConfig | undefined): Promise<NodeAuthOptions
 }
 
 /** The cluster's BpfPolicy, watched, when --policy or --webhook-listen asks for enforcement. */
-async function startPolicy(kc: k8s.KubeConfig, level: typeof logLevel) {
+async function startPolicy(level: typeof logLevel) {
   if (!values.policy && !values["webhook-listen"]) return undefined;
   const watch = new PolicyWatch(new Logger(level ?? "info", { component: "policy" }));
   await watch.start(values.kubeconfig);
@@ -142,7 +142,7 @@ if (values.standalone) {
   const kc = new k8s.KubeConfig();
   if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
   else kc.loadFromDefault();
-  const policy = await startPolicy(kc, logLevel);
+  const policy = await startPolicy(logLevel);
   const c = new Controller({
     kc,
     policy: policy && (() => policy.watch.current()),

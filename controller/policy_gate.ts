@@ -17,7 +17,12 @@ import type { EventSpec, Store } from "./reconciler.ts";
 /** The condition type of a config's policy verdict. */
 export const POLICY_ALLOWED = "PolicyAllowed";
 
-type Verdict = { allowed: true; rule: string } | { allowed: false; message: string; rule?: string; field: string };
+type Verdict = { allowed: true; rule: string } | {
+  allowed: false;
+  message: string;
+  rule?: string;
+  field: string;
+};
 
 /** Checks configs against the policy and passes their requesters to the nodes. */
 export class PolicyGate implements NodeCaller {
@@ -50,7 +55,12 @@ export class PolicyGate implements NodeCaller {
   condition(cfg: BpfProgramConfig): Omit<Condition, "lastTransitionTime"> {
     const v = this.verdict(cfg);
     return v.allowed
-      ? { type: POLICY_ALLOWED, status: "True", reason: "PolicyAllowed", message: `allowed by BpfPolicy rule ${v.rule}` }
+      ? {
+        type: POLICY_ALLOWED,
+        status: "True",
+        reason: "PolicyAllowed",
+        message: `allowed by BpfPolicy rule ${v.rule}`,
+      }
       : { type: POLICY_ALLOWED, status: "False", reason: "PolicyDenied", message: v.message };
   }
 

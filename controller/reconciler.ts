@@ -489,7 +489,10 @@ export class Reconciler {
     cond.observedGeneration = cfg.metadata.generation;
     const status: BpfProgramConfigStatus = {
       ...cfg.status,
-      conditions: (this.#conditions?.(cfg) ?? []).reduce(setCondition, setCondition(cfg.status?.conditions, cond)),
+      conditions: (this.#conditions?.(cfg) ?? []).reduce(
+        setCondition,
+        setCondition(cfg.status?.conditions, cond),
+      ),
       nodes: { selected: total, loaded: loaded.length, failing: failing.length },
       failingNodes: failing.length ? failing.map((f) => f.slice(0, f.indexOf(":"))).slice(0, 20) : undefined,
       observedGeneration: cfg.metadata.generation,

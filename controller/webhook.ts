@@ -52,7 +52,8 @@ const requesterOfReview = (req: Json): Requester => ({
 });
 
 /** Whether an update leaves the spec as it was (finalizers, labels, the controller's own writes). */
-const specUnchanged = (req: Json) => req.operation === "UPDATE" && jsonEqual(req.object?.spec, req.oldObject?.spec);
+const specUnchanged = (req: Json) =>
+  req.operation === "UPDATE" && jsonEqual(req.object?.spec, req.oldObject?.spec);
 
 /** The annotation value the object must carry after the mutation. */
 function expectedStamp(req: Json): string | undefined {
@@ -77,7 +78,10 @@ export function policyProblems(policy: BpfPolicy): string[] {
     const at = `spec.rules[${i}]`;
     if (seen.has(r.name)) out.push(`${at}.name: ${r.name} is used by an earlier rule`);
     seen.add(r.name);
-    const lists = [["interfaces", compilePattern], ["tracepoints", compileTracepoint], ["functions", compilePattern]] as const;
+    const lists = [["interfaces", compilePattern], ["tracepoints", compileTracepoint], [
+      "functions",
+      compilePattern,
+    ]] as const;
     for (const [field, compile] of lists) {
       (r[field] ?? []).forEach((p, j) => {
         try {
@@ -113,7 +117,9 @@ export function webhookApp(opts: WebhookOptions): Hono {
     const req = (await c.req.json()).request;
     const patch = stampPatch(req.object, expectedStamp(req));
     if (!patch.length) return c.json(review(req.uid, { allowed: true }));
-    return c.json(review(req.uid, { allowed: true, patchType: "JSONPatch", patch: btoa(JSON.stringify(patch)) }));
+    return c.json(
+      review(req.uid, { allowed: true, patchType: "JSONPatch", patch: btoa(JSON.stringify(patch)) }),
+    );
   });
 
   app.post("/validate/bpfprogramconfigs", async (c) => {
@@ -130,7 +136,9 @@ export function webhookApp(opts: WebhookOptions): Hono {
           `(expected ${want ?? "none"}, got ${have ?? "none"})`,
       ));
     }
-    if (specUnchanged(req) || obj?.metadata?.deletionTimestamp) return c.json(review(req.uid, { allowed: true }));
+    if (specUnchanged(req) || obj?.metadata?.deletionTimestamp) {
+      return c.json(review(req.uid, { allowed: true }));
+    }
     const requester = requesterOfReview(req);
     const decision = opts.policy().decide(configRequest(obj.spec as ConfigSpecLike), requester);
     if (decision.allowed) return c.json(review(req.uid, { allowed: true }));

@@ -28,7 +28,10 @@ const b64 = (s: string) => btoa(s);
 const unb64 = (s: string | undefined) => s ? atob(s) : "";
 
 /** The webhook's serving certificate: kept when it covers `host`, made otherwise. */
-async function ensureWebhookTls(core: k8s.CoreV1Api, host: string): Promise<{ ca: string; change: WebhookChange }> {
+async function ensureWebhookTls(
+  core: k8s.CoreV1Api,
+  host: string,
+): Promise<{ ca: string; change: WebhookChange }> {
   let cur: k8s.V1Secret | undefined;
   try {
     cur = await core.readNamespacedSecret({ name: WEBHOOK_TLS_SECRET, namespace: NS });
@@ -40,7 +43,10 @@ async function ensureWebhookTls(core: k8s.CoreV1Api, host: string): Promise<{ ca
     const facts = await certificateFacts(unb64(cur.data?.["tls.crt"])).catch(() => undefined);
     const mine = cur.metadata?.labels?.[MANAGED_LABEL] === MANAGED_BY;
     if (!mine || (facts?.sans.has(host) && facts.notAfter > Date.now() + 30 * 86400_000)) {
-      return { ca: unb64(cur.data?.["ca.crt"]), change: { ...base, action: "unchanged", note: mine ? undefined : "user's Secret" } };
+      return {
+        ca: unb64(cur.data?.["ca.crt"]),
+        change: { ...base, action: "unchanged", note: mine ? undefined : "user's Secret" },
+      };
     }
   }
   const ip = /^[0-9.]+$|:/.test(host);
@@ -66,7 +72,9 @@ async function ensureWebhookTls(core: k8s.CoreV1Api, host: string): Promise<{ ca
 export function webhookConfigurations(caPem: string, url?: string) {
   const client = (path: string) => ({
     caBundle: b64(caPem),
-    ...(url ? { url: `${url.replace(/\/$/, "")}${path}` } : { service: { namespace: NS, name: WEBHOOK_SERVICE, path, port: 443 } }),
+    ...(url
+      ? { url: `${url.replace(/\/$/, "")}${path}` }
+      : { service: { namespace: NS, name: WEBHOOK_SERVICE, path, port: 443 } }),
   });
   const common = {
     admissionReviewVersions: ["v1"],
@@ -122,23 +130,39 @@ export function webhookConfigurations(caPem: string, url?: string) {
 }
 
 /** Makes the certificate and registers the webhooks (at `url`, or the controllers' Service). */
-export async function deployWebhook(kc: k8s.KubeConfig, opts: { webhookUrl?: string } = {}): Promise<WebhookChange[]> {
+export async function deployWebhook(
+  kc: k8s.KubeConfig,
+  opts: { webhookUrl?: string } = {},
+): Promise<WebhookChange[]> {
   const core = kc.makeApiClient(k8s.CoreV1Api);
-  const host = opts.webhookUrl ? new URL(opts.webhookUrl).hostname.replace(/^\[|\]$/g, "") : `${WEBHOOK_SERVICE}.${NS}.svc`;
+  const host = opts.webhookUrl
+    ? new URL(opts.webhookUrl).hostname.replace(/^\[|\]$/g, "")
+    : `${WEBHOOK_SERVICE}.${NS}.svc`;
   const { ca, change } = await ensureWebhookTls(core, host);
   const changes = [change];
   const api = k8s.KubernetesObjectApi.makeApiClient(kc);
   for (const o of webhookConfigurations(ca, opts.webhookUrl)) {
     let before: k8s.KubernetesObject | undefined;
     try {
-      before = await api.read({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name } });
+      before = await api.read({
+        apiVersion: o.apiVersion,
+        kind: o.kind,
+        metadata: { name: o.metadata.name },
+      });
     } catch (e) {
       if ((e as { code?: number }).code !== 404) throw e;
     }
     const after: k8s.KubernetesObject = before
-      ? await api.replace({ ...o, metadata: { ...o.metadata, resourceVersion: before.metadata?.resourceVersion } })
+      ? await api.replace({
+        ...o,
+        metadata: { ...o.metadata, resourceVersion: before.metadata?.resourceVersion },
+      })
       : await api.create(o);
-    const action = !before ? "created" : before.metadata?.resourceVersion === after.metadata?.resourceVersion ? "unchanged" : "configured";
+    const action = !before
+      ? "created"
+      : before.metadata?.resourceVersion === after.metadata?.resourceVersion
+      ? "unchanged"
+      : "configured";
     changes.push({ kind: o.kind, name: o.metadata.name, action });
   }
   return changes;
@@ -149,7 +173,11 @@ export async function undeployWebhook(kc: k8s.KubeConfig): Promise<WebhookChange
   const api = k8s.KubernetesObjectApi.makeApiClient(kc);
   const changes: WebhookChange[] = [];
   const objects = [
-    ...webhookConfigurations("").map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name } })),
+    ...webhookConfigurations("").map((o) => ({
+      apiVersion: o.apiVersion,
+      kind: o.kind,
+      metadata: { name: o.metadata.name },
+    })),
     { apiVersion: "v1", kind: "Secret", metadata: { name: WEBHOOK_TLS_SECRET, namespace: NS } },
   ];
   for (const o of objects) {

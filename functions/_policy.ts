@@ -44,7 +44,10 @@ export function actingFor(ctx: Ctx, requester: Requester | undefined): Ctx {
       field: "requester",
     });
   }
-  return { ...ctx, policy: { current: () => gate.current(), trusts: (u) => gate.trusts(u), subject: requester } };
+  return {
+    ...ctx,
+    policy: { current: () => gate.current(), trusts: (u) => gate.trusts(u), subject: requester },
+  };
 }
 
 function refusal(ctx: Ctx, r: { message: string; field: string; rule?: string }): BpfdError {
@@ -57,7 +60,10 @@ function refusal(ctx: Ctx, r: { message: string; field: string; rule?: string })
     field: r.field,
     reason: r.message,
   });
-  return new BpfdError(403, "policy_denied", r.message, { field: r.field, ...(r.rule ? { rule: r.rule } : {}) });
+  return new BpfdError(403, "policy_denied", r.message, {
+    field: r.field,
+    ...(r.rule ? { rule: r.rule } : {}),
+  });
 }
 
 /** Throws a 403 unless the policy allows `req` for this ctx's subject. */
@@ -89,7 +95,11 @@ export async function enforceLoad(
   const programs = opts.programs ?? [undefined];
   programs.forEach((p, i) => {
     const fields = { ...NODE_FIELDS, type: `programs.${i}.type` };
-    enforce(ctx, { bytecode: fact, ...(p ? { type: p.type } : {}), ...(signer !== undefined ? { signer } : {}) }, fields);
+    enforce(ctx, {
+      bytecode: fact,
+      ...(p ? { type: p.type } : {}),
+      ...(signer !== undefined ? { signer } : {}),
+    }, fields);
   });
 }
 
@@ -97,7 +107,9 @@ export async function enforceLoad(
 export function attachRequest(program: ProgramRecord, spec: AttachSpec): PolicyRequest {
   const req: PolicyRequest = {
     type: program.type,
-    bytecode: "path" in program.bytecode ? { path: program.bytecode.path } : { image: program.bytecode.image.url },
+    bytecode: "path" in program.bytecode
+      ? { path: program.bytecode.path }
+      : { image: program.bytecode.image.url },
   };
   switch (spec.type) {
     case "xdp":

@@ -50,7 +50,11 @@ export const load = defineFunction({
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
     await enforceLoad(ctx, input.bytecode, { programs: input.programs });
-    const { objectPath, source, programs, signer } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    const { objectPath, source, programs, signer } = await resolveBytecode(
+      input.bytecode,
+      ctx,
+      input.programs,
+    );
     await enforceLoad(ctx, input.bytecode, { programs, signer });
     const globalData = Object.fromEntries(
       Object.entries(input.globalData).map((

@@ -17,7 +17,10 @@ export const WEBHOOK_SERVICE = "bpfd-controller-webhook";
 export const WEBHOOK_PORT = 9443;
 
 const NS = "bpfd";
-const labels = (component: string) => ({ "app.kubernetes.io/part-of": "bpfd", "app.kubernetes.io/component": component });
+const labels = (component: string) => ({
+  "app.kubernetes.io/part-of": "bpfd",
+  "app.kubernetes.io/component": component,
+});
 const READ = ["get", "list", "watch"];
 
 function clusterRole(name: string, rules: unknown[]): Manifest {
@@ -46,13 +49,21 @@ export function policyDocuments(): Manifest[] {
     bindToServiceAccounts("bpfd-policy-reader", ["bpfd-node", "bpfd-controller"]),
     // The webhook warns about policy subjects nothing refers to: it reads bindings and ServiceAccounts.
     clusterRole("bpfd-policy-webhook", [
-      { apiGroups: ["rbac.authorization.k8s.io"], resources: ["clusterrolebindings", "rolebindings"], verbs: ["list"] },
+      {
+        apiGroups: ["rbac.authorization.k8s.io"],
+        resources: ["clusterrolebindings", "rolebindings"],
+        verbs: ["list"],
+      },
       { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["list"] },
     ]),
     bindToServiceAccounts("bpfd-policy-webhook", ["bpfd-controller"]),
     // For whoever writes policy (bound to nobody: a cluster admin binds it).
     clusterRole("bpfd-bpfpolicy-admin", [
-      { apiGroups: ["bpfd.io"], resources: ["bpfpolicies"], verbs: [...READ, "create", "update", "patch", "delete"] },
+      {
+        apiGroups: ["bpfd.io"],
+        resources: ["bpfpolicies"],
+        verbs: [...READ, "create", "update", "patch", "delete"],
+      },
     ]),
     {
       apiVersion: "v1",
@@ -87,10 +98,17 @@ function controllerWithWebhook(d: Manifest): Manifest {
   const c = pod.containers[0];
   c.args = [...(c.args ?? []), "--webhook-listen", `0.0.0.0:${WEBHOOK_PORT}`];
   c.ports = [...(c.ports ?? []), { name: "webhook", containerPort: WEBHOOK_PORT, protocol: "TCP" }];
-  c.volumeMounts = [...(c.volumeMounts ?? []), { name: "webhook-tls", mountPath: "/etc/bpfd/webhook", readOnly: true }];
+  c.volumeMounts = [...(c.volumeMounts ?? []), {
+    name: "webhook-tls",
+    mountPath: "/etc/bpfd/webhook",
+    readOnly: true,
+  }];
   pod.volumes = [...(pod.volumes ?? []), {
     name: "webhook-tls",
-    secret: { secretName: WEBHOOK_TLS_SECRET, items: [{ key: "tls.crt", path: "tls.crt" }, { key: "tls.key", path: "tls.key" }] },
+    secret: {
+      secretName: WEBHOOK_TLS_SECRET,
+      items: [{ key: "tls.crt", path: "tls.crt" }, { key: "tls.key", path: "tls.key" }],
+    },
   }];
   return { ...d, spec };
 }

@@ -35,7 +35,9 @@ export function configRequest(spec: ConfigSpecLike): PolicyRequest {
   const ap = spec.attachpoint ?? {};
   const req: PolicyRequest = {
     ...(type.success ? { type: type.data } : {}),
-    bytecode: spec.bytecode.path !== undefined ? { path: spec.bytecode.path } : { image: spec.bytecode.imageurl ?? "" },
+    bytecode: spec.bytecode.path !== undefined
+      ? { path: spec.bytecode.path }
+      : { image: spec.bytecode.imageurl ?? "" },
   };
   if (spec.bytecode.path !== undefined) req.signer = null;
   if (type.success && SHARED.has(type.data)) {

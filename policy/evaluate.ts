@@ -37,7 +37,17 @@ export interface PolicyRequest {
 }
 
 /** The attributes of a request a refusal can name. */
-export type Fact = "subject" | "type" | "iface" | "priority" | "tracepoint" | "fnName" | "target" | "path" | "image" | "signer";
+export type Fact =
+  | "subject"
+  | "type"
+  | "iface"
+  | "priority"
+  | "tracepoint"
+  | "fnName"
+  | "target"
+  | "path"
+  | "image"
+  | "signer";
 
 /** Field names of a BpfProgramConfig (admission, controller, `bpfd policy check`). */
 export const CONFIG_FIELDS: Record<Fact, string> = {
@@ -107,7 +117,11 @@ function compileRule(policy: string, rule: PolicyRule): CompiledRule {
   };
   if (rule.programTypes) {
     const types = new Set(rule.programTypes.map((t) => t.toLowerCase()));
-    checks.push({ fact: "type", test: (req) => types.has(req.type!), describe: rule.programTypes.join(", ") });
+    checks.push({
+      fact: "type",
+      test: (req) => types.has(req.type!),
+      describe: rule.programTypes.join(", "),
+    });
   }
   if (rule.bytecodePaths) {
     const dirs = rule.bytecodePaths;

@@ -53,7 +53,9 @@ export const RuntimeConfig = z.strictObject({
       kubeconfig: z.optional(NonEmpty),
       /** Users trusted to name a config's requester in `reconcile` (the controller's ServiceAccount). */
       controllers: z._default(z.array(NonEmpty), ["system:serviceaccount:bpfd:bpfd-controller"]),
-    }).check(z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] })),
+    }).check(
+      z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] }),
+    ),
   ),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;

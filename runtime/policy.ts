@@ -53,8 +53,14 @@ export class PolicyWatch {
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const path = "/apis/bpfd.io/v1alpha1/bpfpolicies";
     const list = () =>
-      custom.listClusterCustomObject({ group: "bpfd.io", version: "v1alpha1", plural: "bpfpolicies" }) as Promise<
-        import("@kubernetes/client-node").KubernetesListObject<import("@kubernetes/client-node").KubernetesObject>
+      custom.listClusterCustomObject({
+        group: "bpfd.io",
+        version: "v1alpha1",
+        plural: "bpfpolicies",
+      }) as Promise<
+        import("@kubernetes/client-node").KubernetesListObject<
+          import("@kubernetes/client-node").KubernetesObject
+        >
       >;
     const informer = new k8s.ListWatch(path, new k8s.Watch(kc), list, false);
     const rebuild = () => {
@@ -108,10 +114,13 @@ export class PolicyFile {
   async #read(strict: boolean): Promise<void> {
     const { loadAllYaml } = await import("@kubernetes/client-node");
     const stat = await Deno.stat(this.path);
-    const { policies, problems } = parsePolicies(loadAllYaml(await Deno.readTextFile(this.path)) as unknown[]);
+    const { policies, problems } = parsePolicies(
+      loadAllYaml(await Deno.readTextFile(this.path)) as unknown[],
+    );
     if (problems.length && strict) throw new Error(`${this.path}: ${problems.join("; ")}`);
-    if (problems.length) this.log.warn("policy file has invalid BpfPolicy documents (kept the last good policy)", { problems });
-    else this.#policy = compilePolicy(policies);
+    if (problems.length) {
+      this.log.warn("policy file has invalid BpfPolicy documents (kept the last good policy)", { problems });
+    } else this.#policy = compilePolicy(policies);
     this.#mtime = stat.mtime?.getTime() ?? 0;
   }
 
@@ -120,8 +129,12 @@ export class PolicyFile {
     const now = Date.now();
     if (now - this.#checked > 1000) {
       this.#checked = now;
-      Deno.stat(this.path).then((s) => (s.mtime?.getTime() ?? 0) !== this.#mtime ? this.#read(false) : undefined)
-        .catch((err) => this.log.warn("policy file unreadable (kept the last good policy)", { error: String(err) }));
+      Deno.stat(this.path).then((s) =>
+        (s.mtime?.getTime() ?? 0) !== this.#mtime ? this.#read(false) : undefined
+      )
+        .catch((err) =>
+          this.log.warn("policy file unreadable (kept the last good policy)", { error: String(err) })
+        );
     }
     return this.#policy;
   }

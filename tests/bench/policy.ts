@@ -7,7 +7,7 @@
  */
 import { compilePolicy } from "../../policy/evaluate.ts";
 import type { BpfPolicy, PolicyRule } from "../../model/policy.ts";
-import { webhookApp, serveWebhook } from "../../controller/webhook.ts";
+import { serveWebhook, webhookApp } from "../../controller/webhook.ts";
 import { Logger } from "../../lib/log.ts";
 import { issueNodeCertificate } from "../../deploy/tls.ts";
 import { freePort } from "../_kube.ts";
@@ -41,7 +41,12 @@ const us = (ms: number) => `${(ms * 1000).toFixed(1)} µs`;
 export async function benchPolicy(): Promise<BenchSection> {
   const rows: string[] = [];
   const who = { user: "bench", groups: ["system:authenticated"] };
-  const req = { type: "xdp" as const, iface: "veth12", priority: 100, bytecode: { image: "quay.io/team/x:v1" } };
+  const req = {
+    type: "xdp" as const,
+    iface: "veth12",
+    priority: 100,
+    bytecode: { image: "quay.io/team/x:v1" },
+  };
   for (const n of [1, 100]) {
     const p = compilePolicy([policyOf(n)]);
     loop(2000, () => p.decide(req, who));
@@ -59,7 +64,13 @@ export async function benchPolicy(): Promise<BenchSection> {
       userInfo: { username: "bench", groups: ["system:authenticated"] },
       object: {
         metadata: { name: "c", annotations: { "bpfd.io/requested-by": JSON.stringify(who) } },
-        spec: { name: "x", type: "XDP", priority: 100, attachpoint: { interface: "veth12" }, bytecode: { imageurl: "quay.io/team/x:v1" } },
+        spec: {
+          name: "x",
+          type: "XDP",
+          priority: 100,
+          attachpoint: { interface: "veth12" },
+          bytecode: { imageurl: "quay.io/team/x:v1" },
+        },
       },
     },
   });
@@ -80,12 +91,21 @@ export async function benchPolicy(): Promise<BenchSection> {
     await Deno.writeTextFile(`${dir}/tls.crt`, cert);
     await Deno.writeTextFile(`${dir}/tls.key`, key);
     const port = freePort();
-    await serveWebhook(app, { listen: `127.0.0.1:${port}`, certFile: `${dir}/tls.crt`, keyFile: `${dir}/tls.key`, signal: abort.signal });
+    await serveWebhook(app, {
+      listen: `127.0.0.1:${port}`,
+      certFile: `${dir}/tls.crt`,
+      keyFile: `${dir}/tls.key`,
+      signal: abort.signal,
+    });
     const client = Deno.createHttpClient({ caCerts: [ca] });
     const tls: number[] = [];
     for (let i = 0; i < 400; i++) {
       const t = performance.now();
-      const r = await fetch(`https://127.0.0.1:${port}/validate/bpfprogramconfigs`, { method: "POST", body, client });
+      const r = await fetch(`https://127.0.0.1:${port}/validate/bpfprogramconfigs`, {
+        method: "POST",
+        body,
+        client,
+      });
       await r.json();
       if (i >= 50) tls.push(performance.now() - t);
     }
@@ -115,7 +135,10 @@ async function nodeCalls(): Promise<string[]> {
   const { unload } = await import("../../functions/unload.ts");
   const one = async () => {
     const t = performance.now();
-    const l = await invoke(load, { bytecode: { path: bytecodePath("xdp_counter") }, programs: [{ name: "xdp_counter", type: "xdp" }] }, ctx());
+    const l = await invoke(load, {
+      bytecode: { path: bytecodePath("xdp_counter") },
+      programs: [{ name: "xdp_counter", type: "xdp" }],
+    }, ctx());
     const id = l.programs[0].id;
     await invoke(attach, { programId: id, attach: { type: "xdp", iface: net.hostIf, priority: 100 } }, ctx());
     await invoke(unload, { programId: id }, ctx());
@@ -135,7 +158,11 @@ async function nodeCalls(): Promise<string[]> {
   rt.node.policy = undefined;
   for (const mode of ["none", "policy"] as const) {
     const p = percentiles(samples[mode]);
-    rows.push(`| node: load + attach + unload, ${mode === "none" ? "no policy" : "100-rule policy"} | ${p.p50.toFixed(2)} ms | ${p.p95.toFixed(2)} ms |`);
+    rows.push(
+      `| node: load + attach + unload, ${mode === "none" ? "no policy" : "100-rule policy"} | ${
+        p.p50.toFixed(2)
+      } ms | ${p.p95.toFixed(2)} ms |`,
+    );
   }
   return rows;
 }

@@ -16,7 +16,11 @@ import { USERS } from "../../unit/policy/_cases.ts";
 export type Kubeconfigs = Record<keyof typeof USERS, string>;
 
 /** Deploys bpfd with its webhook at a controller process on 127.0.0.1; `extra` controller flags. */
-export async function deployWithWebhook(kube: Kube, dir: string, extra: string[] = []): Promise<ControllerProcess> {
+export async function deployWithWebhook(
+  kube: Kube,
+  dir: string,
+  extra: string[] = [],
+): Promise<ControllerProcess> {
   const port = freePort();
   const url = `https://127.0.0.1:${port}`;
   await deploy({ kc: kube.kubeConfig(), image: "registry.example/bpfd:test", webhookUrl: url });
@@ -41,11 +45,16 @@ export async function deployWithWebhook(kube: Kube, dir: string, extra: string[]
   await ctl.start();
   const client = Deno.createHttpClient({ caCerts: [atob(secret.data!["ca.crt"])] });
   try {
-    await waitFor("webhook up", async () => {
-      const r = await fetch(`${url}/healthz`, { client, signal: AbortSignal.timeout(1000) });
-      await r.body?.cancel();
-      return r.ok;
-    }, 30000, 200);
+    await waitFor(
+      "webhook up",
+      async () => {
+        const r = await fetch(`${url}/healthz`, { client, signal: AbortSignal.timeout(1000) });
+        await r.body?.cancel();
+        return r.ok;
+      },
+      30000,
+      200,
+    );
   } finally {
     client.close();
   }
@@ -64,9 +73,17 @@ export async function tableUsers(kube: Kube, dir: string): Promise<Kubeconfigs> 
   await rbac.createClusterRoleBinding({
     body: {
       metadata: { name: "policy-test-editors" },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "bpfd-bpfprogramconfig-editor" },
+      roleRef: {
+        apiGroup: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        name: "bpfd-bpfprogramconfig-editor",
+      },
       subjects: [
-        ...["alice", "bob", "carol"].map((name) => ({ kind: "User", name, apiGroup: "rbac.authorization.k8s.io" })),
+        ...["alice", "bob", "carol"].map((name) => ({
+          kind: "User",
+          name,
+          apiGroup: "rbac.authorization.k8s.io",
+        })),
         { kind: "ServiceAccount", name: "agent", namespace: "monitoring" },
         { kind: "ServiceAccount", name: "builder", namespace: "team-dev" },
       ],
@@ -76,7 +93,11 @@ export async function tableUsers(kube: Kube, dir: string): Promise<Kubeconfigs> 
     alice: kube.kubeconfig("alice"),
     bob: kube.kubeconfig("bob"),
     carol: kube.kubeconfig("carol"),
-    agent: await tokenKubeconfig(kube, `${dir}/agent.kubeconfig`, await serviceAccountToken(kube, "agent", "monitoring")),
+    agent: await tokenKubeconfig(
+      kube,
+      `${dir}/agent.kubeconfig`,
+      await serviceAccountToken(kube, "agent", "monitoring"),
+    ),
     builder: await tokenKubeconfig(
       kube,
       `${dir}/builder.kubeconfig`,

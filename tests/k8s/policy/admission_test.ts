@@ -56,10 +56,19 @@ Deno.test("admission: kubectl apply is refused by BpfPolicy naming rule and fiel
       const r = await kubectlAs(admin, ["apply", "-f", "-"], JSON.stringify(TEAM_POLICY));
       assert.equal(r.code, 0, r.stderr);
       // The controller's watch has it when carol is refused by "no rule" rather than by the default's.
-      await waitFor("policy watched", async () => {
-        const probe = await kubectlAs(users.alice, ["apply", "--dry-run=server", "-f", "-"], configDoc("probe", CASES[0].spec));
-        return probe.code === 0;
-      }, 20000, 300);
+      await waitFor(
+        "policy watched",
+        async () => {
+          const probe = await kubectlAs(
+            users.alice,
+            ["apply", "--dry-run=server", "-f", "-"],
+            configDoc("probe", CASES[0].spec),
+          );
+          return probe.code === 0;
+        },
+        20000,
+        300,
+      );
     });
 
     await t.step("every case of the table: allowed or refused as the evaluator says", async () => {
@@ -68,7 +77,9 @@ Deno.test("admission: kubectl apply is refused by BpfPolicy naming rule and fiel
         assert.equal(r.code === 0, c.allowed, `${c.name}: ${r.stderr}`);
         if (!c.allowed) {
           assert.match(r.stderr, /denied the request/, c.name);
-          if (c.rule) assert.ok(r.stderr.includes(c.rule) && r.stderr.includes(c.field!), `${c.name}: ${r.stderr}`);
+          if (c.rule) {
+            assert.ok(r.stderr.includes(c.rule) && r.stderr.includes(c.field!), `${c.name}: ${r.stderr}`);
+          }
         }
       }
     });
@@ -85,7 +96,11 @@ Deno.test("admission: kubectl apply is refused by BpfPolicy naming rule and fiel
         groups: ["system:authenticated"],
       });
       const forged = { "bpfd.io/requested-by": JSON.stringify({ user: "admin", groups: ["bpfd-admins"] }) };
-      const r = await kubectlAs(users.alice, ["apply", "-f", "-"], configDoc("alice-forged", CASES[0].spec, forged));
+      const r = await kubectlAs(
+        users.alice,
+        ["apply", "-f", "-"],
+        configDoc("alice-forged", CASES[0].spec, forged),
+      );
       assert.equal(r.code, 0, r.stderr);
       const got = await custom.getClusterCustomObject({
         group: "bpfd.io",
@@ -109,48 +124,80 @@ Deno.test("admission: kubectl apply is refused by BpfPolicy naming rule and fiel
 
     await t.step("a refusal leaves an Event naming user, rule and field", async () => {
       const core = kube.kubeConfig().makeApiClient(k8s.CoreV1Api);
-      const ev = await waitFor("PolicyDenied event", async () => {
-        const list = await core.listNamespacedEvent({ namespace: "default" });
-        return list.items.find((e) => e.reason === "PolicyDenied" && e.involvedObject.name === "alice-xdp-eth1");
-      }, 10000, 200);
+      const ev = await waitFor(
+        "PolicyDenied event",
+        async () => {
+          const list = await core.listNamespacedEvent({ namespace: "default" });
+          return list.items.find((e) =>
+            e.reason === "PolicyDenied" && e.involvedObject.name === "alice-xdp-eth1"
+          );
+        },
+        10000,
+        200,
+      );
       assert.match(ev.message!, /alice.*team\/xdp-eth0.*spec\.attachpoint\.interface/);
       const log = await Deno.readTextFile(`${dir}/controller.log`);
-      assert.match(log, /"msg":"policy refused".*"user":"alice".*"rule":"team\/xdp-eth0".*"field":"spec\.priority"/);
+      assert.match(
+        log,
+        /"msg":"policy refused".*"user":"alice".*"rule":"team\/xdp-eth0".*"field":"spec\.priority"/,
+      );
     });
 
-    await t.step("malformed policies are refused naming the field; an unknown group is a warning", async () => {
-      const policy = (rules: unknown[]) =>
-        JSON.stringify({ apiVersion: "bpfd.io/v1alpha1", kind: "BpfPolicy", metadata: { name: "p" }, spec: { rules } });
-      const schema = await kubectlAs(admin, ["apply", "-f", "-"], policy([{ name: "r", subjects: [{ kind: "Robot", name: "x" }] }]));
-      assert.notEqual(schema.code, 0);
-      assert.match(schema.stderr, /spec\.rules\.subjects\.kind: Unsupported value: "Robot"/, "the CRD schema");
-      const sa = await kubectlAs(admin, ["apply", "-f", "-"], policy([{ name: "r", subjects: [{ kind: "ServiceAccount", name: "x" }] }]));
-      assert.notEqual(sa.code, 0);
-      assert.match(sa.stderr, /spec\.rules\[0\]\.subjects\[0\]\.namespace: namespace is required/, "the webhook");
-      const regex = await kubectlAs(
-        admin,
-        ["apply", "-f", "-"],
-        policy([{ name: "r", subjects: [{ kind: "User", name: "u" }], interfaces: ["/([/"] }]),
-      );
-      assert.notEqual(regex.code, 0);
-      assert.match(regex.stderr, /spec\.rules\[0\]\.interfaces\[0\]/);
-      const warned = await kubectlAs(
-        admin,
-        ["apply", "-f", "-"],
-        policy([{ name: "r", subjects: [{ kind: "Group", name: "no-such-team" }], programTypes: ["XDP"] }]),
-      );
-      assert.equal(warned.code, 0, warned.stderr);
-      assert.match(warned.stderr, /Warning: .*no-such-team/);
-    });
+    await t.step(
+      "malformed policies are refused naming the field; an unknown group is a warning",
+      async () => {
+        const policy = (rules: unknown[]) =>
+          JSON.stringify({
+            apiVersion: "bpfd.io/v1alpha1",
+            kind: "BpfPolicy",
+            metadata: { name: "p" },
+            spec: { rules },
+          });
+        const refused = async (rules: unknown[], message: RegExp, by: string) => {
+          const r = await kubectlAs(admin, ["apply", "-f", "-"], policy(rules));
+          assert.notEqual(r.code, 0, by);
+          assert.match(r.stderr, message, by);
+        };
+        await refused(
+          [{ name: "r", subjects: [{ kind: "Robot", name: "x" }] }],
+          /spec\.rules\.subjects\.kind: Unsupported value: "Robot"/,
+          "the CRD schema",
+        );
+        await refused(
+          [{ name: "r", subjects: [{ kind: "ServiceAccount", name: "x" }] }],
+          /spec\.rules\[0\]\.subjects\[0\]\.namespace: namespace is required/,
+          "the webhook",
+        );
+        await refused(
+          [{ name: "r", subjects: [{ kind: "User", name: "u" }], interfaces: ["/([/"] }],
+          /spec\.rules\[0\]\.interfaces\[0\]/,
+          "the webhook: a regular expression",
+        );
+        const warned = await kubectlAs(
+          admin,
+          ["apply", "-f", "-"],
+          policy([{ name: "r", subjects: [{ kind: "Group", name: "no-such-team" }], programTypes: ["XDP"] }]),
+        );
+        assert.equal(warned.code, 0, warned.stderr);
+        assert.match(warned.stderr, /Warning: .*no-such-team/);
+      },
+    );
 
-    await t.step("with the webhook down, configs are refused (Fail) and policies still apply (Ignore)", async () => {
-      await ctl!.kill("SIGKILL");
-      const r = await kubectlAs(users.alice, ["apply", "-f", "-"], configDoc("alice-down", CASES[0].spec));
-      assert.notEqual(r.code, 0);
-      assert.match(r.stderr, /failed calling webhook/);
-      const p = await kubectlAs(admin, ["apply", "-f", "-"], JSON.stringify({ ...TEAM_POLICY, metadata: { name: "team-2" } }));
-      assert.equal(p.code, 0, p.stderr);
-    });
+    await t.step(
+      "with the webhook down, configs are refused (Fail) and policies still apply (Ignore)",
+      async () => {
+        await ctl!.kill("SIGKILL");
+        const r = await kubectlAs(users.alice, ["apply", "-f", "-"], configDoc("alice-down", CASES[0].spec));
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /failed calling webhook/);
+        const p = await kubectlAs(
+          admin,
+          ["apply", "-f", "-"],
+          JSON.stringify({ ...TEAM_POLICY, metadata: { name: "team-2" } }),
+        );
+        assert.equal(p.code, 0, p.stderr);
+      },
+    );
   } catch (err) {
     const log = await Deno.readTextFile(`${dir}/controller.log`).catch(() => "");
     console.error(log.split("\n").slice(-30).join("\n"));

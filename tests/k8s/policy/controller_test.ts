@@ -40,7 +40,9 @@ Deno.test("controller: a config a newer policy forbids is reported and not loade
       metadata: {
         name: "edge-xdp",
         // As the admission webhook stamps it (this cluster has no webhook registered).
-        annotations: { "bpfd.io/requested-by": JSON.stringify({ user: "alice", groups: ["system:authenticated"] }) },
+        annotations: {
+          "bpfd.io/requested-by": JSON.stringify({ user: "alice", groups: ["system:authenticated"] }),
+        },
       },
       spec: {
         name: "xdp_counter",
@@ -85,7 +87,8 @@ Deno.test("controller: a config a newer policy forbids is reported and not loade
       const events = await cluster.core.listNamespacedEvent({ namespace: "default" });
       assert.ok(
         events.items.some((e: k8s.CoreV1Event) =>
-          e.reason === "PolicyDenied" && e.involvedObject.name === "edge-xdp" && /spec\.priority/.test(e.message ?? "")
+          e.reason === "PolicyDenied" && e.involvedObject.name === "edge-xdp" &&
+          /spec\.priority/.test(e.message ?? "")
         ),
         "an Event on the config",
       );
@@ -105,7 +108,10 @@ Deno.test("controller: a config a newer policy forbids is reported and not loade
       assert.equal((await cluster.runtimes.get("node-b")!.programs()).length, 0);
       assert.equal((await cluster.runtimes.get("node-a")!.programs()).length, 1);
       const log = await Deno.readTextFile(`${cluster.dir}/controller-ctl.log`);
-      assert.match(log, /"msg":"policy refused".*"config":"edge-xdp","user":"alice".*"rule":"edge\/alice-xdp","field":"spec\.priority"/);
+      assert.match(
+        log,
+        /"msg":"policy refused".*"config":"edge-xdp","user":"alice".*"rule":"edge\/alice-xdp","field":"spec\.priority"/,
+      );
     });
 
     await t.step("deleting the config unloads it (unloading is never refused)", async () => {

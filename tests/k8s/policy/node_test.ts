@@ -57,10 +57,18 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       body: {
         metadata: { name: "node-api" },
         roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "node-api" },
-        subjects: ["alice", "bob"].map((name) => ({ kind: "User", name, apiGroup: "rbac.authorization.k8s.io" })),
+        subjects: ["alice", "bob"].map((name) => ({
+          kind: "User",
+          name,
+          apiGroup: "rbac.authorization.k8s.io",
+        })),
       },
     });
-    const nodeKubeconfig = await tokenKubeconfig(kube, `${dir}/node.kubeconfig`, await serviceAccountToken(kube, "bpfd-node"));
+    const nodeKubeconfig = await tokenKubeconfig(
+      kube,
+      `${dir}/node.kubeconfig`,
+      await serviceAccountToken(kube, "bpfd-node"),
+    );
     const controller = await serviceAccountToken(kube, "bpfd-controller");
     rt = await SecureRuntime.start(
       dir,
@@ -81,13 +89,19 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
 
     await t.step("refusals: 403 naming rule and field; nothing loaded or attached", async () => {
       const before = (await programs()).length;
-      const low = await rt!.call("attach", { programId, attach: { type: "xdp", iface: "eth0", priority: 10 } }, alice);
+      const low = await rt!.call("attach", {
+        programId,
+        attach: { type: "xdp", iface: "eth0", priority: 10 },
+      }, alice);
       assert.equal(low.status, 403, JSON.stringify(low.body));
       assert.equal(low.body.error.code, "policy_denied");
       assert.equal(low.body.error.field, "attach.priority");
       assert.equal(low.body.error.rule, "node-test/alice-xdp");
       assert.match(low.body.error.message, /node-test\/alice-xdp.*attach\.priority 10/);
-      const eth1 = await rt!.call("attach", { programId, attach: { type: "xdp", iface: "eth1", priority: 100 } }, alice);
+      const eth1 = await rt!.call("attach", {
+        programId,
+        attach: { type: "xdp", iface: "eth1", priority: 100 },
+      }, alice);
       assert.equal(eth1.status, 403);
       assert.equal(eth1.body.error.field, "attach.iface");
       const kprobe = await rt!.call("load", loadXdp("kprobe"), alice);
@@ -111,40 +125,59 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       assert.equal((await programs()).length, before);
       assert.deepEqual((await programs()).find((p) => p.id === programId).links, []);
       const log = await Deno.readTextFile(rt!.logFile);
-      assert.match(log, /"msg":"policy refused","user":"alice".*"rule":"node-test\/alice-xdp","field":"attach\.priority"/);
+      assert.match(
+        log,
+        /"msg":"policy refused","user":"alice".*"rule":"node-test\/alice-xdp","field":"attach\.priority"/,
+      );
     });
 
-    await t.step("only the controller names a requester; its calls are checked for that requester", async () => {
-      const spec = {
-        name: "xdp_counter",
-        type: "XDP",
-        priority: 10,
-        attachpoint: { interface: "eth0" },
-        bytecode: { path: bytecodePath("xdp_counter") },
-      };
-      const input = { name: "c-node-a", config: "c", spec, requester: { user: "alice", groups: [] } };
-      const forged = await rt!.call("reconcile", { ...input, requester: { user: "admin", groups: ["bpfd-admins"] } }, alice);
-      assert.equal(forged.status, 403);
-      assert.match(forged.body.error.message, /alice may not act for another user/);
-      const asAlice = await rt!.call("reconcile", input, controller);
-      assert.equal(asAlice.status, 403, JSON.stringify(asAlice.body));
-      assert.equal(asAlice.body.error.field, "spec.priority");
-      assert.match(asAlice.body.error.message, /node-test\/alice-xdp.*user alice/);
-      const { requester: _, ...anonymous } = input;
-      const asController = await rt!.call("reconcile", anonymous, controller);
-      assert.equal(asController.status, 403);
-      assert.match(asController.body.error.message, /system:serviceaccount:bpfd:bpfd-controller/);
-      assert.equal((await programs()).length, 1);
-    });
+    await t.step(
+      "only the controller names a requester; its calls are checked for that requester",
+      async () => {
+        const spec = {
+          name: "xdp_counter",
+          type: "XDP",
+          priority: 10,
+          attachpoint: { interface: "eth0" },
+          bytecode: { path: bytecodePath("xdp_counter") },
+        };
+        const input = { name: "c-node-a", config: "c", spec, requester: { user: "alice", groups: [] } };
+        const forged = await rt!.call("reconcile", {
+          ...input,
+          requester: { user: "admin", groups: ["bpfd-admins"] },
+        }, alice);
+        assert.equal(forged.status, 403);
+        assert.match(forged.body.error.message, /alice may not act for another user/);
+        const asAlice = await rt!.call("reconcile", input, controller);
+        assert.equal(asAlice.status, 403, JSON.stringify(asAlice.body));
+        assert.equal(asAlice.body.error.field, "spec.priority");
+        assert.match(asAlice.body.error.message, /node-test\/alice-xdp.*user alice/);
+        const { requester: _, ...anonymous } = input;
+        const asController = await rt!.call("reconcile", anonymous, controller);
+        assert.equal(asController.status, 403);
+        assert.match(asController.body.error.message, /system:serviceaccount:bpfd:bpfd-controller/);
+        assert.equal((await programs()).length, 1);
+      },
+    );
 
     await t.step("a policy change reaches the node without a restart", async () => {
       const cur = await custom.getClusterCustomObject({ ...bpfpolicies, name: "node-test" }) as Json;
-      cur.spec.rules.push({ name: "bob-xdp", subjects: [{ kind: "User", name: "bob" }], programTypes: ["XDP"], bytecodePaths: [buildDir] });
+      cur.spec.rules.push({
+        name: "bob-xdp",
+        subjects: [{ kind: "User", name: "bob" }],
+        programTypes: ["XDP"],
+        bytecodePaths: [buildDir],
+      });
       await custom.replaceClusterCustomObject({ ...bpfpolicies, name: "node-test", body: cur });
-      const r = await waitFor("bob allowed", async () => {
-        const res = await rt!.call("load", loadXdp(), bob);
-        return res.status === 200 ? res : undefined;
-      }, 15000, 300);
+      const r = await waitFor(
+        "bob allowed",
+        async () => {
+          const res = await rt!.call("load", loadXdp(), bob);
+          return res.status === 200 ? res : undefined;
+        },
+        15000,
+        300,
+      );
       assert.equal(r.body.programs[0].program.loadedBy.user, "bob");
     });
   } finally {

@@ -149,7 +149,13 @@ export const CASES: PolicyCase[] = [
     rule: "team/xdp-eth0",
     field: "spec.bytecode.imageurl",
   },
-  { name: "agent-syscalls", as: "agent", spec: tracepoint("syscalls/sys_enter_openat"), allowed: true, rule: "team/tracing" },
+  {
+    name: "agent-syscalls",
+    as: "agent",
+    spec: tracepoint("syscalls/sys_enter_openat"),
+    allowed: true,
+    rule: "team/tracing",
+  },
   {
     name: "agent-sched",
     as: "agent",
@@ -158,7 +164,13 @@ export const CASES: PolicyCase[] = [
     rule: "team/tracing",
     field: "spec.attachpoint.tracepoint",
   },
-  { name: "agent-kprobe-tcp", as: "agent", spec: kprobe("tcp_v4_connect"), allowed: true, rule: "team/tracing" },
+  {
+    name: "agent-kprobe-tcp",
+    as: "agent",
+    spec: kprobe("tcp_v4_connect"),
+    allowed: true,
+    rule: "team/tracing",
+  },
   {
     name: "agent-kprobe-vfs",
     as: "agent",
@@ -167,7 +179,13 @@ export const CASES: PolicyCase[] = [
     rule: "team/tracing",
     field: "spec.attachpoint.functionname",
   },
-  { name: "builder-tc-path", as: "builder", spec: tc("/opt/bpf/tc_counter.bpf.o"), allowed: true, rule: "team/dev-paths" },
+  {
+    name: "builder-tc-path",
+    as: "builder",
+    spec: tc("/opt/bpf/tc_counter.bpf.o"),
+    allowed: true,
+    rule: "team/dev-paths",
+  },
   {
     name: "builder-tc-escape",
     as: "builder",
@@ -193,5 +211,11 @@ export const CASES: PolicyCase[] = [
     rule: "team/no-veth-for-bob",
     field: "spec.attachpoint.interface",
   },
-  { name: "carol-anything", as: "carol", spec: xdp("eth0", 500), allowed: false, field: "metadata.annotations[bpfd.io/requested-by]" },
+  {
+    name: "carol-anything",
+    as: "carol",
+    spec: xdp("eth0", 500),
+    allowed: false,
+    field: "metadata.annotations[bpfd.io/requested-by]",
+  },
 ];

@@ -32,7 +32,10 @@ Deno.test("default policy: admins do everything; others only network types at 10
   const img = { image: "quay.io/x/y:v1" };
   assert.ok(p.decide({ type: "kprobe", fnName: "vfs_read", bytecode: img }, admin).allowed);
   assert.ok(p.decide({ type: "xdp", iface: "eth0", priority: 0, bytecode: { path: "/x.o" } }, admin).allowed);
-  assert.ok(p.decide({ type: "xdp", iface: "eth0", priority: 0, bytecode: img }, { user: "uid:0", groups: [] }).allowed);
+  assert.ok(
+    p.decide({ type: "xdp", iface: "eth0", priority: 0, bytecode: img }, { user: "uid:0", groups: [] })
+      .allowed,
+  );
   assert.ok(p.decide({ type: "tc", iface: "eth0", priority: 100, bytecode: img }, dev).allowed);
   const low = p.decide({ type: "xdp", iface: "eth0", priority: 99, bytecode: img }, dev);
   assert.ok(!low.allowed && low.field === "spec.priority" && low.rule === "bpfd-default/network-above-100");
@@ -48,7 +51,9 @@ Deno.test("policy: union of allows across objects, and a deny in any object wins
   const allowTc: BpfPolicy = {
     ...TEAM_POLICY,
     metadata: { name: "more" },
-    spec: { rules: [{ name: "alice-tc", subjects: [{ kind: "User", name: "alice" }], programTypes: ["TC"] }] },
+    spec: {
+      rules: [{ name: "alice-tc", subjects: [{ kind: "User", name: "alice" }], programTypes: ["TC"] }],
+    },
   };
   const denyAll: BpfPolicy = {
     ...TEAM_POLICY,
@@ -60,11 +65,15 @@ Deno.test("policy: union of allows across objects, and a deny in any object wins
   const d = compilePolicy([TEAM_POLICY, allowTc]).decide(req, USERS.alice);
   assert.ok(d.allowed && d.rule === "more/alice-tc");
   const denied = compilePolicy([TEAM_POLICY, allowTc, denyAll]).decide(req, USERS.alice);
-  assert.ok(!denied.allowed && denied.rule === "freeze/alice-off" && denied.fact === "subject", JSON.stringify(denied));
+  assert.ok(
+    !denied.allowed && denied.rule === "freeze/alice-off" && denied.fact === "subject",
+    JSON.stringify(denied),
+  );
 });
 
 Deno.test("policy: node-side requests decide what is known; the signer once the image is pulled", () => {
-  const key = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAAA\n-----END PUBLIC KEY-----";
+  const key =
+    "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEAAAA\n-----END PUBLIC KEY-----";
   const signed: BpfPolicy = {
     ...TEAM_POLICY,
     metadata: { name: "signed" },
@@ -72,7 +81,10 @@ Deno.test("policy: node-side requests decide what is known; the signer once the 
       rules: [{
         name: "ci",
         subjects: [{ kind: "User", name: "ci" }],
-        signers: [{ identity: "/https://github.com/org/.*/", issuer: "https://token.actions.githubusercontent.com" }, {
+        signers: [{
+          identity: "/https://github.com/org/.*/",
+          issuer: "https://token.actions.githubusercontent.com",
+        }, {
           key,
         }],
         bytecodePaths: ["/opt"],
