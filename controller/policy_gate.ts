@@ -7,7 +7,7 @@
  * @module
  */
 import type { BpfProgramConfig, Condition } from "../crds/schema.ts";
-import type { ReconcileInput, ReconcileOutput } from "../functions/reconcile.ts";
+import type { ReconcileInput, ReconcileOutput } from "../crds/reconcile.ts";
 import type { Logger } from "../lib/log.ts";
 import type { EffectivePolicy } from "../policy/evaluate.ts";
 import { configRequest, requesterOf } from "../policy/config.ts";

@@ -9,7 +9,8 @@
  */
 import * as k8s from "@kubernetes/client-node";
 import { WEBHOOK_SERVICE, WEBHOOK_TLS_SECRET } from "../manifests/policy.ts";
-import { certificateFacts, issueNodeCertificate, MANAGED_BY, MANAGED_LABEL } from "./tls.ts";
+import { MANAGED_BY, MANAGED_LABEL } from "./tls.ts";
+import { certificateFacts, issueCa, keyAndRequest, signServing } from "../lib/pki.ts";
 
 const NS = "bpfd";
 const MUTATING = "bpfd-requested-by";
@@ -50,7 +51,13 @@ async function ensureWebhookTls(
     }
   }
   const ip = /^[0-9.]+$|:/.test(host);
-  const made = await issueNodeCertificate(ip ? [host] : [], ip ? [] : [host]);
+  const ca = await issueCa("bpfd-webhook-ca", 3650);
+  const { key, csr } = await keyAndRequest("bpfd-webhook");
+  const made = {
+    ca: ca.cert,
+    key,
+    cert: await signServing(csr, ca, { ips: ip ? [host] : [], dns: ip ? [] : [host] }, 365),
+  };
   const body: k8s.V1Secret = {
     apiVersion: "v1",
     kind: "Secret",

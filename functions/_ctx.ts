@@ -6,7 +6,7 @@
  */
 import type { Logger } from "../lib/log.ts";
 import type { NodeKernel } from "../kernel/kernel.ts";
-import type { ImageSource, PulledImage } from "../model/image.ts";
+import type { ImageSource, PulledImage, PullOptions } from "../model/image.ts";
 import type { Identity, LinkRecord, ProgramRecord } from "../model/schemas.ts";
 import type { Requester } from "../model/policy.ts";
 import type { EffectivePolicy } from "../policy/evaluate.ts";
@@ -40,7 +40,7 @@ export interface Locks {
 
 /** Pulls bytecode images (image/). */
 export interface ImagePuller {
-  pull(source: ImageSource, opts?: { onProgress?: (event: unknown) => void }): Promise<PulledImage>;
+  pull(source: ImageSource, opts?: PullOptions): Promise<PulledImage>;
 }
 
 /** The BpfPolicy a node enforces (runtime/policy.ts keeps it current); functions/_policy.ts applies it. */
@@ -67,5 +67,7 @@ export interface Ctx {
   caller: Identity;
   /** The BpfPolicy to enforce; absent: none configured, every call allowed. */
   policy?: PolicyGate;
+  /** The BpfProgram `reconcile` is converging when it is the one calling (in-process, never a request). */
+  reconciling?: string;
   log: Logger;
 }

@@ -9,6 +9,7 @@
  */
 import { defaultPolicy } from "../policy/default.ts";
 import type { Manifest } from "./manifests.ts";
+import { CONTROLLER_SERVICE_ACCOUNT, NAMESPACE, NODE_SERVICE_ACCOUNT } from "../model/names.ts";
 
 /** The Secret with the webhook's serving certificate (`tls.crt`, `tls.key`, `ca.crt`). */
 export const WEBHOOK_TLS_SECRET = "bpfd-webhook-tls";
@@ -16,7 +17,7 @@ export const WEBHOOK_TLS_SECRET = "bpfd-webhook-tls";
 export const WEBHOOK_SERVICE = "bpfd-controller-webhook";
 export const WEBHOOK_PORT = 9443;
 
-const NS = "bpfd";
+const NS = NAMESPACE;
 const labels = (component: string) => ({
   "app.kubernetes.io/part-of": "bpfd",
   "app.kubernetes.io/component": component,
@@ -46,7 +47,7 @@ function bindToServiceAccounts(name: string, serviceAccounts: string[]): Manifes
 export function policyDocuments(): Manifest[] {
   return [
     clusterRole("bpfd-policy-reader", [{ apiGroups: ["bpfd.io"], resources: ["bpfpolicies"], verbs: READ }]),
-    bindToServiceAccounts("bpfd-policy-reader", ["bpfd-node", "bpfd-controller"]),
+    bindToServiceAccounts("bpfd-policy-reader", [NODE_SERVICE_ACCOUNT, CONTROLLER_SERVICE_ACCOUNT]),
     // The webhook warns about policy subjects nothing refers to: it reads bindings and ServiceAccounts.
     clusterRole("bpfd-policy-webhook", [
       {
@@ -56,7 +57,7 @@ export function policyDocuments(): Manifest[] {
       },
       { apiGroups: [""], resources: ["serviceaccounts"], verbs: ["list"] },
     ]),
-    bindToServiceAccounts("bpfd-policy-webhook", ["bpfd-controller"]),
+    bindToServiceAccounts("bpfd-policy-webhook", [CONTROLLER_SERVICE_ACCOUNT]),
     // For whoever writes policy (bound to nobody: a cluster admin binds it).
     clusterRole("bpfd-bpfpolicy-admin", [
       {

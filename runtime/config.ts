@@ -6,6 +6,7 @@
  */
 import { NonEmpty, z } from "../model/zod.ts";
 import { ImageStoreConfig } from "../model/image.ts";
+import { CONTROLLER_SERVICE_ACCOUNT, NAMESPACE } from "../model/names.ts";
 
 export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */
@@ -24,7 +25,16 @@ export const RuntimeConfig = z.strictObject({
   /** Standalone mode: a directory of BpfProgramConfig files this node converges to; empty for none. */
   configs: z._default(z.string(), ""),
   /** TLS for the TCP listener (PEM files); without it the listener speaks plain HTTP. */
-  tls: z.optional(z.strictObject({ certFile: NonEmpty, keyFile: NonEmpty })),
+  tls: z.optional(z.strictObject({
+    certFile: NonEmpty,
+    keyFile: NonEmpty,
+    /**
+     * Make a fresh key at start and have the cluster sign a certificate for this node through the CSR API
+     * (runtime/auth/serving_cert.ts), written to these files, before anything is served; the request is
+     * made with `auth.kubeconfig`'s credentials (default: in-cluster).
+     */
+    request: z.optional(z.boolean()),
+  })),
   /** Who may call over TCP (runtime/auth/auth.ts); the unix socket is guarded by its file permissions. */
   auth: z.optional(
     z.strictObject({
@@ -52,7 +62,9 @@ export const RuntimeConfig = z.strictObject({
       /** kubernetes: credentials to read BpfPolicies (default: auth.kubeconfig, in-cluster, ...). */
       kubeconfig: z.optional(NonEmpty),
       /** Users trusted to name a config's requester in `reconcile` (the controller's ServiceAccount). */
-      controllers: z._default(z.array(NonEmpty), ["system:serviceaccount:bpfd:bpfd-controller"]),
+      controllers: z._default(z.array(NonEmpty), [
+        `system:serviceaccount:${NAMESPACE}:${CONTROLLER_SERVICE_ACCOUNT}`,
+      ]),
     }).check(
       z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] }),
     ),

@@ -6,14 +6,11 @@
  *
  * @module
  */
-import type { PolicyGate } from "../functions/_ctx.ts";
+import type { PolicyGate } from "../functions/mod.ts";
 import type { Logger } from "../lib/log.ts";
 import { BpfPolicy } from "../model/policy.ts";
 import { compilePolicy, type EffectivePolicy } from "../policy/evaluate.ts";
 import type { RuntimeConfig } from "./config.ts";
-
-/** The identity the controller calls nodes with (trusted to name a config's requester). */
-export const CONTROLLER_USER = "system:serviceaccount:bpfd:bpfd-controller";
 
 /** The valid BpfPolicy documents among `docs`, and what was wrong with the others. */
 export function parsePolicies(docs: readonly unknown[]): { policies: BpfPolicy[]; problems: string[] } {

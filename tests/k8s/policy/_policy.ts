@@ -96,12 +96,12 @@ export async function tableUsers(kube: Kube, dir: string): Promise<Kubeconfigs> 
     agent: await tokenKubeconfig(
       kube,
       `${dir}/agent.kubeconfig`,
-      await serviceAccountToken(kube, "agent", "monitoring"),
+      await serviceAccountToken(kube, "agent", { namespace: "monitoring" }),
     ),
     builder: await tokenKubeconfig(
       kube,
       `${dir}/builder.kubeconfig`,
-      await serviceAccountToken(kube, "builder", "team-dev"),
+      await serviceAccountToken(kube, "builder", { namespace: "team-dev" }),
     ),
   };
 }

@@ -74,7 +74,7 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       dir,
       await makeNodeTls(dir),
       { mode: "kubernetes", kubeconfig: nodeKubeconfig, nodeName: "node-a", cacheSeconds: 0 },
-      { policy: { source: "kubernetes" } },
+      { config: { policy: { source: "kubernetes" } } },
     );
     const alice = kube.users.alice.token, bob = kube.users.bob.token;
     const programs = async () => (await rt!.call("list", {}, admin)).body.programs as Json[];
