@@ -24,6 +24,14 @@ type Verdict = { allowed: true; rule: string } | {
   field: string;
 };
 
+/** A config the policy forbids, refused before any node is asked (status 0: no node answered). */
+export class PolicyDenied extends NodeError {
+  constructor(message: string) {
+    super(0, message, "policy_denied");
+    this.name = "PolicyDenied";
+  }
+}
+
 /** Checks configs against the policy and passes their requesters to the nodes. */
 export class PolicyGate implements NodeCaller {
   #reported = new Map<string, string>();
@@ -72,7 +80,7 @@ export class PolicyGate implements NodeCaller {
     const loaded = Object.keys(this.opts.store().program(input.name)?.spec.programs ?? {}).length > 0;
     if (!v.allowed) this.#report(cfg, v);
     else this.#reported.delete(cfg.metadata.name);
-    if (!v.allowed && !loaded) throw new NodeError(403, `not loaded: ${v.message}`, "policy_denied");
+    if (!v.allowed && !loaded) throw new PolicyDenied(`not loaded: ${v.message}`);
     return await this.inner.reconcile(node, { ...input, ...(requester ? { requester } : {}) });
   }
 
