@@ -7,7 +7,13 @@ import * as k8s from "@kubernetes/client-node";
 import { startKube, waitFor } from "../../_kube.ts";
 import { bytecodePath } from "../../_runtime.ts";
 import { deploy } from "../../../deploy/deploy.ts";
-import { makeNodeTls, SecureRuntime, serviceAccountToken, tokenKubeconfig } from "../deploy/_secure.ts";
+import {
+  makeNodeTls,
+  nodeToken,
+  SecureRuntime,
+  serviceAccountToken,
+  tokenKubeconfig,
+} from "../deploy/_secure.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -20,9 +26,11 @@ const policy = (rules: Json[]) => ({
   metadata: { name: "node-test" },
   spec: { rules },
 });
+/** Callers are ServiceAccounts of namespace `team`: node API tokens are bound to the node's audience. */
+const sa = (name: string) => ({ kind: "ServiceAccount", namespace: "team", name });
 const aliceRule = {
   name: "alice-xdp",
-  subjects: [{ kind: "User", name: "alice" }],
+  subjects: [sa("alice")],
   programTypes: ["XDP"],
   interfaces: ["eth0"],
   priority: { min: 100 },
@@ -37,7 +45,7 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
   const kube = await startKube();
   const dir = await Deno.makeTempDir({ prefix: "bpfd-node-policy-" });
   let rt: SecureRuntime | undefined;
-  const admin = kube.admin.token;
+  let admin: string | undefined;
   try {
     const kc = kube.kubeConfig();
     await deploy({ kc, image: "registry.example/bpfd:test" });
@@ -57,11 +65,7 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       body: {
         metadata: { name: "node-api" },
         roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "node-api" },
-        subjects: ["alice", "bob"].map((name) => ({
-          kind: "User",
-          name,
-          apiGroup: "rbac.authorization.k8s.io",
-        })),
+        subjects: ["alice", "bob"].map((name) => ({ kind: "ServiceAccount", name, namespace: "team" })),
       },
     });
     const nodeKubeconfig = await tokenKubeconfig(
@@ -69,14 +73,21 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       `${dir}/node.kubeconfig`,
       await serviceAccountToken(kube, "bpfd-node"),
     );
-    const controller = await serviceAccountToken(kube, "bpfd-controller");
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: "team" } } });
+    for (const name of ["alice", "bob"]) {
+      await core.createNamespacedServiceAccount({ namespace: "team", body: { metadata: { name } } });
+    }
+    const controller = await nodeToken(kube, "bpfd-controller", "node-a");
+    admin = controller;
     rt = await SecureRuntime.start(
       dir,
       await makeNodeTls(dir),
       { mode: "kubernetes", kubeconfig: nodeKubeconfig, nodeName: "node-a", cacheSeconds: 0 },
       { config: { policy: { source: "kubernetes" } } },
     );
-    const alice = kube.users.alice.token, bob = kube.users.bob.token;
+    const alice = await nodeToken(kube, "alice", "node-a", "team");
+    const bob = await nodeToken(kube, "bob", "node-a", "team");
     const programs = async () => (await rt!.call("list", {}, admin)).body.programs as Json[];
 
     let programId = 0;
@@ -84,7 +95,7 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       const r = await rt!.call("load", loadXdp(), alice);
       assert.equal(r.status, 200, JSON.stringify(r.body));
       programId = r.body.programs[0].id;
-      assert.equal(r.body.programs[0].program.loadedBy.user, "alice");
+      assert.equal(r.body.programs[0].program.loadedBy.user, "system:serviceaccount:team:alice");
     });
 
     await t.step("refusals: 403 naming rule and field; nothing loaded or attached", async () => {
@@ -121,13 +132,13 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       }
       const nobody = await rt!.call("load", loadXdp(), bob);
       assert.equal(nobody.status, 403);
-      assert.match(nobody.body.error.message, /no BpfPolicy rule allows user bob/);
+      assert.match(nobody.body.error.message, /no BpfPolicy rule allows user system:serviceaccount:team:bob/);
       assert.equal((await programs()).length, before);
       assert.deepEqual((await programs()).find((p) => p.id === programId).links, []);
       const log = await Deno.readTextFile(rt!.logFile);
       assert.match(
         log,
-        /"msg":"policy refused","user":"alice".*"rule":"node-test\/alice-xdp","field":"attach\.priority"/,
+        /"msg":"policy refused","user":"system:serviceaccount:team:alice".*"rule":"node-test\/alice-xdp","field":"attach\.priority"/,
       );
     });
 
@@ -141,17 +152,25 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
           attachpoint: { interface: "eth0" },
           bytecode: { path: bytecodePath("xdp_counter") },
         };
-        const input = { name: "c-node-a", config: "c", spec, requester: { user: "alice", groups: [] } };
+        const input = {
+          name: "c-node-a",
+          config: "c",
+          spec,
+          requester: { user: "system:serviceaccount:team:alice", groups: [] },
+        };
         const forged = await rt!.call("reconcile", {
           ...input,
           requester: { user: "admin", groups: ["bpfd-admins"] },
         }, alice);
         assert.equal(forged.status, 403);
-        assert.match(forged.body.error.message, /alice may not act for another user/);
+        assert.match(forged.body.error.message, /team:alice may not act for another user/);
         const asAlice = await rt!.call("reconcile", input, controller);
         assert.equal(asAlice.status, 403, JSON.stringify(asAlice.body));
         assert.equal(asAlice.body.error.field, "spec.priority");
-        assert.match(asAlice.body.error.message, /node-test\/alice-xdp.*user alice/);
+        assert.match(
+          asAlice.body.error.message,
+          /node-test\/alice-xdp.*user system:serviceaccount:team:alice/,
+        );
         const { requester: _, ...anonymous } = input;
         const asController = await rt!.call("reconcile", anonymous, controller);
         assert.equal(asController.status, 403);
@@ -164,7 +183,7 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
       const cur = await custom.getClusterCustomObject({ ...bpfpolicies, name: "node-test" }) as Json;
       cur.spec.rules.push({
         name: "bob-xdp",
-        subjects: [{ kind: "User", name: "bob" }],
+        subjects: [sa("bob")],
         programTypes: ["XDP"],
         bytecodePaths: [buildDir],
       });
@@ -178,7 +197,7 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
         15000,
         300,
       );
-      assert.equal(r.body.programs[0].program.loadedBy.user, "bob");
+      assert.equal(r.body.programs[0].program.loadedBy.user, "system:serviceaccount:team:bob");
     });
   } finally {
     await rt?.destroy(admin);
