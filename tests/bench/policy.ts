@@ -14,6 +14,7 @@ import { freePort } from "../_kube.ts";
 import { bytecodePath, startTestRuntime } from "../_runtime.ts";
 import { NodeNet } from "../k8s/_nodes.ts";
 import { type BenchSection, percentiles } from "./node.ts";
+import type { ProgramRecord } from "../../model/schemas.ts";
 
 /** A policy of `n` rules, each for another user; the benchmark's user is allowed by the last one. */
 export function policyOf(n: number, user = "bench"): BpfPolicy {
@@ -155,7 +156,24 @@ async function nodeCalls(): Promise<string[]> {
       if (i >= 10) samples[mode].push(ms);
     }
   }
+  // The check alone, as a load and an attach make it (two load checks, one attach check).
+  rt.node.policy = { current: () => policy, trusts: () => false };
+  const { enforceAttach, enforceLoad } = await import("../../functions/_policy.ts");
+  const record = rt.node.state.programs()[0] ??
+    { type: "xdp", bytecode: { path: bytecodePath("xdp_counter") } } as unknown as ProgramRecord;
+  const bytecode = { path: bytecodePath("xdp_counter") };
+  const programs = [{ name: "xdp_counter", type: "xdp" as const }];
+  const checks: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const t = performance.now();
+    await enforceLoad(ctx(), bytecode, { programs });
+    await enforceLoad(ctx(), bytecode, { programs, signer: null });
+    enforceAttach(ctx(), record, { type: "xdp", iface: net.hostIf, priority: 100 } as never);
+    if (i >= 200) checks.push(performance.now() - t);
+  }
   rt.node.policy = undefined;
+  const c = percentiles(checks);
+  rows.push(`| node: the checks of one load + attach alone, 100-rule policy | ${us(c.p50)} | ${us(c.p95)} |`);
   for (const mode of ["none", "policy"] as const) {
     const p = percentiles(samples[mode]);
     rows.push(
