@@ -1,9 +1,12 @@
 /**
- * The errors functions raise. Each carries the HTTP status the runtime answers with and a body that
- * names what was wrong: the field for bad input, the errno and verifier log when the kernel refused.
+ * The errors functions raise, and the one place where lower layers' errors become answers: each carries
+ * the HTTP status the runtime answers with and a body that names what was wrong — the request field for
+ * bad input, the errno and verifier log when the kernel refused.
  *
  * @module
  */
+import { hasErrno, LibbpfError } from "../ffi/errno.ts";
+import { KernelError, type KernelErrorKind, refused } from "../kernel/errors.ts";
 import type { z } from "../model/zod.ts";
 
 /** The JSON body of every error answer. */
@@ -68,4 +71,39 @@ export function fromZod(error: z.core.$ZodError, prefix = ""): BpfdError {
     field: first?.field,
     issues,
   });
+}
+
+/**
+ * Where the kernel's objects sit in a function's input: object → field (`interface: "attach.iface"`), or a
+ * field per plan entry (`program: (i) => \`programs.${i}.name\``).
+ */
+export type KernelFields = Record<string, string | ((at: number | string) => string)>;
+
+const KERNEL_STATUS: Record<KernelErrorKind, BpfdError["status"]> = {
+  not_found: 404,
+  conflict: 409,
+  invalid: 400,
+  invalid_object: 400,
+  kernel_refused: 422,
+  kernel_unsupported: 422,
+};
+
+/**
+ * The answer for a kernel failure, naming the request field from `fields`: a {@link KernelError}, or a
+ * libbpf or system call failure that reached a function unwrapped (422 kernel_refused). Anything else is
+ * returned as it is.
+ */
+export function fromKernel(err: unknown, fields: KernelFields = {}): unknown {
+  if (hasErrno(err)) err = refused(err, err instanceof LibbpfError ? err.op : err.call);
+  if (!(err instanceof KernelError)) return err;
+  const { at, ...details } = err.details;
+  const entry = fields[err.object];
+  const field = typeof entry === "function" ? (at === undefined ? undefined : entry(at)) : entry;
+  const invalid = err.kind === "invalid" || err.kind === "invalid_object";
+  return new BpfdError(
+    KERNEL_STATUS[err.kind],
+    err.kind === "invalid" ? "invalid_argument" : err.kind,
+    invalid && field ? `${field}: ${err.message}` : err.message,
+    { ...(field ? { field } : {}), ...details },
+  );
 }

@@ -21,6 +21,7 @@ import {
   ProgramView,
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
+import { globalDataBytes } from "./_global_data.ts";
 import { imageError } from "./pull.ts";
 
 const base64 = z.string().check(
@@ -47,13 +48,15 @@ export const load = defineFunction({
   summary: "Load programs from an object file or image; pins programs and maps.",
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
+  fields: {
+    object: "bytecode.path",
+    program: (i) => `programs.${i}.name`,
+    program_type: (i) => `programs.${i}.type`,
+    global: (name) => `globalData.${name}`,
+  },
   async handler(input, ctx) {
     const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
-    const globalData = Object.fromEntries(
-      Object.entries(input.globalData).map((
-        [name, value],
-      ) => [name, Uint8Array.from(atob(value), (c) => c.charCodeAt(0))]),
-    );
+    const globalData = globalDataBytes(input.globalData);
     const keys = input.mapOwnerId ? [programKey(input.mapOwnerId)] : [];
     return await ctx.locks.with(keys, async () => {
       const owner = input.mapOwnerId ? ctx.state.program(input.mapOwnerId) : undefined;

@@ -26,7 +26,10 @@
  */
 import { BpfProgType } from "../ffi/abi.ts";
 import { closeFd } from "../ffi/libc.ts";
-import { BpfObject, btfFuncId, freplaceAttach, LibbpfError } from "../ffi/libbpf.ts";
+import { freplaceAttach } from "../ffi/bpf.ts";
+import { LibbpfError } from "../ffi/errno.ts";
+import { btfFuncId } from "../ffi/libbpf.ts";
+import { BpfObject } from "../ffi/object.ts";
 
 /** What a test may need from the kernel. */
 export type Capability = "kprobes" | "fentry" | "fexit" | "freplace";

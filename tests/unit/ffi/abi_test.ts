@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as abi from "../../../ffi/abi.ts";
+import { errno } from "../../../ffi/errno.ts";
 
 const FIELDS: Array<[string, string, number]> = [
   ["bpf_object_open_opts", "kernel_log_buf", abi.ObjectOpenOpts.kernelLogBuf],
@@ -104,10 +105,10 @@ const CONSTANTS: Array<[string, number]> = [
   ["__NR_perf_event_open", abi.SYS_perf_event_open],
   ["CLONE_NEWNET", abi.CLONE_NEWNET],
   ["BPF_F_RDONLY", abi.BPF_F_RDONLY],
-  ["EPERM", abi.errno("EPERM")],
-  ["ENOENT", abi.errno("ENOENT")],
-  ["EBUSY", abi.errno("EBUSY")],
-  ["EOPNOTSUPP", abi.errno("EOPNOTSUPP")],
+  ["EPERM", errno("EPERM")],
+  ["ENOENT", errno("ENOENT")],
+  ["EBUSY", errno("EBUSY")],
+  ["EOPNOTSUPP", errno("EOPNOTSUPP")],
 ];
 
 Deno.test("ffi/abi.ts matches libbpf's and the kernel's C headers", async () => {
