@@ -23,7 +23,7 @@ import { z } from "zod";
 import type { Ctx } from "./_ctx.ts";
 import { defineFunction, invoke } from "./_define.ts";
 import { conflict } from "./_errors.ts";
-import { pruneVanished } from "./records.ts";
+import { pruneVanished } from "./_records.ts";
 import { type AttachSpecInput, DEFAULT_PRIORITY, type ProgramView } from "../model/schemas.ts";
 import { attach } from "./attach.ts";
 import { detach } from "./detach.ts";

@@ -6,8 +6,7 @@
  *
  * @module
  */
-import type { Ctx } from "../functions/_ctx.ts";
-import { pruneVanished } from "../functions/records.ts";
+import { type Ctx, pruneVanished } from "../functions/mod.ts";
 
 /** One thing recovery found and what it did about it. */
 export interface Finding {

@@ -1,7 +1,7 @@
 /**
  * Keeping bpfd's records true to the kernel: the records of programs and links that vanished behind
  * bpfd's back (unloaded or detached by someone else) are dropped. Used by `reconcile` and by the
- * runtime's recovery at start.
+ * runtime's recovery at start (through mod.ts).
  *
  * @example
  * ```ts
