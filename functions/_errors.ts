@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { hasErrno, LibbpfError } from "../ffi/errno.ts";
-import { KernelError, type KernelErrorKind, refused } from "../kernel/errors.ts";
+import { asKernelError, type KernelErrorKind } from "../kernel/errors.ts";
 import type { z } from "../model/zod.ts";
 
 /** The JSON body of every error answer. */
@@ -94,16 +93,16 @@ const KERNEL_STATUS: Record<KernelErrorKind, BpfdError["status"]> = {
  * returned as it is.
  */
 export function fromKernel(err: unknown, fields: KernelFields = {}): unknown {
-  if (hasErrno(err)) err = refused(err, err instanceof LibbpfError ? err.op : err.call);
-  if (!(err instanceof KernelError)) return err;
-  const { at, ...details } = err.details;
-  const entry = fields[err.object];
+  const kernel = asKernelError(err);
+  if (!kernel) return err;
+  const { at, ...details } = kernel.details;
+  const entry = fields[kernel.object];
   const field = typeof entry === "function" ? (at === undefined ? undefined : entry(at)) : entry;
-  const invalid = err.kind === "invalid" || err.kind === "invalid_object";
+  const invalid = kernel.kind === "invalid" || kernel.kind === "invalid_object";
   return new BpfdError(
-    KERNEL_STATUS[err.kind],
-    err.kind === "invalid" ? "invalid_argument" : err.kind,
-    invalid && field ? `${field}: ${err.message}` : err.message,
+    KERNEL_STATUS[kernel.kind],
+    kernel.kind === "invalid" ? "invalid_argument" : kernel.kind,
+    invalid && field ? `${field}: ${kernel.message}` : kernel.message,
     { ...(field ? { field } : {}), ...details },
   );
 }

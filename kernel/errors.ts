@@ -84,3 +84,13 @@ export function refused(err: unknown, what: string, hint?: string): KernelError 
     { cause: err },
   );
 }
+
+/**
+ * `err` as a kernel error: itself, or a failed libbpf or system call that reached a caller unwrapped
+ * (kernel_refused, named by the call); undefined for anything else.
+ */
+export function asKernelError(err: unknown): KernelError | undefined {
+  if (err instanceof KernelError) return err;
+  if (hasErrno(err)) return refused(err, err instanceof LibbpfError ? err.op : err.call);
+  return undefined;
+}

@@ -150,3 +150,24 @@ ${CONSTANTS.map(([c]) => `  printf("%ld\\n", (long)(${c}));`).join("\n")}
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("dispatcher config: slots encode into libxdp's 124 bytes and decode back", () => {
+  const slots = [
+    { chainCallActions: (1 << 2) | (1 << 31), runPrio: 10, programFlags: 0 },
+    { chainCallActions: 1 << 1, runPrio: 50, programFlags: abi.BPF_F_XDP_HAS_FRAGS },
+  ];
+  const bytes = abi.encodeDispatcherConfig(slots);
+  assert.equal(bytes.length, 124);
+  assert.deepEqual([...bytes.subarray(0, 4)], [abi.DISPATCHER_MAGIC, abi.DISPATCHER_VERSION, 2, 0]);
+  assert.deepEqual(abi.decodeDispatcherConfig(bytes), {
+    magic: abi.DISPATCHER_MAGIC,
+    version: abi.DISPATCHER_VERSION,
+    isXdpFrags: false,
+    slots: slots.map((s) => ({ ...s, chainCallActions: s.chainCallActions >>> 0 })),
+  });
+  const other = new Uint8Array(bytes);
+  other[0] = 1;
+  assert.equal(abi.decodeDispatcherConfig(other), undefined, "not libxdp's magic");
+  assert.equal(abi.decodeDispatcherConfig(new Uint8Array(10)), undefined);
+  assert.throws(() => abi.encodeDispatcherConfig(Array(11).fill(slots[0])), /10 slots/);
+});
