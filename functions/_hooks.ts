@@ -5,9 +5,8 @@
  *
  * @module
  */
-import { type HookContext, type HookMember, isSharedHook } from "../kernel/attach/kind.ts";
+import { type Attachment, type HookContext, type HookMember, isSharedHook } from "../kernel/attach/kind.ts";
 import type { ReloadPlan } from "../kernel/chains/dispatcher.ts";
-import type { Attachment } from "../kernel/attach/kind.ts";
 import type { Ctx } from "./_ctx.ts";
 import { BpfdError, invalid } from "./_errors.ts";
 import { globalDataBytes } from "./_global_data.ts";
@@ -73,7 +72,10 @@ export async function detachLink(ctx: Ctx, link: LinkRecord): Promise<void> {
     l.id !== link.id && l.attach.type === "tc" && link.attach.type === "tc" && l.ifindex === link.ifindex &&
     l.attach.netns === link.attach.netns
   );
-  const peers = await ctx.kernel.detach(link, hookContext(ctx, link), others.length === 0);
+  const peers = await ctx.kernel.detach(link, {
+    hook: hookContext(ctx, link),
+    releaseQdisc: others.length === 0,
+  });
   const heir = link.tc?.qdiscCreated && others[0]?.tc
     ? [{ ...others[0], tc: { ...others[0].tc, qdiscCreated: true } }]
     : [];

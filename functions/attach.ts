@@ -78,7 +78,7 @@ export const attach = defineFunction({
       try {
         await ctx.state.update({ putLinks: [done, ...moved] });
       } catch (err) {
-        await ctx.kernel.detach(done, hookContext(ctx, done));
+        await ctx.kernel.detach(done, { hook: hookContext(ctx, done) });
         await ctx.state.update({ deleteLinks: [pending.id] }).catch(() => {});
         throw err;
       }

@@ -126,7 +126,11 @@ export class NodeKernel implements KernelParts {
    * `hook.peers` (and beside other managers' programs). All or nothing: on failure the hook runs what
    * it ran before.
    */
-  attachToHook(link: LinkRecord & { attach: NetworkAttach }, program: ProgramRecord, hook: HookContext) {
+  attachToHook(
+    link: LinkRecord & { attach: NetworkAttach },
+    program: ProgramRecord,
+    hook: HookContext,
+  ): Promise<HookChange> {
     return HOOK_KINDS[link.attach.type].attach(this, { link, spec: link.attach, program, hook });
   }
 
@@ -141,15 +145,15 @@ export class NodeKernel implements KernelParts {
 
   /**
    * Removes an attachment; a link already gone (detached behind bpfd's back) is not an error. On a
-   * shared hook `hook.peers` stay, in order; returns the kernel side of the peers it moved. For a tc
-   * filter, `releaseQdisc` says bpfd has no other filter on that interface: the clsact qdisc bpfd
-   * created then goes too, unless someone else's filters are on it.
+   * shared hook `hook.peers` (default: none) stay, in order; returns the kernel side of the peers it
+   * moved. For a tc filter, `releaseQdisc` says bpfd has no other filter on that interface: the clsact
+   * qdisc bpfd created then goes too, unless someone else's filters are on it.
    */
   async detach(
     link: LinkRecord,
-    hook: HookContext = ALONE,
-    releaseQdisc = false,
+    opts: { hook?: HookContext; releaseQdisc?: boolean } = {},
   ): Promise<Map<number, Attachment>> {
+    const { hook = ALONE, releaseQdisc = false } = opts;
     const spec = link.attach;
     if (isSharedHook(spec)) {
       return await HOOK_KINDS[spec.type].detach(this, { link, spec, hook, releaseQdisc });
