@@ -1,6 +1,10 @@
 /**
  * Global data as requests and records carry it (base64 per variable) and as the kernel takes it (bytes).
  *
+ * @example
+ * ```ts
+ * globalDataBytes({ verdict: "AQAAAA==" }); // { verdict: Uint8Array [1, 0, 0, 0] }
+ * ```
  * @module
  */
 

@@ -27,7 +27,7 @@
 import { BpfProgType } from "../ffi/abi.ts";
 import { closeFd } from "../ffi/libc.ts";
 import { freplaceAttach } from "../ffi/bpf.ts";
-import { LibbpfError } from "../ffi/errno.ts";
+import { hasErrno, LibbpfError } from "../ffi/errno.ts";
 import { btfFuncId } from "../ffi/libbpf.ts";
 import { BpfObject } from "../ffi/object.ts";
 
@@ -87,7 +87,7 @@ function probeTrampoline(kind: "fentry" | "fexit"): CapabilityState {
     return yes(`${kind} program on ${PROBE_FUNCTION} loaded`);
   } catch (err) {
     if (!(err instanceof LibbpfError)) throw err;
-    const refused = err.code === "EPERM" && !err.verifierLog;
+    const refused = hasErrno(err, "EPERM") && !err.verifierLog;
     return no(
       refused
         ? `this kernel refuses ${kind} programs (EPERM before verification)`
@@ -121,7 +121,7 @@ function probeFreplace(): CapabilityState {
     return yes("an extension program loaded and attached to an XDP program's function");
   } catch (err) {
     if (!(err instanceof LibbpfError)) throw err;
-    const refused = err.code === "EPERM" && !err.verifierLog;
+    const refused = hasErrno(err, "EPERM") && !err.verifierLog;
     return no(
       refused
         ? "this kernel refuses extension (freplace) programs (EPERM before verification)"
