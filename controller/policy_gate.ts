@@ -1,9 +1,12 @@
 /**
- * The controller's side of BpfPolicy: every call to a node carries the config's requester (stamped by
- * the admission webhook), and a config the current policy forbids is not loaded on a node that does not
- * have it yet — what is loaded stays (the node decides the same way). Its verdict per config is the
- * `PolicyAllowed` condition the reconciler writes, and each new refusal an Event and a log line.
+ * The controller's side of BpfPolicy: calls to nodes carry the config's requester; a config the policy
+ * forbids is not loaded on a node that lacks it (what is loaded stays); the verdict is each config's
+ * `PolicyAllowed` condition, and each new refusal an Event and a log line.
  *
+ * @example
+ * ```ts
+ * const gate = new PolicyGate(nodes, { policy, store: () => store, log: () => log, event });
+ * ```
  * @module
  */
 import type { BpfProgramConfig, Condition } from "../crds/schema.ts";

@@ -1,13 +1,13 @@
 /**
- * bpfd's admission webhooks, served by every controller replica over TLS (hono):
+ * bpfd's admission webhooks (hono, served over TLS by each controller replica): `/mutate/bpfprogramconfigs`
+ * stamps `bpfd.io/requested-by`; `/validate/bpfprogramconfigs` refuses what BpfPolicy forbids the requesting
+ * user (naming rule and field) and forged requesters; `/validate/bpfpolicies` refuses malformed policies
+ * and warns about subjects nothing refers to.
  *
- * - `POST /mutate/bpfprogramconfigs`: stamps `bpfd.io/requested-by` (the requesting user and groups, from
- *   the API server's userInfo) on every create and spec change; a metadata-only update keeps the old value.
- * - `POST /validate/bpfprogramconfigs`: refuses a config the BpfPolicy forbids for the user who submits it
- *   (message naming the rule and the field), and any `bpfd.io/requested-by` the mutation did not set.
- * - `POST /validate/bpfpolicies`: refuses a malformed policy naming the field; warns about subjects that
- *   nothing in the cluster refers to.
- *
+ * @example
+ * ```ts
+ * await serveWebhook(webhookApp({ policy: () => watch.current(), log }), { listen, certFile, keyFile });
+ * ```
  * @module
  */
 import { Hono } from "hono";

@@ -1,10 +1,12 @@
 /**
- * The admission webhooks' registration for `deno task deploy`: the serving certificate (Secret
- * `bpfd/bpfd-webhook-tls`, made unless one not made by deploy exists, or when it does not cover the
- * webhook's host), then the MutatingWebhookConfiguration `bpfd-requested-by` and the
- * ValidatingWebhookConfiguration `bpfd-policy` with its CA. `undeployWebhook` removes them first, so that
- * nothing waits on a webhook whose controller is gone.
+ * The webhooks' registration for `deno task deploy`: the serving certificate (Secret
+ * `bpfd/bpfd-webhook-tls`, kept while it covers the host), the MutatingWebhookConfiguration
+ * `bpfd-requested-by` and the ValidatingWebhookConfiguration `bpfd-policy`; undeploy removes them first.
  *
+ * @example
+ * ```ts
+ * await deployWebhook(kc, { webhookUrl: "https://127.0.0.1:9443" }); // default: the controllers' Service
+ * ```
  * @module
  */
 import * as k8s from "@kubernetes/client-node";

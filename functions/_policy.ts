@@ -1,9 +1,12 @@
 /**
  * BpfPolicy on the node: `load`, `attach`, `modify` and `reconcile` ask here before anything reaches the
- * kernel. The subject is the caller the runtime authenticated, or — for `reconcile` from the controller's
- * identity only — the config's requester. A refusal is a 403 (`policy_denied`) naming the rule and the
- * field, and one log line with the user, the rule and the field. Without a policy everything is allowed.
+ * kernel, for the caller the runtime authenticated (or, in `reconcile` from a trusted caller, the config's
+ * requester). A refusal is a 403 `policy_denied` naming the rule and the field, and one log line.
  *
+ * @example
+ * ```ts
+ * enforceAttach(ctx, program, { type: "xdp", iface: "eth0", priority: 10 }); // throws BpfdError 403
+ * ```
  * @module
  */
 import type { Ctx } from "./_ctx.ts";

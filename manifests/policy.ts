@@ -1,10 +1,12 @@
 /**
- * BpfPolicy in bpfd's deployment: the default policy (policy/default.ts), the roles that read policies
- * (node runtimes, controller) and manage them (`bpfd-bpfpolicy-admin`, bound to nobody), the Service of
- * the controller's admission webhook, and what the controller and the node runtimes need to enforce it
- * (`withPolicy`: webhook flags and certificate on the controller, `policy` in the node configuration).
- * The webhook registrations carry a CA bundle and are made by `deno task deploy` (deploy/webhook.ts).
+ * BpfPolicy in the deployment: the default policy, the roles that read (nodes, controller) and write
+ * (`bpfd-bpfpolicy-admin`) policies, the webhook's Service, and `withPolicy`, which gives the controller its
+ * webhook flags and certificate and the node configuration its `policy`.
  *
+ * @example
+ * ```ts
+ * const docs = withPolicy([namespace, controllerDeployment, nodeConfigMap]);
+ * ```
  * @module
  */
 import { defaultPolicy } from "../policy/default.ts";

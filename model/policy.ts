@@ -1,9 +1,12 @@
 /**
- * The schema of `BpfPolicy` (group `bpfd.io`, cluster-scoped): rules that say which subjects (users,
- * groups, ServiceAccounts, as RBAC names them) may load which programs, where, at which priority and
- * from which bytecode. policy/ evaluates them; crds/ turns this schema into the CRD; docs/policy.md
- * explains the semantics (union of allows, denies win).
+ * The schema of `BpfPolicy` (bpfd.io, cluster-scoped): rules naming subjects as RBAC does (users, groups,
+ * ServiceAccounts) and what they may load, where, at which priority, from which bytecode. policy/ decides
+ * with it, crds/ makes the CRD of it; docs/policy.md has the semantics (union of allows, denies win).
  *
+ * @example
+ * ```ts
+ * BpfPolicySpec.parse({ rules: [{ name: "r", subjects: [{ kind: "Group", name: "net" }], programTypes: ["XDP"] }] });
+ * ```
  * @module
  */
 import { z } from "zod";

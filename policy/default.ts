@@ -1,9 +1,12 @@
 /**
- * The BpfPolicy bpfd ships (`bpfd-default`, applied by `deno task deploy`): the admin group
- * `bpfd-admins` (and root on a node's socket, `uid:0`) may do everything, bytecode.path loads included;
- * every other authenticated user may load network programs (XDP, TC, TCX) at priorities 100–1000 from any
- * registry. Priorities 0–99 and every tracing type stay with the admins. docs/policy.md shows how to widen it.
+ * The BpfPolicy bpfd ships (`bpfd-default`): the group `bpfd-admins` and `uid:0` may do everything; every
+ * other authenticated user may load XDP, TC and TCX at priorities 100–1000, no paths. Priorities 0–99 and
+ * the tracing types stay with the admins; docs/policy.md shows how to widen it.
  *
+ * @example
+ * ```ts
+ * compilePolicy([defaultPolicy()]).decide({ type: "kprobe" }, { user: "dev", groups: [] }).allowed; // false
+ * ```
  * @module
  */
 import type { BpfPolicy } from "../model/policy.ts";

@@ -1,9 +1,12 @@
 /**
- * Where a node's BpfPolicy comes from: the cluster (every BpfPolicy object, listed and watched with the
- * runtime's own credentials) or a file of BpfPolicy documents (standalone; re-read when it changes).
- * Either way the functions see a `PolicyGate` whose `current()` is the compiled effective policy. The
- * controller uses `PolicyWatch` for its admission webhook too.
+ * Where a node's BpfPolicy comes from: the cluster (listed and watched with the runtime's credentials) or a
+ * file of BpfPolicy documents (re-read when it changes). Functions see a `PolicyGate`; the controller
+ * uses `PolicyWatch` too.
  *
+ * @example
+ * ```ts
+ * node.policy = await policyGateFrom(config, node.log); // undefined without `policy` in the config
+ * ```
  * @module
  */
 import type { PolicyGate } from "../functions/mod.ts";
