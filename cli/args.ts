@@ -29,6 +29,7 @@ commands:
   get    PROGRAM_ID
   image  build|push|pull ...   (bpfd image --help)
   trace  -e PROGRAM [--duration 30s] [--node N | --nodes SELECTOR | --pod NS/NAME]   (bpfd trace --help)
+  policy check --as USER -f FILE ...   what BpfPolicy would refuse (bpfd policy --help)
 
 types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
 

@@ -170,6 +170,7 @@ export async function main(args: string[]): Promise<number> {
     return await runImageCli(args.slice(1));
   }
   if (args[0] === "trace") return await (await import("./trace.ts")).runTraceCli(args.slice(1));
+  if (args[0] === "policy") return await (await import("./policy.ts")).runPolicyCli(args.slice(1));
   let values: Values, request: { fn: string; input: Json };
   try {
     const parsed = parseCommandLine(args);

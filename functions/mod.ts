@@ -13,7 +13,8 @@ import type { BpfdFunction } from "./_define.ts";
 
 export { type BpfdFunction, invoke } from "./_define.ts";
 export { BpfdError } from "./_errors.ts";
-export type { Ctx, ImagePuller, Locks, Records, TraceRequest, Traces } from "./_ctx.ts";
+export type { Ctx, ImagePuller, Locks, PolicyGate, Records, TraceRequest, Traces } from "./_ctx.ts";
+export { pruneVanished, type Vanished } from "./_records.ts";
 
 /** Imports one function. */
 export type FunctionLoader = () => Promise<BpfdFunction>;

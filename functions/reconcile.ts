@@ -24,12 +24,16 @@ import { z } from "zod";
 import type { Ctx } from "./_ctx.ts";
 import { defineFunction, invoke } from "./_define.ts";
 import { conflict } from "./_errors.ts";
+import { pruneVanished } from "./_records.ts";
 import { type AttachSpecInput, DEFAULT_PRIORITY, type ProgramView } from "../model/schemas.ts";
 import { attach } from "./attach.ts";
 import { detach } from "./detach.ts";
 import { list } from "./list.ts";
 import { load, LoadInput } from "./load.ts";
 import { unload } from "./unload.ts";
+import { actingFor, enforce } from "./_policy.ts";
+import { CONFIG_FIELDS } from "../policy/evaluate.ts";
+import { configRequest } from "../policy/config.ts";
 import {
   type AttachPoint,
   BpfProgramConfigSpec,
@@ -147,23 +151,16 @@ function stateOf(view: ProgramView, spec: Spec | undefined): z.input<typeof Prog
 
 /** Forgets records of programs and links the kernel no longer has (drift behind bpfd's back). */
 async function forgetVanished(ctx: Ctx, views: ProgramView[], actions: string[]): Promise<ProgramView[]> {
-  const alive: ProgramView[] = [];
+  const gone = await pruneVanished(ctx, views.map((v) => v.id));
+  for (const id of gone.programs) actions.push(`forgot ${id} (gone from the kernel)`);
   for (const v of views) {
-    if (!ctx.kernel.programAlive(v.id)) {
-      await ctx.state.update({ deletePrograms: [v.id], deleteLinks: ctx.state.links(v.id).map((l) => l.id) });
-      actions.push(`forgot ${v.id} (gone from the kernel)`);
-      continue;
-    }
-    const dead = ctx.state.links(v.id).filter((l) => !l.pending && !ctx.kernel.attachmentAlive(l));
-    if (dead.length) {
-      await ctx.state.update({ deleteLinks: dead.map((l) => l.id) });
-      actions.push(
-        `forgot link ${dead.map((l) => l.id).join(", ")} of ${v.id} (detached behind bpfd's back)`,
-      );
-    }
-    alive.push({ ...v, links: ctx.state.links(v.id) });
+    const dead = gone.links.filter((l) => l.programId === v.id).map((l) => l.id);
+    if (dead.length) actions.push(`forgot link ${dead.join(", ")} of ${v.id} (detached behind bpfd's back)`);
   }
-  return alive;
+  return views.filter((v) => !gone.programs.includes(v.id)).map((v) => ({
+    ...v,
+    links: ctx.state.links(v.id),
+  }));
 }
 
 /** The programs reconcile itself loaded for `owner` (metadata alone can be any caller's: not trusted). */
@@ -187,7 +184,8 @@ export const reconcile = defineFunction({
   },
 });
 
-async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promise<ReconcileOutput> {
+async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Promise<ReconcileOutput> {
+  const ctx = actingFor(caller, input.requester);
   const actions: string[] = [];
   let current = await forgetVanished(ctx, await owned(ctx, input.name), actions);
   const spec = input.spec;
@@ -222,6 +220,8 @@ async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promi
   // Keep one program loaded from this very spec; everything else this owner has goes.
   const keep = current.find((v) => v.program?.metadata[HASH_KEY] === hash);
   const stale = current.filter((v) => v !== keep);
+  // What is loaded stays (a newer policy does not unload it); nothing new passes a policy that forbids it.
+  if (!keep || (attachReq && keep.links.length === 0)) enforce(ctx, configRequest(spec), CONFIG_FIELDS);
   await unloadAll(stale, keep ? "duplicate" : "spec changed");
   current = keep ? [keep] : [];
 

@@ -6,6 +6,7 @@
  */
 import { NonEmpty, PositiveInt, z } from "../model/zod.ts";
 import { ImageStoreConfig } from "../model/image.ts";
+import { CONTROLLER_SERVICE_ACCOUNT, NAMESPACE } from "../model/names.ts";
 
 /** The bounds of trace sessions: time, script size, concurrency, output, and the child's resources. */
 export const TraceConfig = z.strictObject({
@@ -75,6 +76,22 @@ export const RuntimeConfig = z.strictObject({
   ),
   /** Trace sessions (bpftrace children; runtime/trace_sessions.ts). */
   trace: z._default(TraceConfig, () => TraceConfig.parse({})),
+  /** BpfPolicy enforcement (runtime/policy.ts); absent: no policy, every call is allowed. */
+  policy: z.optional(
+    z.strictObject({
+      /** kubernetes: every BpfPolicy of the cluster (watched); file: BpfPolicy documents in `file`. */
+      source: z.enum(["kubernetes", "file"]),
+      file: z.optional(NonEmpty),
+      /** kubernetes: credentials to read BpfPolicies (default: auth.kubeconfig, in-cluster, ...). */
+      kubeconfig: z.optional(NonEmpty),
+      /** Users trusted to name a config's requester in `reconcile` (the controller's ServiceAccount). */
+      controllers: z._default(z.array(NonEmpty), [
+        `system:serviceaccount:${NAMESPACE}:${CONTROLLER_SERVICE_ACCOUNT}`,
+      ]),
+    }).check(
+      z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] }),
+    ),
+  ),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import type { Ctx, ImagePuller } from "../functions/mod.ts";
+import type { Ctx, ImagePuller, PolicyGate } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import { closeFd, tryLockFile } from "../ffi/libc.ts";
 import { programIds } from "../ffi/libbpf.ts";
@@ -33,6 +33,8 @@ export interface Node {
   images?: ImagePuller;
   /** Trace sessions (bpftrace children). */
   traces: TraceSessions;
+  /** The BpfPolicy every ctx enforces (runtime/policy.ts); undefined: none. */
+  policy?: PolicyGate;
   /** What start-up recovery found. */
   findings: Finding[];
   /** A ctx for one caller. */
@@ -69,7 +71,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     const announce = nodeEvents(config, log);
     const traces = new TraceSessions({ config: config.trace, stateDir: config.stateDir, log, announce });
     findings.push(...await traces.recover());
-    return {
+    const node: Node = {
       config,
       kernel,
       state,
@@ -78,7 +80,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
       images,
       traces,
       findings,
-      ctxFor: (caller) => ({ kernel, state, locks, images, traces, caller, log }),
+      ctxFor: (caller) => ({ kernel, state, locks, images, traces, caller, log, policy: node.policy }),
       readiness: () => {
         try {
           if (!Deno.statSync(kernel.progDir).isDirectory) return `${kernel.progDir} is not a directory`;
@@ -93,6 +95,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
         closeFd(lockFd);
       },
     };
+    return node;
   } catch (err) {
     closeFd(lockFd);
     throw err;
