@@ -22,6 +22,7 @@ commands:
   attach PROGRAM_ID TYPE [--iface IF] [--netns NS] [--direction ingress|egress] [--priority N]
          [--proceed-on ACTION,...] [--mode native|skb|hw] [--tracepoint GROUP/NAME]
          [--fn-name FN] [--offset N] [--target PATH] [--pid PID]
+         [--event cpu-clock|task-clock|cpu-cycles] [--frequency HZ | --period N] [--cpu N]
   modify LINK_ID [--priority N] [--proceed-on ACTION,...]   (in place, no reload)
   detach LINK_ID
   unload PROGRAM_ID
@@ -31,7 +32,8 @@ commands:
   trace  -e PROGRAM [--duration 30s] [--node N | --nodes SELECTOR | --pod NS/NAME]   (bpfd trace --help)
   policy check --as USER -f FILE ...   what BpfPolicy would refuse (bpfd policy --help)
 
-types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
+types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit raw_tracepoint tp_btf perf_event
+(raw_tracepoint takes --tracepoint NAME, e.g. sys_enter; tp_btf's target is set at load: NAME:tp_btf:TARGET)`;
 
 const OPTIONS = {
   socket: { type: "string", default: "/run/bpfd/bpfd.sock" },
@@ -56,6 +58,10 @@ const OPTIONS = {
   offset: { type: "string" },
   target: { type: "string" },
   pid: { type: "string" },
+  event: { type: "string" },
+  frequency: { type: "string" },
+  period: { type: "string" },
+  cpu: { type: "string" },
   all: { type: "boolean" },
   type: { type: "string" },
 } as const;
@@ -153,6 +159,10 @@ export function requestFor(command: string, args: string[], v: Values): { fn: st
           offset: int(v.offset, "--offset"),
           target: v.target,
           pid: int(v.pid, "--pid"),
+          event: v.event,
+          frequency: int(v.frequency, "--frequency"),
+          period: int(v.period, "--period"),
+          cpu: int(v.cpu, "--cpu"),
         }).filter(([, value]) => value !== undefined),
       );
       return { fn: "attach", input: { programId, attach } };

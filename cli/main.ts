@@ -33,7 +33,12 @@ function describeAttach(a: Json): string {
     case "tcx":
       return `${a.type} ${at(a.iface, a.netns)} ${a.direction} prio ${a.priority}`;
     case "tracepoint":
-      return `tracepoint ${a.tracepoint}`;
+    case "raw_tracepoint":
+      return `${a.type} ${a.tracepoint}`;
+    case "perf_event":
+      return `perf_event ${a.event} cpu ${a.cpu} ${
+        a.period ? `every ${a.period}` : `${a.frequency ?? 49} Hz`
+      }`;
     case "kprobe":
     case "kretprobe":
       return `${a.type} ${a.fnName}${a.offset ? `+${a.offset}` : ""}`;
@@ -54,9 +59,9 @@ function programRows(programs: Json[]): string {
       String(p.id),
       p.program?.name ?? p.kernel?.name ?? "",
       p.program?.type ?? p.kernel?.type ?? "",
-      p.managed ? "yes" : "no",
+      p.managed ? "yes" : p.session ? `session ${p.session.id} until ${p.session.expiresAt}` : "no",
       (p.kernel?.loadedAt ?? p.program?.loadedAt ?? "").replace(/\.\d+Z$/, "Z"),
-      p.program?.loadedBy.user ?? `uid ${p.kernel?.uid}`,
+      p.program?.loadedBy.user ?? p.session?.startedBy.user ?? `uid ${p.kernel?.uid}`,
       p.links.map((l: Json) => `${l.id}: ${describeAttach(l.attach)}`).join("; "),
       Object.entries(p.program?.metadata ?? {}).map(([k, v]) => `${k}=${v}`).join(","),
     ]),

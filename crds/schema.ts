@@ -53,6 +53,9 @@ export const CrdProgramType = z.enum([
   "Uretprobe",
   "Fentry",
   "Fexit",
+  "RawTracepoint",
+  "TpBtf",
+  "PerfEvent",
 ]).describe("The BPF program type.");
 export type CrdProgramType = z.infer<typeof CrdProgramType>;
 
@@ -67,6 +70,9 @@ export const RUNTIME_TYPE: Record<CrdProgramType, ProgramType> = {
   Uretprobe: "uretprobe",
   Fentry: "fentry",
   Fexit: "fexit",
+  RawTracepoint: "raw_tracepoint",
+  TpBtf: "tp_btf",
+  PerfEvent: "perf_event",
 };
 export const CRD_TYPE = Object.fromEntries(
   Object.entries(RUNTIME_TYPE).map(([k, v]) => [v, k]),
@@ -104,10 +110,20 @@ export const AttachPoint = z.object({
   )
     .optional().describe("Tracepoint: group/name."),
   functionname: z.string().min(1).max(256).regex(/^[A-Za-z0-9_.@]+$/, "must be a symbol name").optional()
-    .describe("Kprobe, Uprobe: the function to probe; Fentry, Fexit: the kernel function traced."),
+    .describe(
+      "Kprobe, Uprobe: the function to probe; Fentry, Fexit: the kernel function traced; TpBtf: the raw tracepoint.",
+    ),
   offset: z.number().int().min(0).optional().describe("Kprobe, Uprobe: offset into the function/target."),
   target: z.string().min(1).max(4096).optional().describe("Uprobe: the binary or library probed."),
   pid: z.number().int().positive().optional().describe("Uprobe: only this process."),
+  rawtracepoint: z.string().max(128).regex(/^[A-Za-z0-9_]+$/, "must be a raw tracepoint name, e.g. sys_enter")
+    .optional().describe("RawTracepoint: the raw tracepoint's name."),
+  event: z.enum(["cpu-clock", "task-clock", "cpu-cycles"]).optional().describe(
+    "PerfEvent: the event sampled (default cpu-clock).",
+  ),
+  frequency: z.number().int().min(1).max(100_000).optional().describe("PerfEvent: samples per second."),
+  period: z.number().int().positive().optional().describe("PerfEvent: a sample every this many events."),
+  cpu: z.number().int().min(0).max(4095).optional().describe("PerfEvent: the CPU sampled (default 0)."),
 }).describe("Where the program attaches; the fields needed depend on type.");
 export type AttachPoint = z.infer<typeof AttachPoint>;
 
@@ -123,6 +139,9 @@ export const ATTACH_REQUIRED: Record<CrdProgramType, (keyof AttachPoint)[]> = {
   Uretprobe: ["target"],
   Fentry: [],
   Fexit: [],
+  RawTracepoint: ["rawtracepoint"],
+  TpBtf: [],
+  PerfEvent: [],
 };
 
 /** The attach-point fields each program type accepts. */
@@ -137,6 +156,9 @@ export const ATTACH_ALLOWED: Record<CrdProgramType, (keyof AttachPoint)[]> = {
   Uretprobe: ["target", "functionname", "offset", "pid"],
   Fentry: ["functionname"],
   Fexit: ["functionname"],
+  RawTracepoint: ["rawtracepoint"],
+  TpBtf: ["functionname"],
+  PerfEvent: ["event", "frequency", "period", "cpu"],
 };
 
 /** The proceed-on names each hook understands. */

@@ -12,6 +12,8 @@ export const BpfProgType = {
   SCHED_CLS: 3,
   TRACEPOINT: 5,
   XDP: 6,
+  PERF_EVENT: 7,
+  RAW_TRACEPOINT: 17,
   TRACING: 26,
   EXT: 28,
 } as const;
@@ -55,6 +57,7 @@ export const PROG_TYPE_NAMES = [
 
 /** `enum bpf_attach_type` values bpfd uses (TCX ones are newer than the 6.1 UAPI headers). */
 export const BpfAttachType = {
+  TRACE_RAW_TP: 23,
   TRACE_FENTRY: 24,
   TRACE_FEXIT: 25,
   XDP: 37,
@@ -258,10 +261,22 @@ export const PerfEventAttr = {
   type: 0,
   sizeField: 4,
   config: 8,
+  /** `sample_period`, or `sample_freq` with the `freq` flag. */
+  samplePeriod: 16,
+  /** The flag bits (`disabled` is bit 0, `freq` bit 10). */
+  flags: 40,
   config1: 56,
   config2: 64,
 } as const;
 export const PERF_TYPE_TRACEPOINT = 2;
+/** `PERF_TYPE_HARDWARE` and `PERF_TYPE_SOFTWARE`, with the events bpfd samples on. */
+export const PERF_TYPE_HARDWARE = 0;
+export const PERF_TYPE_SOFTWARE = 1;
+export const PERF_COUNT_HW_CPU_CYCLES = 0;
+export const PERF_COUNT_SW_CPU_CLOCK = 0;
+export const PERF_COUNT_SW_TASK_CLOCK = 1;
+/** `perf_event_attr.freq`: `samplePeriod` is a frequency in Hz. */
+export const PERF_ATTR_FLAG_FREQ = 1n << 10n;
 export const PERF_FLAG_FD_CLOEXEC = 1 << 3;
 
 /** `struct bpf_test_run_opts` (80 bytes). */

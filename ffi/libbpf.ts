@@ -347,7 +347,13 @@ export function linkDetach(fd: number): void {
   check("detach link", () => lib.bpf_link_detach(fd));
 }
 
-/** Attaches a tracing program (fentry/fexit) at the target given at load; returns the link fd. */
+/** Attaches a raw tracepoint program to the raw tracepoint `name` (e.g. `sys_enter`); returns the link fd. */
+export function rawTracepointOpen(op: string, name: string, progFd: number): number {
+  const cname = cstring(name);
+  return check(op, () => lib.bpf_raw_tracepoint_open(Deno.UnsafePointer.of(cname), progFd));
+}
+
+/** Attaches a tracing program (fentry/fexit, tp_btf) at the target given at load; returns the link fd. */
 export function tracingAttach(op: string, progFd: number): number {
   return check(op, () => lib.bpf_raw_tracepoint_open(null, progFd));
 }

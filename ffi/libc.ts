@@ -16,6 +16,7 @@ import {
   O_CLOEXEC,
   O_DIRECTORY,
   O_RDONLY,
+  PERF_ATTR_FLAG_FREQ,
   PERF_FLAG_FD_CLOEXEC,
   PerfEventAttr,
   SYS_bpf,
@@ -136,6 +137,9 @@ export interface PerfEvent {
   probe?: string;
   /** Probes: the offset (`config2`). */
   offset?: bigint;
+  /** Sampling events: a sample every this many events, or this many per second with `freq`. */
+  samplePeriod?: bigint;
+  freq?: boolean;
 }
 
 /** `perf_event_open(attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC)` for `event`; returns the fd. */
@@ -154,6 +158,8 @@ export function perfEventOpen(event: PerfEvent, pid: number, cpu: number): numbe
     );
   }
   dv.setBigUint64(PerfEventAttr.config2, event.offset ?? 0n, true);
+  dv.setBigUint64(PerfEventAttr.samplePeriod, event.samplePeriod ?? 0n, true);
+  if (event.freq) dv.setBigUint64(PerfEventAttr.flags, PERF_ATTR_FLAG_FREQ, true);
   const fd = Number(
     libc.syscall_perf_event_open(
       BigInt(SYS_perf_event_open),

@@ -35,6 +35,9 @@ const KERNEL_TYPE: Record<z.infer<typeof ProgramType>, string> = {
   uretprobe: "kprobe",
   fentry: "tracing",
   fexit: "tracing",
+  raw_tracepoint: "raw_tracepoint",
+  tp_btf: "tracing",
+  perf_event: "perf_event",
 };
 
 /** The programs of running trace sessions (of kernel type `type`'s, if given), each with its session. */

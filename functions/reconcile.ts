@@ -91,6 +91,18 @@ export function attachFor(spec: Spec): AttachSpecInput | undefined {
     case "Fentry":
     case "Fexit":
       return { type: RUNTIME_TYPE[spec.type] as "fentry" | "fexit" };
+    case "RawTracepoint":
+      return { type: "raw_tracepoint", tracepoint: ap.rawtracepoint! };
+    case "TpBtf":
+      return { type: "tp_btf" };
+    case "PerfEvent":
+      return defined({
+        type: "perf_event" as const,
+        event: ap.event,
+        frequency: ap.frequency,
+        period: ap.period,
+        cpu: ap.cpu,
+      });
   }
 }
 
@@ -104,7 +116,7 @@ export function loadFor(spec: Spec, mapOwnerId?: number): z.input<typeof LoadInp
       ...(b.imagepullsecret ? { auth: { secretRef: b.imagepullsecret } } : {}),
     },
   };
-  const fnName = (spec.type === "Fentry" || spec.type === "Fexit")
+  const fnName = (spec.type === "Fentry" || spec.type === "Fexit" || spec.type === "TpBtf")
     ? spec.attachpoint?.functionname
     : undefined;
   return {

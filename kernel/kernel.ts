@@ -28,8 +28,11 @@ import {
   type PlainKind,
 } from "./attach/kind.ts";
 import { kprobe } from "./attach/kprobe.ts";
+import { perfEvent } from "./attach/perf_event.ts";
+import { rawTracepoint } from "./attach/raw_tracepoint.ts";
 import { tc } from "./attach/tc.ts";
 import { tcx } from "./attach/tcx.ts";
+import { tpBtf } from "./attach/tp_btf.ts";
 import { tracepoint } from "./attach/tracepoint.ts";
 import { tracing } from "./attach/tracing.ts";
 import { uprobe } from "./attach/uprobe.ts";
@@ -54,6 +57,9 @@ const PLAIN_KINDS: Record<PlainAttach["type"], PlainKind<PlainAttach>> = {
   uretprobe: uprobe,
   fentry: tracing,
   fexit: tracing,
+  raw_tracepoint: rawTracepoint,
+  tp_btf: tpBtf,
+  perf_event: perfEvent,
 };
 
 /** The node's kernel: programs, maps and links pinned under `bpffs`. */

@@ -49,6 +49,9 @@ const LOAD_TYPES: Record<ProgramType, { progType: number; attachType?: number }>
   uretprobe: { progType: BpfProgType.KPROBE },
   fentry: { progType: BpfProgType.TRACING, attachType: BpfAttachType.TRACE_FENTRY },
   fexit: { progType: BpfProgType.TRACING, attachType: BpfAttachType.TRACE_FEXIT },
+  raw_tracepoint: { progType: BpfProgType.RAW_TRACEPOINT },
+  tp_btf: { progType: BpfProgType.TRACING, attachType: BpfAttachType.TRACE_RAW_TP },
+  perf_event: { progType: BpfProgType.PERF_EVENT },
 };
 
 const TRAMPOLINE_TYPES = new Set<ProgramType>(["fentry", "fexit"]);

@@ -19,6 +19,9 @@ export const ProgramType = z.enum([
   "uretprobe",
   "fentry",
   "fexit",
+  "raw_tracepoint",
+  "tp_btf",
+  "perf_event",
 ]);
 export type ProgramType = z.infer<typeof ProgramType>;
 
@@ -76,7 +79,10 @@ export const ProgramSpec = z.strictObject({
   /** The function name of the program in the object file. */
   name: identifier,
   type: ProgramType,
-  /** fentry/fexit: the kernel function the program traces (default: from the section name). */
+  /**
+   * fentry/fexit: the kernel function the program traces; tp_btf: the raw tracepoint (default: from the
+   * section name).
+   */
   fnName: z.optional(identifier),
 });
 export type ProgramSpec = z.infer<typeof ProgramSpec>;
@@ -158,6 +164,36 @@ export const UprobeAttach = z.strictObject({
 
 export const TracingAttach = z.strictObject({ type: z.enum(["fentry", "fexit"]) });
 
+/** A raw tracepoint, by its name (`sys_enter`, `sched_switch`). */
+export const RawTracepointAttach = z.strictObject({
+  type: z.literal("raw_tracepoint"),
+  tracepoint: z.string().check(
+    z.maxLength(128),
+    z.regex(/^[A-Za-z0-9_]+$/, "must be a raw tracepoint name, e.g. sys_enter"),
+  ),
+});
+
+/** A BTF-typed raw tracepoint: its target was given at load (section name or fnName). */
+export const TpBtfAttach = z.strictObject({ type: z.literal("tp_btf") });
+
+/** The events a perf_event program samples on. */
+export const PerfEventName = z.enum(["cpu-clock", "task-clock", "cpu-cycles"]);
+
+/** A sampling perf event on one CPU: the program runs `frequency` times a second (or every `period`). */
+export const PerfEventAttach = z.strictObject({
+  type: z.literal("perf_event"),
+  event: z._default(PerfEventName, "cpu-clock"),
+  /** Samples per second (default 49, as profilers use, off the timer tick). */
+  frequency: z.optional(z.int().check(z.minimum(1), z.maximum(100_000))),
+  /** A sample every this many events (instead of a frequency). */
+  period: z.optional(PositiveInt),
+  /** The CPU sampled: attach once per CPU to sample all of them. */
+  cpu: z._default(z.int().check(z.minimum(0), z.maximum(4095)), 0),
+}).check(z.refine((v) => v.frequency === undefined || v.period === undefined, {
+  message: "give frequency or period, not both",
+  path: ["period"],
+}));
+
 /** Where and how to attach a loaded program. The variant must fit the program's type. */
 export const AttachSpec = z.discriminatedUnion("type", [
   XdpAttach,
@@ -167,6 +203,9 @@ export const AttachSpec = z.discriminatedUnion("type", [
   KprobeAttach,
   UprobeAttach,
   TracingAttach,
+  RawTracepointAttach,
+  TpBtfAttach,
+  PerfEventAttach,
 ], { error: `must be one of ${ProgramType.options.join(", ")}` });
 export type AttachSpec = z.infer<typeof AttachSpec>;
 export type AttachSpecInput = z.input<typeof AttachSpec>;
@@ -183,6 +222,9 @@ export const ATTACH_TYPES_FOR: Record<ProgramType, AttachSpec["type"][]> = {
   uretprobe: ["uretprobe"],
   fentry: ["fentry"],
   fexit: ["fexit"],
+  raw_tracepoint: ["raw_tracepoint"],
+  tp_btf: ["tp_btf"],
+  perf_event: ["perf_event"],
 };
 
 /** A caller's identity, as the runtime established it. */
