@@ -14,7 +14,8 @@ import { Priority, ProgramType } from "./schemas.ts";
 
 /** A program type in the CRDs' spelling: `XDP`, `TC`, `TCX`, `Tracepoint`, `Kprobe`, ... */
 export function crdSpelling(t: ProgramType): string {
-  return t.length <= 3 ? t.toUpperCase() : t[0].toUpperCase() + t.slice(1);
+  if (t.length <= 3) return t.toUpperCase();
+  return t.split("_").map((w) => w[0].toUpperCase() + w.slice(1)).join(""); // raw_tracepoint: RawTracepoint
 }
 
 /** Program types as a policy names them (the CRDs' spelling). */

@@ -116,10 +116,10 @@ function compileRule(policy: string, rule: PolicyRule): CompiledRule {
     checks.push({ fact, test: (req) => m(valueOf(req, fact)), describe: list.join(", ") });
   };
   if (rule.programTypes) {
-    const types = new Set(rule.programTypes.map((t) => t.toLowerCase()));
+    const types = new Set(rule.programTypes);
     checks.push({
       fact: "type",
-      test: (req) => types.has(req.type!),
+      test: (req) => req.type !== undefined && types.has(crdSpelling(req.type)),
       describe: rule.programTypes.join(", "),
     });
   }
