@@ -67,19 +67,28 @@ async function makeCgroups(id: string, limits: BpftraceLimits): Promise<string[]
   return made;
 }
 
-/** Removes cgroups made for a session (they must be empty: the child has exited). */
-export async function removeCgroups(dirs: string[]): Promise<void> {
+/**
+ * Removes cgroups made for a session (they empty once the child is reaped), trying for up to `waitMs`;
+ * returns those that remain.
+ */
+export async function removeCgroups(dirs: string[], waitMs = 1000): Promise<string[]> {
+  const left: string[] = [];
   for (const dir of dirs) {
-    for (let i = 0; i < 20; i++) {
+    for (const deadline = Date.now() + waitMs;;) {
       try {
         await Deno.remove(dir);
         break;
       } catch (err) {
         if (err instanceof Deno.errors.NotFound) break;
+        if (Date.now() > deadline) {
+          left.push(dir);
+          break;
+        }
         await new Promise((r) => setTimeout(r, 50)); /* the exited child is still being reaped */
       }
     }
   }
+  return left;
 }
 
 /** The shell step that moves itself into the cgroups, then execs the rest (the pid stays bpftrace's). */

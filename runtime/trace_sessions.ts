@@ -16,6 +16,7 @@ import { containerPid } from "../kernel/containers.ts";
 import { ensureTracefs } from "../kernel/mounts.ts";
 import { programIds } from "../ffi/libbpf.ts";
 import type { Logger } from "../lib/log.ts";
+import { PositiveInt, z } from "../model/zod.ts";
 import { type TraceEndReason, type TraceEvent, TraceSessionInfo } from "../model/trace.ts";
 import type { TraceConfig } from "./config.ts";
 import type { Finding } from "./recover.ts";
@@ -181,15 +182,18 @@ export class TraceSessions implements Traces {
     );
   }
 
-  async #record(info: TraceSessionInfo & { programIds?: number[] }): Promise<void> {
+  async #record(info: z.input<typeof TraceRecord>): Promise<void> {
     const path = `${this.dir}/${info.id}.json`;
     await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(info));
     await Deno.rename(`${path}.tmp`, path);
   }
 
-  async #cleanup(info: TraceSessionInfo): Promise<void> {
-    await removeCgroups(info.cgroups);
-    await Deno.remove(`${this.dir}/${info.id}.json`).catch(() => {/* never recorded */});
+  /** Removes the session's cgroups, then its record (kept while a cgroup remains, for the next start). */
+  async #cleanup(info: TraceSessionInfo, waitMs?: number): Promise<string[]> {
+    const left = await removeCgroups(info.cgroups, waitMs);
+    if (left.length) this.opts.log.warn("trace session: cgroups not removed", { session: info.id, left });
+    else await Deno.remove(`${this.dir}/${info.id}.json`).catch(() => {/* never recorded */});
+    return left;
   }
 
   /** SIGKILLs every session's child (the runtime stops; recovery at the next start finishes up). */
@@ -210,26 +214,39 @@ export class TraceSessions implements Traces {
         await Deno.remove(path).catch(() => {/* gone meanwhile */});
         continue;
       }
-      const parsed = TraceSessionInfo.safeParse(JSON.parse(await Deno.readTextFile(path).catch(() => "{}")));
+      const parsed = TraceRecord.safeParse(parseJson(await Deno.readTextFile(path).catch(() => "")));
       if (!parsed.success) {
         await Deno.remove(path);
+        findings.push({ what: "trace session", id: 0, action: `record ${entry.name} unreadable; removed` });
         continue;
       }
-      const info = parsed.data;
-      const recorded: number[] = JSON.parse(await Deno.readTextFile(path)).programIds ?? [];
+      const { programIds: recorded, ...info } = parsed.data;
       const killed = await killIfSame(info.pid, info.startTime);
       const left = await programsLeft(recorded);
-      await this.#cleanup(info);
+      const cgroupsLeft = await this.#cleanup(info, 5000);
       findings.push({
         what: "trace session",
         id: info.pid,
         action:
           `${info.id} of ${info.startedBy.user}: ${killed ? "bpftrace killed" : "bpftrace had exited"}` +
-          (left.length ? `; programs ${left.join(", ")} still loaded` : "; no program left"),
+          (left.length ? `; programs ${left.join(", ")} still loaded` : "; no program left") +
+          (cgroupsLeft.length ? `; cgroups ${cgroupsLeft.join(", ")} not removable yet` : ""),
       });
     }
     for (const f of findings) this.opts.log.warn("recovery", { ...f });
     return findings;
+  }
+}
+
+/** A session's record in the state directory: the session and the programs it held once started. */
+const TraceRecord = z.extend(TraceSessionInfo, { programIds: z._default(z.array(PositiveInt), []) });
+
+/** `text` parsed as JSON, or undefined when it is not JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined; /* a torn or foreign file: the caller reports it */
   }
 }
 

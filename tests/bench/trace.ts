@@ -60,7 +60,10 @@ async function throughBpfd(rt: RuntimeProcess, client: Deno.HttpClient): Promise
     if (!listed.length) break;
     await new Promise((r) => setTimeout(r, 10));
   }
-  return [ms, performance.now() - cut];
+  const gone = performance.now() - cut;
+  // The session's record (and cgroups) go just after its programs: wait, so the runtime is never cut mid-way.
+  while ([...Deno.readDirSync(`${rt.dir}/traces`)].length) await new Promise((r) => setTimeout(r, 10));
+  return [ms, gone];
 }
 
 /** The trace section: p50/p95 over `rounds` sessions each way. */
