@@ -138,3 +138,16 @@ Deno.test("bpfd: usage mistakes are UsageErrors that say what is wrong", () => {
     );
   }
 });
+
+Deno.test("bpfd CLI: raw_tracepoint, tp_btf and perf_event attach requests", () => {
+  assert.deepEqual(request("attach", "7", "raw_tracepoint", "--tracepoint", "sys_enter"), {
+    fn: "attach",
+    input: { programId: 7, attach: { type: "raw_tracepoint", tracepoint: "sys_enter" } },
+  });
+  assert.deepEqual(request("attach", "7", "tp_btf").input.attach, { type: "tp_btf" });
+  assert.deepEqual(
+    request("attach", "8", "perf_event", "--event", "cpu-clock", "--frequency", "99", "--cpu", "1").input
+      .attach,
+    { type: "perf_event", event: "cpu-clock", frequency: 99, cpu: 1 },
+  );
+});
