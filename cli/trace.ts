@@ -20,7 +20,7 @@ export const TRACE_USAGE = `usage: bpfd trace (-e PROGRAM | --file FILE) [--dura
                   [--port 50052] [--node-ca FILE] [--token-file FILE | --service-account NS/NAME]
 
 Runs a bpftrace program for a bounded time on a node runtime and streams its output; the session ends
-at its duration (bpftrace prints its maps), or when this command is interrupted.
+at its duration or at the first Ctrl-C (bpftrace prints its maps either way); a second Ctrl-C leaves at once.
   --node, --nodes, --pod   find the node(s) with your kubeconfig and call their runtimes over TLS
   --node-ca FILE           the CA of the node runtimes' certificates (bpfd's node CA)
   --token-file FILE        a token for the node's audience (bpfd.io/node/<node>), or
@@ -91,16 +91,31 @@ export async function runTraceCli(args: string[]): Promise<number> {
     console.error(`bpfd trace: no node matches ${v.nodes}`);
     return 1;
   }
+  // Ctrl-C once: stop the sessions (their maps still come); twice: leave at once.
   const stop = new AbortController();
-  Deno.addSignalListener("SIGINT", () => stop.abort());
+  const sessions = new Map<Target, string>();
+  let stopping = false;
+  const interrupt = () => {
+    if (stopping || !sessions.size) return stop.abort();
+    stopping = true;
+    console.error("bpfd trace: stopping; the maps follow (Ctrl-C again to leave now)");
+    for (const [target, session] of sessions) {
+      call(target, "trace_stop", { session }).then((r) => r.body?.cancel()).catch(() => stop.abort());
+    }
+  };
+  Deno.addSignalListener("SIGINT", interrupt);
   const input = { script, ...(seconds ? { seconds } : {}) };
-  const prefix = !!v.nodes || targets.length > 1;
-  const results = await Promise.all(
-    targets.map((t) =>
-      traceOn(t, { ...input, ...t.input }, { json: v.output === "json", prefix, signal: stop.signal })
-    ),
-  );
-  return results.every((ok) => ok) ? 0 : 1;
+  const opts = { json: v.output === "json", prefix: !!v.nodes || targets.length > 1, signal: stop.signal };
+  try {
+    const results = await Promise.all(
+      targets.map((t) =>
+        traceOn(t, { ...input, ...t.input }, { ...opts, started: (id) => sessions.set(t, id) })
+      ),
+    );
+    return results.every((ok) => ok) ? 0 : 1;
+  } finally {
+    Deno.removeSignalListener("SIGINT", interrupt);
+  }
 }
 
 function localTarget(v: TraceValues): Target {
@@ -111,22 +126,27 @@ function localTarget(v: TraceValues): Target {
   };
 }
 
+/** POSTs a function call to a target. */
+function call(target: Target, fn: string, input: unknown, signal?: AbortSignal): Promise<Response> {
+  return fetch(`${target.url}/v1/functions/${fn}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...target.headers },
+    body: JSON.stringify(input),
+    client: target.client,
+    signal,
+  });
+}
+
 /** Runs one session and prints it; false when it could not start or failed. */
 async function traceOn(
   target: Target,
   input: Record<string, unknown>,
-  opts: { json: boolean; prefix: boolean; signal: AbortSignal },
+  opts: { json: boolean; prefix: boolean; signal: AbortSignal; started: (session: string) => void },
 ): Promise<boolean> {
   const tag = opts.prefix ? `[${target.node}] ` : "";
   let res: Response;
   try {
-    res = await fetch(`${target.url}/v1/functions/trace`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...target.headers },
-      body: JSON.stringify(input),
-      client: target.client,
-      signal: opts.signal,
-    });
+    res = await call(target, "trace", input, opts.signal);
   } catch (err) {
     console.error(`${tag}bpfd trace: cannot reach ${target.url}: ${(err as Error).message}`);
     return false;
@@ -139,12 +159,13 @@ async function traceOn(
   let end: Extract<TraceEvent, { end: unknown }>["end"] | undefined;
   try {
     for await (const event of ndjson(res.body!)) {
+      if ("session" in event) opts.started(event.session.id);
+      if ("end" in event) end = event.end;
       if (opts.json) console.log(JSON.stringify({ node: target.node, ...event }));
       else if ("line" in event) (event.stderr ? console.error : console.log)(`${tag}${event.line}`);
       else if ("session" in event) {
         console.error(`${tag}session ${event.session.id} on ${target.node} until ${event.session.expiresAt}`);
       }
-      if ("end" in event) end = event.end;
     }
   } catch (err) {
     if (!opts.signal.aborted) console.error(`${tag}bpfd trace: the stream broke: ${(err as Error).message}`);
@@ -154,7 +175,7 @@ async function traceOn(
   if (!opts.json && end) {
     console.error(`${tag}session ended: ${end.reason} (exit status ${end.exitCode ?? "-"})`);
   }
-  return end?.reason === "exited" || end?.reason === "expired" || opts.signal.aborted;
+  return ["exited", "expired", "stopped"].includes(end?.reason ?? "") || opts.signal.aborted;
 }
 
 /** The events of an NDJSON body. */

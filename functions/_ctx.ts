@@ -69,6 +69,11 @@ export interface Traces {
    * the stream ends the session. Throws TraceError (kernel/bpftrace.ts) when refused or over the limit.
    */
   start(request: TraceRequest): Promise<{ session: TraceSessionInfo; events: ReadableStream<TraceEvent> }>;
+  /**
+   * Ends session `id` as its time limit would (SIGINT: bpftrace prints its maps to the session's stream),
+   * if `caller` started it.
+   */
+  stop(id: string, caller: Identity): "stopping" | "not_found" | "not_yours";
   /** The running sessions, each with the ids of the BPF programs it holds now. */
   sessions(): Array<TraceSessionInfo & { programIds: number[] }>;
   /** The root directory of a container's processes (`/proc/<pid>/root`), found by its container id. */

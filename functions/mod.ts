@@ -31,6 +31,7 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionLoader> = new Map<string, Fu
   ["pull", async () => (await import("./pull.ts")).pull],
   ["reconcile", async () => (await import("./reconcile.ts")).reconcile],
   ["trace", async () => (await import("./trace.ts")).trace],
+  ["trace_stop", async () => (await import("./trace_stop.ts")).traceStop],
 ]);
 
 /** Every function, imported. */

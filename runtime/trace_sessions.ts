@@ -18,6 +18,7 @@ import { programIds } from "../ffi/libbpf.ts";
 import type { Logger } from "../lib/log.ts";
 import { PositiveInt, z } from "../model/zod.ts";
 import { type TraceEndReason, type TraceEvent, TraceSessionInfo } from "../model/trace.ts";
+import type { Identity } from "../model/schemas.ts";
 import type { TraceConfig } from "./config.ts";
 import type { Finding } from "./recover.ts";
 import { OutputBudget } from "./trace_output.ts";
@@ -54,6 +55,14 @@ export class TraceSessions implements Traces {
   get bounds(): Traces["bounds"] {
     const { defaultSeconds, maxSeconds, maxScriptBytes } = this.opts.config;
     return { defaultSeconds, maxSeconds, maxScriptBytes };
+  }
+
+  stop(id: string, caller: Identity): "stopping" | "not_found" | "not_yours" {
+    const running = this.#running.get(id);
+    if (!running) return "not_found";
+    if (running.info.startedBy.user !== caller.user) return "not_yours";
+    running.stop("stopped");
+    return "stopping";
   }
 
   sessions(): Array<TraceSessionInfo & { programIds: number[] }> {

@@ -6,7 +6,7 @@
  *   (`bpfd.io/node/<node>`: a token bound to another node or to the API server is refused), then the
  *   caller (with its `extra`) is authorized with a
  *   SubjectAccessReview on the subresource `bpfd` of this node's Node object — verb `get` for the
- *   functions that only read (`list`, `get`, `GET /v1/functions`), `trace` for trace sessions (ClusterRole
+ *   functions that only read (`list`, `get`, `GET /v1/functions`), `trace` for trace sessions (`trace`, `trace_stop`; ClusterRole
  *   `bpfd-tracer`), `create` for every other function
  *   (`nodes/bpfd`, name = the node, like the kubelet's `nodes/proxy`). So "who may load what" is ordinary
  *   RBAC: the controller's ClusterRole grants `nodes/bpfd` get+create; nobody else has it by default.
@@ -32,7 +32,7 @@ export type NodeApiVerb = "get" | "create" | typeof TRACE_VERB;
 /** The RBAC verb a call needs. */
 export function verbFor(method: string, fn: string | undefined): NodeApiVerb {
   if (method === "GET" || method === "HEAD") return "get";
-  if (fn === "trace") return TRACE_VERB;
+  if (fn === "trace" || fn === "trace_stop") return TRACE_VERB;
   return fn !== undefined && READ_FUNCTIONS.has(fn) ? "get" : "create";
 }
 

@@ -39,6 +39,23 @@ Deno.test("bpfd trace: prints bpftrace's lines and final maps; refused scripts e
     assert.equal(bad.code, 1);
     assert.match(bad.err, /tracepoint not found: nope:nope/);
 
+    // Ctrl-C once: the session is stopped and its maps still printed.
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", cli, "trace", "--socket", rt.socket, "-e", script, "--duration", "60s"],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("hello from bpftrace")) text += (await out.read()).value ?? "";
+    child.kill("SIGINT");
+    for (let r = await out.read(); !r.done; r = await out.read()) text += r.value;
+    const status = await child.status;
+    const err = await new Response(child.stderr).text();
+    assert.equal(status.code, 0, err);
+    assert.match(text, /^@answer: 42$/m);
+    assert.match(err, /session ended: stopped/);
+
     const usage = await bpfdTrace("--socket", rt.socket, "--duration", "soon", "-e", "BEGIN {}");
     assert.equal(usage.code, 2);
     assert.match(usage.err, /--duration takes 30s/);

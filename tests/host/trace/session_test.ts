@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { startTestRuntime, type TestRuntime } from "../../_runtime.ts";
+import { BpfdError, FUNCTIONS, invoke } from "../../../functions/mod.ts";
 import { assertGone, eventually, SessionStream, startSession, uniquePath } from "./_session.ts";
 
 const fetcher = (rt: TestRuntime) => (path: string, init: RequestInit) => rt.app.request(path, init);
@@ -133,5 +134,30 @@ Deno.test("trace: output beyond the rate cap is dropped with a visible 'output t
   assert.ok(end.truncatedBytes > 0);
   assert.ok(stream.lines().includes("[bpfd: output truncated]"));
   assert.ok(stream.lines().includes("@final: 42"), stream.lines().slice(-5).join("\n"));
+  await assertNoSession(rt);
+});
+
+Deno.test("trace_stop: the starter ends a session early and still gets the maps; others get 403, unknown ids 404", async () => {
+  await using rt = await startTestRuntime();
+  const stream = await started(rt, {
+    script:
+      'BEGIN { @answer = 42; printf("ready\\n"); } tracepoint:syscalls:sys_enter_getppid { @ = count(); }',
+    seconds: 60,
+  });
+  assert.ok(await stream.until((e) => e.line === "ready"));
+  const [{ id, pid, programIds }] = rt.node.traces.sessions();
+  const stop = await FUNCTIONS.get("trace_stop")!();
+  await assert.rejects(
+    invoke(stop, { session: id }, rt.node.ctxFor({ user: "mallory", via: "in-process" })),
+    (err: BpfdError) => err.status === 403,
+  );
+  const unknown = await rt.call("trace_stop", { session: "nosuch" });
+  assert.equal(unknown.status, 404);
+  const ok = await rt.call("trace_stop", { session: id });
+  assert.equal(ok.status, 200, JSON.stringify(ok.body));
+  const end = await stream.rest();
+  assert.equal(end.reason, "stopped");
+  assert.ok(stream.lines().includes("@answer: 42"));
+  await assertGone(pid, programIds);
   await assertNoSession(rt);
 });

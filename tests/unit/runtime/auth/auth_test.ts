@@ -66,6 +66,7 @@ Deno.test("bearer tokens: only `Bearer <token>` (any case) carries one", () => {
 Deno.test("verbs: reading (GET, list, get) needs get, trace sessions trace, every other function create", () => {
   assert.equal(verbFor("GET", undefined), "get");
   assert.equal(verbFor("POST", "trace"), "trace");
+  assert.equal(verbFor("POST", "trace_stop"), "trace");
   assert.equal(verbFor("HEAD", undefined), "get");
   assert.equal(verbFor("POST", "list"), "get");
   assert.equal(verbFor("POST", "get"), "get");
