@@ -42,6 +42,7 @@ async function throughBpfd(rt: RuntimeProcess, client: Deno.HttpClient): Promise
   const abort = new AbortController();
   const res = await fetch("http://bpfd/v1/functions/trace", {
     method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ script: SCRIPT, seconds: 30 }),
     client,
     signal: abort.signal,

@@ -33,6 +33,7 @@ Deno.test("trace: kill -9 of the runtime mid-session ends the session; the resta
     try {
       const res = await fetch("http://bpfd/v1/functions/trace", {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({
           script: 'tracepoint:syscalls:sys_enter_getppid { @ = count(); } BEGIN { printf("ready\\n"); }',
           seconds: 120,
@@ -77,6 +78,7 @@ Deno.test("trace: a caller that goes away over the socket ends its session, also
       const abort = new AbortController();
       const res = await fetch("http://bpfd/v1/functions/trace", {
         method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({
           script: 'tracepoint:syscalls:sys_enter_getppid { @ = count(); } BEGIN { printf("ready\\n"); }',
           seconds: 120,
