@@ -1,0 +1,157 @@
+/**
+ * Keeps the node's `BpfNodeInventory` current with few writes: a cheap fingerprint (program and link ids)
+ * is checked every second; a snapshot is taken when it changed (or every `fullSeconds`, for holders and
+ * pods), and written only when its content changed, at most once per `minWriteSeconds`. A failed write
+ * (API server away) is retried with backoff from the newest snapshot, so the object catches up. Events
+ * are written once for each program bpfd does not manage that appears on one of its hooks. Nothing here
+ * runs inside a function call; errors are logged, never thrown.
+ *
+ * @module
+ */
+import { programIds } from "../ffi/libbpf.ts";
+import { linkIdsAll } from "../ffi/introspect.ts";
+import type { BpfNodeInventorySpec } from "../model/inventory.ts";
+import type { Logger } from "../lib/log.ts";
+import type { Node } from "./ctx.ts";
+import { type InventorySnapshot, takeInventory } from "./inventory.ts";
+
+/** What the publisher needs from the API server (runtime/inventory_kube.ts; a fake in unit tests). */
+export interface InventoryApi {
+  /** Creates or replaces this node's object; resolves when the API server has it. */
+  write(spec: BpfNodeInventorySpec): Promise<void>;
+  /** Records an Event on this node's Node object. */
+  event(e: { reason: string; message: string; key: string }): Promise<void>;
+  /** namespace/name of the pods on this node, by UID. */
+  pods(): Promise<Map<string, string>>;
+}
+
+/** Timing of the publisher (seconds). */
+export interface PublishOptions {
+  nodeName: string;
+  minWriteSeconds?: number;
+  fullSeconds?: number;
+  pollSeconds?: number;
+  maxBytes?: number;
+  holders?: boolean;
+}
+
+/** The content of a spec without its timestamp, to tell whether anything changed. */
+function contentKey(spec: BpfNodeInventorySpec): string {
+  const { observedAt: _observedAt, ...rest } = spec;
+  return JSON.stringify(rest);
+}
+
+/** The publisher of one node's inventory. */
+export class InventoryPublisher {
+  /** Writes that reached the API server. */
+  writes = 0;
+  /** The last snapshot taken. */
+  last?: InventorySnapshot;
+  #written?: string;
+  #fingerprint = "";
+  #lastFull = 0;
+  #lastWrite = 0;
+  #failures = 0;
+  #retryAt = 0;
+  #pods = new Map<string, string>();
+  #podsAt = 0;
+  #events = new Set<string>();
+  #timer?: ReturnType<typeof setTimeout>;
+  #running?: Promise<void>;
+  #stopped = false;
+
+  constructor(readonly node: Node, readonly api: InventoryApi, readonly opts: PublishOptions, readonly log: Logger) {}
+
+  /** Starts the loop. */
+  start(): void {
+    this.#schedule(0);
+  }
+
+  /** Stops the loop and waits for a write in flight. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  #schedule(ms: number): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => {
+      this.#running = this.tick().catch((err) => this.log.warn("inventory: tick failed", { error: String(err) }))
+        .finally(() => this.#schedule((this.opts.pollSeconds ?? 1) * 1000));
+    }, ms);
+  }
+
+  /** One round: snapshot if something may have changed, write if it did and the pace allows. */
+  async tick(now = Date.now()): Promise<void> {
+    const fingerprint = `${programIds().join(",")}|${linkIdsAll().join(",")}`;
+    const pending = this.#written === undefined || (this.last && contentKey(this.last.spec) !== this.#written);
+    const due = fingerprint !== this.#fingerprint || now - this.#lastFull >= (this.opts.fullSeconds ?? 30) * 1000;
+    if (!due && !pending) return;
+    if (now - this.#lastWrite < (this.opts.minWriteSeconds ?? 5) * 1000 || now < this.#retryAt) return;
+    if (due) {
+      await this.#refreshPods(now);
+      this.last = await takeInventory(this.node, {
+        nodeName: this.opts.nodeName,
+        podName: (uid) => this.#pods.get(uid),
+        maxBytes: this.opts.maxBytes,
+        holders: this.opts.holders,
+      });
+      this.#fingerprint = fingerprint;
+      this.#lastFull = now;
+    }
+    const snap = this.last!;
+    await this.#emitEvents(snap);
+    const key = contentKey(snap.spec);
+    if (key === this.#written) return;
+    try {
+      await this.api.write(snap.spec);
+      this.#written = key;
+      this.#lastWrite = Date.now();
+      this.writes++;
+      if (this.#failures) this.log.info("inventory: written again", { after: this.#failures });
+      this.#failures = 0;
+      if (snap.spec.omitted) {
+        this.log.warn("inventory: programs omitted to fit the object size limit", { omitted: snap.spec.omitted });
+      }
+    } catch (err) {
+      this.#failures++;
+      this.#retryAt = Date.now() + Math.min(30_000, 1000 * 2 ** Math.min(this.#failures, 5));
+      this.log[this.#failures === 1 ? "warn" : "debug"]("inventory: write failed; will retry", {
+        error: (err as Error).message ?? String(err),
+        failures: this.#failures,
+      });
+    }
+  }
+
+  async #refreshPods(now: number): Promise<void> {
+    if (now - this.#podsAt < 30_000 && this.#podsAt) return;
+    try {
+      this.#pods = await this.api.pods();
+      this.#podsAt = now;
+    } catch (err) {
+      this.log.debug("inventory: pods not listed", { error: (err as Error).message });
+    }
+  }
+
+  async #emitEvents(snap: InventorySnapshot): Promise<void> {
+    const present = new Set<string>();
+    for (const i of snap.intruders) {
+      const key = `${i.hook}|${i.programId}`;
+      present.add(key);
+      if (this.#events.has(key)) continue;
+      try {
+        await this.api.event({
+          reason: "UnmanagedProgramOnHook",
+          message: `program ${i.programId} (${i.name}), not loaded through bpfd, runs on ${i.hook} where bpfd ` +
+            `manages a chain`,
+          key,
+        });
+        this.#events.add(key);
+      } catch (err) {
+        this.log.debug("inventory: event not written", { error: (err as Error).message });
+      }
+    }
+    for (const key of this.#events) if (!present.has(key)) this.#events.delete(key);
+  }
+}
