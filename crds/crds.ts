@@ -15,7 +15,12 @@ import {
   VERSION,
 } from "./schema.ts";
 import { type Schema, toStructural } from "./structural.ts";
-import { BpfNodeInventorySpec, BpfNodeInventoryStatus, INVENTORY, INVENTORY_COLUMNS } from "../model/inventory.ts";
+import {
+  BpfNodeInventorySpec,
+  BpfNodeInventoryStatus,
+  INVENTORY,
+  INVENTORY_COLUMNS,
+} from "../model/inventory.ts";
 
 function jsonSchema(s: z.core.$ZodType): Schema {
   return toStructural(

@@ -161,7 +161,11 @@ export function linkDetails(id: number): LinkDetails | undefined {
       case "netkit":
         return { ...base, ifindex: u32(0), attachType: attachName(u32(4)) };
       case "cgroup":
-        return { ...base, cgroupId: dv.getBigUint64(LinkInfoLayout.union, true).toString(), attachType: attachName(u32(8)) };
+        return {
+          ...base,
+          cgroupId: dv.getBigUint64(LinkInfoLayout.union, true).toString(),
+          attachType: attachName(u32(8)),
+        };
       case "netns":
         return { ...base, netnsIno: u32(0), attachType: attachName(u32(4)) };
       case "tracing":
@@ -263,7 +267,9 @@ export function enableRunStats(): number {
   const r = Number(sys.syscall(BigInt(SYS_bpf), BigInt(BPF_ENABLE_STATS), attr, attr.length));
   if (r < 0) {
     const p = sys.__errno_location();
-    throw new Error(`BPF_ENABLE_STATS refused: ${errnoName(p ? new Deno.UnsafePointerView(p).getInt32() : 0)}`);
+    throw new Error(
+      `BPF_ENABLE_STATS refused: ${errnoName(p ? new Deno.UnsafePointerView(p).getInt32() : 0)}`,
+    );
   }
   return r;
 }

@@ -103,7 +103,11 @@ export function kernelAttachments(opts: AttachmentScan = {}): Map<number, Invent
     try {
       const xdp = bpf.xdpQuery(index);
       if (xdp.programId && !linked.has(`xdp:${index}:${xdp.programId}`)) {
-        add(found, xdp.programId, { kind: "xdp (netlink)", iface: name, ...(xdp.mode ? { mode: xdp.mode } : {}) });
+        add(found, xdp.programId, {
+          kind: "xdp (netlink)",
+          iface: name,
+          ...(xdp.mode ? { mode: xdp.mode } : {}),
+        });
       }
     } catch { /* interface gone meanwhile */ }
     for (const type of [TCX_INGRESS, TCX_EGRESS]) {

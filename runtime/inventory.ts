@@ -46,7 +46,10 @@ export interface InventorySnapshot {
 /** A bpfd link as an inventory attachment. */
 function recordAttachment(link: LinkRecord): InventoryAttachment {
   const a = link.attach;
-  const base: InventoryAttachment = { kind: a.type, ...(link.kernelLinkId ? { linkId: link.kernelLinkId } : {}) };
+  const base: InventoryAttachment = {
+    kind: a.type,
+    ...(link.kernelLinkId ? { linkId: link.kernelLinkId } : {}),
+  };
   switch (a.type) {
     case "xdp":
       return { ...base, iface: a.netns ? `${a.iface}@${a.netns}` : a.iface };
@@ -130,7 +133,9 @@ export async function takeInventory(node: Node, opts: InventoryOptions): Promise
   const list = await FUNCTIONS.get("list")!();
   const ctx = node.ctxFor({ user: "bpfd", via: "inventory" });
   const out = await invoke(list, { all: true }, ctx) as { programs: ProgramView[]; hooks: HookChainView[] };
-  const cgroupIds = out.programs.filter((p) => !p.managed && p.kernel && CGROUP_PROGRAM_TYPES.has(p.kernel.type))
+  const cgroupIds = out.programs.filter((p) =>
+    !p.managed && p.kernel && CGROUP_PROGRAM_TYPES.has(p.kernel.type)
+  )
     .map((p) => p.id);
   const attachments = kernelAttachments({ cgroupPrograms: cgroupIds });
   const holders = new Map<number, InventoryHolder[]>();
@@ -156,6 +161,10 @@ export async function takeInventory(node: Node, opts: InventoryOptions): Promise
     summary: summarize(programs),
     hooks: out.hooks,
   };
-  const { kept, omitted } = fitToSize(programs, JSON.stringify(base).length + 200, opts.maxBytes ?? 1_000_000);
+  const { kept, omitted } = fitToSize(
+    programs,
+    JSON.stringify(base).length + 200,
+    opts.maxBytes ?? 1_000_000,
+  );
   return { spec: { ...base, programs: kept, omitted }, intruders };
 }

@@ -60,7 +60,12 @@ export class InventoryPublisher {
   #running?: Promise<void>;
   #stopped = false;
 
-  constructor(readonly node: Node, readonly api: InventoryApi, readonly opts: PublishOptions, readonly log: Logger) {}
+  constructor(
+    readonly node: Node,
+    readonly api: InventoryApi,
+    readonly opts: PublishOptions,
+    readonly log: Logger,
+  ) {}
 
   /** Starts the loop. */
   start(): void {
@@ -77,7 +82,9 @@ export class InventoryPublisher {
   #schedule(ms: number): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
-      this.#running = this.tick().catch((err) => this.log.warn("inventory: tick failed", { error: String(err) }))
+      this.#running = this.tick().catch((err) =>
+        this.log.warn("inventory: tick failed", { error: String(err) })
+      )
         .finally(() => this.#schedule((this.opts.pollSeconds ?? 1) * 1000));
     }, ms);
   }
@@ -85,8 +92,10 @@ export class InventoryPublisher {
   /** One round: snapshot if something may have changed, write if it did and the pace allows. */
   async tick(now = Date.now()): Promise<void> {
     const fingerprint = `${programIds().join(",")}|${linkIdsAll().join(",")}`;
-    const pending = this.#written === undefined || (this.last && contentKey(this.last.spec) !== this.#written);
-    const due = fingerprint !== this.#fingerprint || now - this.#lastFull >= (this.opts.fullSeconds ?? 30) * 1000;
+    const pending = this.#written === undefined ||
+      (this.last && contentKey(this.last.spec) !== this.#written);
+    const due = fingerprint !== this.#fingerprint ||
+      now - this.#lastFull >= (this.opts.fullSeconds ?? 30) * 1000;
     if (!due && !pending) return;
     if (now - this.#lastWrite < (this.opts.minWriteSeconds ?? 5) * 1000 || now < this.#retryAt) return;
     if (due) {
@@ -112,7 +121,9 @@ export class InventoryPublisher {
       if (this.#failures) this.log.info("inventory: written again", { after: this.#failures });
       this.#failures = 0;
       if (snap.spec.omitted) {
-        this.log.warn("inventory: programs omitted to fit the object size limit", { omitted: snap.spec.omitted });
+        this.log.warn("inventory: programs omitted to fit the object size limit", {
+          omitted: snap.spec.omitted,
+        });
       }
     } catch (err) {
       this.#failures++;
@@ -143,7 +154,8 @@ export class InventoryPublisher {
       try {
         await this.api.event({
           reason: "UnmanagedProgramOnHook",
-          message: `program ${i.programId} (${i.name}), not loaded through bpfd, runs on ${i.hook} where bpfd ` +
+          message:
+            `program ${i.programId} (${i.name}), not loaded through bpfd, runs on ${i.hook} where bpfd ` +
             `manages a chain`,
           key,
         });
