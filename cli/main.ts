@@ -11,6 +11,7 @@
  * @module
  */
 import { parseCommandLine, requestFor, USAGE, UsageError, type Values } from "./args.ts";
+import { isClusterCommand } from "./cluster.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -165,6 +166,7 @@ async function call(v: Values, fn: string, input: Json): Promise<{ status: numbe
 
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
+  if (isClusterCommand(args)) return await (await import("./cluster.ts")).runClusterCli(args);
   if (args[0] === "image") {
     const { runImageCli } = await import("./image.ts");
     return await runImageCli(args.slice(1));
