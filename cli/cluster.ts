@@ -18,7 +18,7 @@ import {
   type NodeInventory,
 } from "../client/inventories.ts";
 import type { InventoryAttachment, InventoryProgram } from "../model/inventory.ts";
-import { table } from "./main.ts";
+import { table } from "./table.ts";
 
 const OPTIONS = {
   cluster: { type: "boolean" },

@@ -12,17 +12,12 @@
  */
 import { parseCommandLine, requestFor, USAGE, UsageError, type Values } from "./args.ts";
 import { isClusterCommand } from "./cluster.ts";
+import { table } from "./table.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
-/** Formats rows as an aligned table with a header. */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  return [header, ...rows].map((r) => r.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd()).join(
-    "\n",
-  );
-}
+export { table };
 
 /** Where a link is attached, in one short phrase (`xdp veth0@ns1 prio 50`). */
 function describeAttach(a: Json): string {

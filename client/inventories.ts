@@ -68,7 +68,8 @@ export function clusterConfig(access: ClusterAccess): k8s.KubeConfig {
 }
 
 function refusal(err: unknown): ClusterReadError {
-  const code = (err as { code?: number })?.code ?? 0;
+  const raw = (err as { code?: unknown })?.code;
+  const code = typeof raw === "number" ? raw : 0;
   // deno-lint-ignore no-explicit-any
   const body = (err as any)?.body;
   let message = (err as Error)?.message ?? String(err);

@@ -35,6 +35,15 @@ export interface PublishOptions {
   holders?: boolean;
 }
 
+/** `p`, or a rejection after `ms` (the API client has no deadline of its own). */
+function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 /** The content of a spec without its timestamp, to tell whether anything changed. */
 function contentKey(spec: BpfNodeInventorySpec): string {
   const { observedAt: _observedAt, ...rest } = spec;
@@ -114,7 +123,7 @@ export class InventoryPublisher {
     const key = contentKey(snap.spec);
     if (key === this.#written) return;
     try {
-      await this.api.write(snap.spec);
+      await deadline(this.api.write(snap.spec), 15_000, "write");
       this.#written = key;
       this.#lastWrite = Date.now();
       this.writes++;
@@ -138,7 +147,7 @@ export class InventoryPublisher {
   async #refreshPods(now: number): Promise<void> {
     if (now - this.#podsAt < 30_000 && this.#podsAt) return;
     try {
-      this.#pods = await this.api.pods();
+      this.#pods = await deadline(this.api.pods(), 10_000, "list pods");
       this.#podsAt = now;
     } catch (err) {
       this.log.debug("inventory: pods not listed", { error: (err as Error).message });
@@ -152,13 +161,17 @@ export class InventoryPublisher {
       present.add(key);
       if (this.#events.has(key)) continue;
       try {
-        await this.api.event({
-          reason: "UnmanagedProgramOnHook",
-          message:
-            `program ${i.programId} (${i.name}), not loaded through bpfd, runs on ${i.hook} where bpfd ` +
-            `manages a chain`,
-          key,
-        });
+        await deadline(
+          this.api.event({
+            reason: "UnmanagedProgramOnHook",
+            message:
+              `program ${i.programId} (${i.name}), not loaded through bpfd, runs on ${i.hook} where bpfd ` +
+              `manages a chain`,
+            key,
+          }),
+          10_000,
+          "event",
+        );
         this.#events.add(key);
       } catch (err) {
         this.log.debug("inventory: event not written", { error: (err as Error).message });
