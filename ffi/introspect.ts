@@ -257,11 +257,17 @@ export function cgroupPrograms(path: string, attachTypes: readonly number[]): Ma
 const BPF_ENABLE_STATS = 32;
 const BPF_STATS_RUN_TIME = 0;
 
+let statsFd: number | undefined;
+
+/** Whether this process holds the kernel's run statistics on (the sysctl does not show it). */
+export const runStatsHeld = (): boolean => statsFd !== undefined;
+
 /**
- * Turns on the kernel's run-time statistics (run_cnt, run_time_ns) for as long as the returned fd stays
- * open (`BPF_ENABLE_STATS`); throws with the errno when the kernel refuses.
+ * Turns on the kernel's run-time statistics (run_cnt, run_time_ns) for as long as this process lives
+ * (`BPF_ENABLE_STATS`; once per process); throws with the errno when the kernel refuses.
  */
 export function enableRunStats(): number {
+  if (statsFd !== undefined) return statsFd;
   const attr = new Uint8Array(8);
   new DataView(attr.buffer).setUint32(0, BPF_STATS_RUN_TIME, true);
   const r = Number(sys.syscall(BigInt(SYS_bpf), BigInt(BPF_ENABLE_STATS), attr, attr.length));
@@ -271,6 +277,7 @@ export function enableRunStats(): number {
       `BPF_ENABLE_STATS refused: ${errnoName(p ? new Deno.UnsafePointerView(p).getInt32() : 0)}`,
     );
   }
+  statsFd = r;
   return r;
 }
 
