@@ -17,7 +17,7 @@ import {
   NodeInventories,
   type NodeInventory,
 } from "../client/inventories.ts";
-import type { InventoryAttachment, InventoryProgram } from "../model/inventory.ts";
+import { describeAttachment, type InventoryProgram, ownerOf } from "../model/inventory.ts";
 import { table } from "./table.ts";
 
 const OPTIONS = {
@@ -44,29 +44,6 @@ export const CLUSTER_USAGE =
 /** True when the command line asks for the cluster (`--cluster`, or `--node`). */
 export function isClusterCommand(args: string[]): boolean {
   return args.some((a) => a === "--cluster" || a === "--node" || a.startsWith("--node="));
-}
-
-/** A short phrase for one attachment (`xdp eth0 link 7`, `cgroup_inet_ingress /sys.slice`). */
-export function describeAttachment(a: InventoryAttachment): string {
-  return [
-    a.kind,
-    a.attachType,
-    a.iface,
-    a.mode,
-    a.cgroup,
-    a.target,
-    a.netnsIno ? `netns ${a.netnsIno}` : undefined,
-    a.linkId ? `link ${a.linkId}` : undefined,
-  ].filter(Boolean).join(" ");
-}
-
-/** Who put a program there: the config and caller for bpfd's, the holding processes and pods for others. */
-export function ownerOf(p: InventoryProgram): string {
-  if (p.owner) {
-    return p.owner.config ? `config ${p.owner.config} (${p.owner.loadedBy})` : p.owner.loadedBy;
-  }
-  const holders = (p.holders ?? []).map((h) => `${h.comm}[${h.pid}]${h.pod ? ` pod ${h.pod}` : ""}`);
-  return holders.join(", ") || `uid ${p.uid}`;
 }
 
 /** The rows of `list --cluster`, filtered by type and by the namespace of holders' pods. */

@@ -131,3 +131,26 @@ export function summarize(programs: InventoryProgram[]): InventorySummary {
   const types = Object.fromEntries([...byType].sort().map(([t, [m, u]]) => [t, `${m}/${u}`]));
   return { programs: programs.length, managed, unmanaged: programs.length - managed, types };
 }
+
+/** A short phrase for one attachment (`xdp eth0 link 7`, `cgroup_inet_ingress /sys.slice`). */
+export function describeAttachment(a: InventoryAttachment): string {
+  return [
+    a.kind,
+    a.attachType,
+    a.iface,
+    a.mode,
+    a.cgroup,
+    a.target,
+    a.netnsIno ? `netns ${a.netnsIno}` : undefined,
+    a.linkId ? `link ${a.linkId}` : undefined,
+  ].filter(Boolean).join(" ");
+}
+
+/** Who put a program there: the config and caller for bpfd's, the holding processes and pods for others. */
+export function ownerOf(p: InventoryProgram): string {
+  if (p.owner) {
+    return p.owner.config ? `config ${p.owner.config} (${p.owner.loadedBy})` : p.owner.loadedBy;
+  }
+  const holders = (p.holders ?? []).map((h) => `${h.comm}[${h.pid}]${h.pod ? ` pod ${h.pod}` : ""}`);
+  return holders.join(", ") || `uid ${p.uid}`;
+}
