@@ -193,13 +193,15 @@ export function inventoryPage(d: PageData): Html {
 
 /**
  * The login page: takes the token from the URL's fragment (never sent to a server, so never in a log),
- * posts it to /login, which sets the session cookie, then shows the inventory.
+ * posts it to /login, which sets the session cookie, then shows the inventory (or `next`, a local path):
+ * `/login#token=<token>&next=/?node=node-a`.
  */
 export const LOGIN_PAGE =
   `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bpfd login</title></head>
 <body><p id="msg">Open this page as /login#token=&lt;a bearer token&gt; (kubectl create token ...).</p><script>
-const t = new URLSearchParams(location.hash.slice(1)).get("token");
+const p = new URLSearchParams(location.hash.slice(1)), t = p.get("token"), n = p.get("next") || "/";
+const next = n.startsWith("/") && !n.startsWith("//") ? n : "/";
 if (t) fetch("/login", { method: "POST", headers: { authorization: "Bearer " + t } }).then((r) => {
-  if (r.ok) location.replace("/"); else document.getElementById("msg").textContent = "refused: " + r.status;
+  if (r.ok) location.replace(next); else document.getElementById("msg").textContent = "refused: " + r.status;
 });
 </script></body></html>`;
