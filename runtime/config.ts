@@ -56,9 +56,9 @@ export const RuntimeConfig = z.strictObject({
    * Turn on the kernel's run statistics (BPF_ENABLE_STATS) while the runtime runs, for the run count and
    * run time metrics; each program run then costs a little more (two clock reads).
    */
-  bpfStats: z._default(z.boolean(), false),
-  /** Serve Prometheus metrics at /metrics (runtime/metrics.ts). */
-  metrics: z._default(z.boolean(), true),
+  bpfStats: z.optional(z.boolean()),
+  /** Serve Prometheus metrics at /metrics (runtime/metrics.ts); on unless false. */
+  metrics: z.optional(z.boolean()),
   /**
    * The node inventory (runtime/inventory_kube.ts, docs/inventory.md): this node's BpfNodeInventory
    * object, kept current on the API server; absent for none.

@@ -115,7 +115,8 @@ export function fitToSize(
   fixedBytes: number,
   maxBytes: number,
 ): { kept: InventoryProgram[]; omitted: number } {
-  const order = [...programs.filter((p) => p.managed), ...programs.filter((p) => !p.managed)];
+  const byId = [...programs].sort((a, b) => a.id - b.id);
+  const order = [...byId.filter((p) => p.managed), ...byId.filter((p) => !p.managed)];
   let total = fixedBytes;
   const kept: InventoryProgram[] = [];
   for (const p of order) {

@@ -33,7 +33,13 @@ export interface PublishOptions {
   pollSeconds?: number;
   maxBytes?: number;
   holders?: boolean;
+  /** What changes when programs or links come and go (default: the kernel's program and link ids). */
+  fingerprint?: () => string;
+  /** Takes a snapshot (default: runtime/inventory.ts on the node). */
+  take?: (podName: (uid: string) => string | undefined) => Promise<InventorySnapshot>;
 }
+
+const kernelFingerprint = () => `${programIds().join(",")}|${linkIdsAll().join(",")}`;
 
 /** `p`, or a rejection after `ms` (the API client has no deadline of its own). */
 function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -58,8 +64,8 @@ export class InventoryPublisher {
   last?: InventorySnapshot;
   #written?: string;
   #fingerprint = "";
-  #lastFull = 0;
-  #lastWrite = 0;
+  #lastFull = -Infinity;
+  #lastWrite = -Infinity;
   #failures = 0;
   #retryAt = 0;
   #pods = new Map<string, string>();
@@ -70,7 +76,7 @@ export class InventoryPublisher {
   #stopped = false;
 
   constructor(
-    readonly node: Node,
+    readonly node: Node | undefined,
     readonly api: InventoryApi,
     readonly opts: PublishOptions,
     readonly log: Logger,
@@ -100,7 +106,7 @@ export class InventoryPublisher {
 
   /** One round: snapshot if something may have changed, write if it did and the pace allows. */
   async tick(now = Date.now()): Promise<void> {
-    const fingerprint = `${programIds().join(",")}|${linkIdsAll().join(",")}`;
+    const fingerprint = (this.opts.fingerprint ?? kernelFingerprint)();
     const pending = this.#written === undefined ||
       (this.last && contentKey(this.last.spec) !== this.#written);
     const due = fingerprint !== this.#fingerprint ||
@@ -109,9 +115,10 @@ export class InventoryPublisher {
     if (now - this.#lastWrite < (this.opts.minWriteSeconds ?? 5) * 1000 || now < this.#retryAt) return;
     if (due) {
       await this.#refreshPods(now);
-      this.last = await takeInventory(this.node, {
+      const podName = (uid: string) => this.#pods.get(uid);
+      this.last = this.opts.take ? await this.opts.take(podName) : await takeInventory(this.node!, {
         nodeName: this.opts.nodeName,
-        podName: (uid) => this.#pods.get(uid),
+        podName,
         maxBytes: this.opts.maxBytes,
         holders: this.opts.holders,
       });
@@ -125,7 +132,7 @@ export class InventoryPublisher {
     try {
       await deadline(this.api.write(snap.spec), 15_000, "write");
       this.#written = key;
-      this.#lastWrite = Date.now();
+      this.#lastWrite = now;
       this.writes++;
       if (this.#failures) this.log.info("inventory: written again", { after: this.#failures });
       this.#failures = 0;
@@ -136,7 +143,7 @@ export class InventoryPublisher {
       }
     } catch (err) {
       this.#failures++;
-      this.#retryAt = Date.now() + Math.min(30_000, 1000 * 2 ** Math.min(this.#failures, 5));
+      this.#retryAt = now + Math.min(30_000, 1000 * 2 ** Math.min(this.#failures, 5));
       this.log[this.#failures === 1 ? "warn" : "debug"]("inventory: write failed; will retry", {
         error: (err as Error).message ?? String(err),
         failures: this.#failures,
