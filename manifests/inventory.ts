@@ -2,8 +2,8 @@
  * The node inventory's part of the deployment (docs/inventory.md): the node runtimes may write
  * BpfNodeInventory objects, Events in `default` and list pods (to name holders' pods); the controller
  * reads inventories (its page); the viewer role reads them (`bpfd list --cluster`); a role for scraping
- * `/metrics` (verb get on `nodes/bpfd`, the same as the node API's read functions); and the runtime's
- * configuration turns the inventory on.
+ * `/metrics` (verb get on `nodes/bpfd` for node runtimes, as the node API's read functions; get on the URL
+ * /metrics for the controller); and the runtime's configuration turns the inventory on.
  *
  * @example
  * ```ts
@@ -76,11 +76,15 @@ export function inventoryDocuments(): Doc[] {
       apiVersion: rbac,
       kind: "ClusterRole",
       metadata: { name: "bpfd-metrics-reader", labels },
-      rules: [{
-        apiGroups: [NODE_API_ATTRIBUTES.group],
-        resources: [`${NODE_API_ATTRIBUTES.resource}/${NODE_API_ATTRIBUTES.subresource}`],
-        verbs: ["get"],
-      }],
+      rules: [
+        {
+          apiGroups: [NODE_API_ATTRIBUTES.group],
+          resources: [`${NODE_API_ATTRIBUTES.resource}/${NODE_API_ATTRIBUTES.subresource}`],
+          verbs: ["get"],
+        },
+        // The controller's /metrics (controller/web_auth.ts asks for get on this non-resource URL).
+        { nonResourceURLs: ["/metrics"], verbs: ["get"] },
+      ],
     },
   ];
 }
