@@ -10,7 +10,8 @@
  * ```
  * @module
  */
-import { errnoName, LINK_TYPE_NAMES, SYS_bpf } from "./abi.ts";
+import { LINK_TYPE_NAMES, SYS_bpf } from "./abi.ts";
+import { errnoName } from "./errno.ts";
 import { closeFd } from "./libc.ts";
 import { lazyLibrary } from "./lazy.ts";
 

@@ -12,7 +12,8 @@
  * ```
  * @module
  */
-import * as bpf from "../ffi/libbpf.ts";
+import { mprogQuery } from "../ffi/bpf.ts";
+import { xdpQuery } from "../ffi/netlink.ts";
 import {
   ATTACH_TYPE_NAMES,
   CGROUP_ATTACH_TYPES,
@@ -101,7 +102,7 @@ export function kernelAttachments(opts: AttachmentScan = {}): Map<number, Invent
   }
   for (const { index, name } of ifaces) {
     try {
-      const xdp = bpf.xdpQuery(index);
+      const xdp = xdpQuery(index);
       if (xdp.programId && !linked.has(`xdp:${index}:${xdp.programId}`)) {
         add(found, xdp.programId, {
           kind: "xdp (netlink)",
@@ -112,7 +113,7 @@ export function kernelAttachments(opts: AttachmentScan = {}): Map<number, Invent
     } catch { /* interface gone meanwhile */ }
     for (const type of [TCX_INGRESS, TCX_EGRESS]) {
       try {
-        const state = bpf.mprogQuery(index, type);
+        const state = mprogQuery(index, type);
         state.programIds.forEach((programId, i) => {
           if (state.linkIds[i]) return; // a TCX link: listed above
           add(found, programId, { kind: "tcx (no link)", iface: name, attachType: ATTACH_TYPE_NAMES[type] });

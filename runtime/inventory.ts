@@ -12,8 +12,7 @@
  * @module
  */
 import { FUNCTIONS, invoke } from "../functions/mod.ts";
-import { CGROUP_PROGRAM_TYPES, kernelAttachments } from "../kernel/attachments.ts";
-import { scanHolders } from "../kernel/holders.ts";
+import { CGROUP_PROGRAM_TYPES } from "../kernel/attachments.ts";
 import {
   type BpfNodeInventorySpec,
   type InventoryAttachment,
@@ -138,10 +137,10 @@ export async function takeInventory(node: Node, opts: InventoryOptions): Promise
     !p.managed && p.kernel && CGROUP_PROGRAM_TYPES.has(p.kernel.type)
   )
     .map((p) => p.id);
-  const attachments = kernelAttachments({ cgroupPrograms: cgroupIds });
+  const attachments = node.kernel.attachments({ cgroupPrograms: cgroupIds });
   const holders = new Map<number, InventoryHolder[]>();
   if (opts.holders !== false && out.programs.some((p) => !p.managed)) {
-    for (const [id, list] of await scanHolders({ skipPids: [Deno.pid] })) {
+    for (const [id, list] of await node.kernel.holders({ skipPids: [Deno.pid] })) {
       holders.set(
         id,
         list.map((h) => {
