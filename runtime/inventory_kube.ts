@@ -2,7 +2,7 @@
  * The node inventory on the API server (`inventory` in the runtime configuration): writes this node's
  * `BpfNodeInventory` (create, or replace with the last resourceVersion; a conflict re-reads it), Events on
  * the Node object (namespace `default`, as the kubelet writes them), and lists the pods of this node to
- * name holders' pods. `@kubernetes/client-node` is imported only when the inventory is configured.
+ * name holders' pods, through runtime/kube_fetch.ts (not `@kubernetes/client-node`: its memory).
  *
  * @example
  * ```ts
@@ -15,18 +15,12 @@ import { INVENTORY } from "../model/inventory.ts";
 import type { BpfNodeInventorySpec } from "../model/inventory.ts";
 import type { Node } from "./ctx.ts";
 import { type InventoryApi, InventoryPublisher } from "./inventory_publish.ts";
+import { KubeFetch, KubeStatusError } from "./kube_fetch.ts";
 
-const codeOf = (e: unknown) => (e as { code?: number })?.code;
-
-/** An InventoryApi on the cluster of `kubeconfig` (or $KUBECONFIG, in-cluster, ~/.kube/config). */
+/** An InventoryApi on the cluster of `kubeconfig` (or $KUBECONFIG, or the pod's ServiceAccount). */
 export async function kubeInventoryApi(nodeName: string, kubeconfig?: string): Promise<InventoryApi> {
-  const k8s = await import("@kubernetes/client-node");
-  const kc = new k8s.KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-  const core = kc.makeApiClient(k8s.CoreV1Api);
-  const names = { group: INVENTORY.group, version: INVENTORY.version, plural: INVENTORY.plural };
+  const kube = await KubeFetch.load(kubeconfig);
+  const base = `/apis/${INVENTORY.group}/${INVENTORY.version}/${INVENTORY.plural}`;
   let resourceVersion: string | undefined;
   const body = (spec: BpfNodeInventorySpec) => ({
     apiVersion: `${INVENTORY.group}/${INVENTORY.version}`,
@@ -38,13 +32,12 @@ export async function kubeInventoryApi(nodeName: string, kubeconfig?: string): P
     },
     spec,
   });
-  // deno-lint-ignore no-explicit-any
-  const rvOf = (o: any) => o?.metadata?.resourceVersion as string | undefined;
+  type Obj = { metadata?: { resourceVersion?: string } };
   const reread = async () => {
     try {
-      resourceVersion = rvOf(await custom.getClusterCustomObject({ ...names, name: nodeName }));
+      resourceVersion = (await kube.request<Obj>("GET", `${base}/${nodeName}`)).metadata?.resourceVersion;
     } catch (err) {
-      if (codeOf(err) !== 404) throw err;
+      if (!(err instanceof KubeStatusError && err.code === 404)) throw err;
       resourceVersion = undefined;
     }
   };
@@ -52,41 +45,40 @@ export async function kubeInventoryApi(nodeName: string, kubeconfig?: string): P
     async write(spec) {
       for (let attempt = 0;; attempt++) {
         try {
-          resourceVersion = rvOf(
-            resourceVersion
-              ? await custom.replaceClusterCustomObject({ ...names, name: nodeName, body: body(spec) })
-              : await custom.createClusterCustomObject({ ...names, body: body(spec) }),
-          );
+          const written = resourceVersion
+            ? await kube.request<Obj>("PUT", `${base}/${nodeName}`, body(spec))
+            : await kube.request<Obj>("POST", base, body(spec));
+          resourceVersion = written.metadata?.resourceVersion;
           return;
         } catch (err) {
-          if (attempt >= 2 || ![404, 409].includes(codeOf(err) ?? 0)) throw err;
+          if (attempt >= 2 || !(err instanceof KubeStatusError && [404, 409].includes(err.code))) throw err;
           await reread();
         }
       }
     },
     async event({ reason, message, key }) {
       const now = new Date().toISOString();
-      const hash = Array.from(
-        new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key))).slice(0, 6),
-        (b) => b.toString(16).padStart(2, "0"),
-      ).join("");
-      await core.createNamespacedEvent({
-        namespace: "default",
-        body: {
-          metadata: { name: `${nodeName}.bpfd.${hash}.${Date.now().toString(36)}`, namespace: "default" },
-          involvedObject: { apiVersion: "v1", kind: "Node", name: nodeName, uid: nodeName },
-          reason,
-          message,
-          type: "Warning",
-          source: { component: "bpfd-node", host: nodeName },
-          firstTimestamp: now as unknown as Date,
-          lastTimestamp: now as unknown as Date,
-          count: 1,
-        },
+      const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
+      const hash = Array.from(new Uint8Array(digest).slice(0, 6), (b) => b.toString(16).padStart(2, "0"))
+        .join("");
+      await kube.request("POST", "/api/v1/namespaces/default/events", {
+        metadata: { name: `${nodeName}.bpfd.${hash}.${Date.now().toString(36)}`, namespace: "default" },
+        involvedObject: { apiVersion: "v1", kind: "Node", name: nodeName, uid: nodeName },
+        reason,
+        message,
+        type: "Warning",
+        source: { component: "bpfd-node", host: nodeName },
+        firstTimestamp: now,
+        lastTimestamp: now,
+        count: 1,
       });
     },
     async pods() {
-      const list = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${nodeName}` });
+      type Pods = { items: Array<{ metadata?: { uid?: string; namespace?: string; name?: string } }> };
+      const list = await kube.request<Pods>(
+        "GET",
+        `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${nodeName}`)}`,
+      );
       return new Map(
         list.items.filter((p) => p.metadata?.uid).map((p) => [
           p.metadata!.uid!,
