@@ -17,8 +17,6 @@ import { table } from "./table.ts";
 // deno-lint-ignore no-explicit-any
 type Json = any;
 
-export { table };
-
 /** Where a link is attached, in one short phrase (`xdp veth0@ns1 prio 50`). */
 function describeAttach(a: Json): string {
   const at = (iface: string, netns?: string) => netns ? `${iface}@${netns}` : iface;

@@ -64,7 +64,7 @@ export const RuntimeConfig = z.strictObject({
    * object, kept current on the API server; absent for none.
    */
   inventory: z.optional(z.strictObject({
-    /** The runtime's credentials (default: auth.kubeconfig, then $KUBECONFIG, in-cluster, ~/.kube/config). */
+    /** The runtime's credentials (default: auth.kubeconfig, then $KUBECONFIG, then the pod's ServiceAccount). */
     kubeconfig: z.optional(NonEmpty),
     /** At most one write per this many seconds. */
     minWriteSeconds: z._default(z.number().check(z.minimum(0), z.maximum(3600)), 5),

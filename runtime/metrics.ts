@@ -2,7 +2,7 @@
  * `GET /metrics` on the node runtime (Prometheus text format, runtime/metrics_registry.ts), behind the
  * same authentication as the API (verb get on `nodes/bpfd`), and the accounting of every function call.
  * `bpfStats` in the configuration turns the kernel's run statistics on (BPF_ENABLE_STATS) for as long as
- * the runtime runs; `metrics: false` leaves prom-client out of the process.
+ * the runtime runs; `metrics: false` turns the metrics off.
  *
  * @module
  */
@@ -50,6 +50,6 @@ export function instrument(app: Hono, node: Node): void {
   });
   app.get("/metrics", async (c) => {
     const metrics = await ready;
-    return c.body(await metrics.registry.metrics(), 200, { "content-type": metrics.registry.contentType });
+    return c.body(metrics.render(), 200, { "content-type": metrics.contentType });
   });
 }

@@ -1,14 +1,14 @@
 /**
- * The node runtime's Prometheus metrics in a prom-client registry: programs by type and managed or not,
+ * The node runtime's Prometheus metrics (runtime/prometheus.ts): programs by type and managed or not,
  * each program's run count and run time (while the kernel's `bpf_stats` is on), map count and memory,
  * function calls by name and status with latency histograms, kernel failures by errno. Imported by
  * runtime/metrics.ts only when metrics are on.
  *
  * @module
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { mapIdsAll, mapMemlock, runStatsHeld } from "../ffi/introspect.ts";
 import type { Node } from "./ctx.ts";
+import { CONTENT_TYPE, CounterMap, family, HistogramMap, type Sample } from "./prometheus.ts";
 
 /** Whether the kernel collects run counts and times now: this runtime holds them on, or the sysctl. */
 export function runStatsEnabled(): boolean {
@@ -20,106 +20,86 @@ export function runStatsEnabled(): boolean {
   }
 }
 
-/** The registry and the metrics the HTTP edge updates. */
+/** The metrics the HTTP edge updates, and the scrape. */
 export interface NodeMetrics {
-  registry: Registry;
-  calls: Counter;
-  latency: Histogram;
-  failures: Counter;
+  calls: CounterMap;
+  latency: HistogramMap;
+  failures: CounterMap;
+  contentType: string;
+  /** The whole exposition, the kernel's figures read now. */
+  render(): string;
 }
 
-/** The metrics of one node, in their own registry. */
-export function nodeMetrics(
-  node: Node,
-): { registry: Registry; calls: Counter; latency: Histogram; failures: Counter } {
-  const registry = new Registry();
-  const registers = [registry];
-  new Gauge({
-    name: "bpfd_programs",
-    help: "BPF programs in the node's kernel, by kernel type and whether bpfd manages them.",
-    labelNames: ["type", "managed"],
-    registers,
-    collect() {
-      this.reset();
-      for (const p of node.kernel.allPrograms()) {
-        this.inc({ type: p.type, managed: node.state.program(p.id) ? "true" : "false" });
+const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** The metrics of one node. */
+export function nodeMetrics(node: Node): NodeMetrics {
+  const calls = new CounterMap();
+  const latency = new HistogramMap(BUCKETS);
+  const failures = new CounterMap();
+  const render = () => {
+    const programs = node.kernel.allPrograms();
+    const managed = (id: number) => node.state.program(id) ? "true" : "false";
+    const byType = new CounterMap();
+    for (const p of programs) byType.inc({ type: p.type, managed: managed(p.id) });
+    const stats = runStatsEnabled();
+    const runs: Sample[] = [], seconds: Sample[] = [];
+    if (stats) {
+      for (const p of programs) {
+        const labels = { id: String(p.id), name: p.name, type: p.type, managed: managed(p.id) };
+        runs.push({ labels, value: p.runCount });
+        seconds.push({ labels, value: p.runTimeNs / 1e9 });
       }
-    },
-  });
-  new Gauge({
-    name: "bpfd_bpf_stats_enabled",
-    help: "1 while the kernel collects run counts and run times (bpf_stats); 0: the run metrics stay empty.",
-    registers,
-    collect() {
-      this.set(runStatsEnabled() ? 1 : 0);
-    },
-  });
-  const perProgram = (
-    name: string,
-    help: string,
-    value: (p: { runCount: number; runTimeNs: number }) => number,
-  ) =>
-    new Counter({
-      name,
-      help,
-      labelNames: ["id", "name", "type", "managed"],
-      registers,
-      collect() {
-        this.reset();
-        if (!runStatsEnabled()) return;
-        for (const p of node.kernel.allPrograms()) {
-          const labels = {
-            id: String(p.id),
-            name: p.name,
-            type: p.type,
-            managed: node.state.program(p.id) ? "true" : "false",
-          };
-          this.inc(labels, value(p));
-        }
-      },
-    });
-  perProgram("bpfd_program_runs_total", "Times each program ran (kernel bpf_stats).", (p) => p.runCount);
-  perProgram(
-    "bpfd_program_run_seconds_total",
-    "Time each program ran (kernel bpf_stats).",
-    (p) => p.runTimeNs / 1e9,
-  );
-  new Gauge({
-    name: "bpfd_maps",
-    help: "BPF maps in the node's kernel.",
-    registers,
-    collect() {
-      this.set(mapIdsAll().length);
-    },
-  });
-  new Gauge({
-    name: "bpfd_map_memory_bytes",
-    help: "Memory charged to all BPF maps in the node's kernel (memlock).",
-    registers,
-    collect() {
-      let total = 0;
-      for (const id of mapIdsAll()) total += mapMemlock(id) ?? 0;
-      this.set(total);
-    },
-  });
-  const calls = new Counter({
-    name: "bpfd_function_calls_total",
-    help: "Function calls by name and HTTP status.",
-    labelNames: ["function", "status"],
-    registers,
-  });
-  const latency = new Histogram({
-    name: "bpfd_function_duration_seconds",
-    help: "Function call latency by name.",
-    labelNames: ["function"],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers,
-  });
-  const failures = new Counter({
-    name: "bpfd_kernel_failures_total",
-    help: "Load, attach, modify and reconcile calls the kernel refused, by function and errno.",
-    labelNames: ["function", "errno"],
-    registers,
-  });
-  return { registry, calls, latency, failures };
+    }
+    const maps = mapIdsAll();
+    let memory = 0;
+    for (const id of maps) memory += mapMemlock(id) ?? 0;
+    return [
+      family(
+        "bpfd_programs",
+        "gauge",
+        "BPF programs in the node's kernel, by kernel type and whether bpfd manages them.",
+        byType.samples(),
+      ),
+      family(
+        "bpfd_bpf_stats_enabled",
+        "gauge",
+        "1 while the kernel collects run counts and run times (bpf_stats); 0: the run metrics stay empty.",
+        [{ labels: {}, value: stats ? 1 : 0 }],
+      ),
+      family("bpfd_program_runs_total", "counter", "Times each program ran (kernel bpf_stats).", runs),
+      family(
+        "bpfd_program_run_seconds_total",
+        "counter",
+        "Time each program ran (kernel bpf_stats).",
+        seconds,
+      ),
+      family("bpfd_maps", "gauge", "BPF maps in the node's kernel.", [{ labels: {}, value: maps.length }]),
+      family(
+        "bpfd_map_memory_bytes",
+        "gauge",
+        "Memory charged to all BPF maps in the node's kernel (memlock).",
+        [{ labels: {}, value: memory }],
+      ),
+      family(
+        "bpfd_function_calls_total",
+        "counter",
+        "Function calls by name and HTTP status.",
+        calls.samples(),
+      ),
+      family(
+        "bpfd_function_duration_seconds",
+        "histogram",
+        "Function call latency by name.",
+        latency.samples(),
+      ),
+      family(
+        "bpfd_kernel_failures_total",
+        "counter",
+        "Load, attach, modify and reconcile calls the kernel refused, by function and errno.",
+        failures.samples(),
+      ),
+    ].join("\n");
+  };
+  return { calls, latency, failures, contentType: CONTENT_TYPE, render };
 }
