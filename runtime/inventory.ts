@@ -137,6 +137,7 @@ export async function takeInventory(node: Node, opts: InventoryOptions): Promise
     !p.managed && p.kernel && CGROUP_PROGRAM_TYPES.has(p.kernel.type)
   )
     .map((p) => p.id);
+  await new Promise((r) => setTimeout(r, 0)); // calls waiting since `list` go first
   const attachments = node.kernel.attachments({ cgroupPrograms: cgroupIds });
   const holders = new Map<number, InventoryHolder[]>();
   if (opts.holders !== false && out.programs.some((p) => !p.managed)) {

@@ -50,10 +50,11 @@ function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-/** The content of a spec without its timestamp, to tell whether anything changed. */
-function contentKey(spec: BpfNodeInventorySpec): string {
+/** A hash of a spec's content without its timestamp, to tell whether anything changed. */
+async function contentKey(spec: BpfNodeInventorySpec): Promise<string> {
   const { observedAt: _observedAt, ...rest } = spec;
-  return JSON.stringify(rest);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify(rest)));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The publisher of one node's inventory. */
@@ -63,6 +64,7 @@ export class InventoryPublisher {
   /** The last snapshot taken. */
   last?: InventorySnapshot;
   #written?: string;
+  #lastKey?: string;
   #fingerprint = "";
   #lastFull = -Infinity;
   #lastWrite = -Infinity;
@@ -107,8 +109,7 @@ export class InventoryPublisher {
   /** One round: snapshot if something may have changed, write if it did and the pace allows. */
   async tick(now = Date.now()): Promise<void> {
     const fingerprint = (this.opts.fingerprint ?? kernelFingerprint)();
-    const pending = this.#written === undefined ||
-      (this.last && contentKey(this.last.spec) !== this.#written);
+    const pending = this.#written === undefined || this.#lastKey !== this.#written;
     const due = fingerprint !== this.#fingerprint ||
       now - this.#lastFull >= (this.opts.fullSeconds ?? 30) * 1000;
     if (!due && !pending) return;
@@ -122,12 +123,13 @@ export class InventoryPublisher {
         maxBytes: this.opts.maxBytes,
         holders: this.opts.holders,
       });
+      this.#lastKey = await contentKey(this.last.spec);
       this.#fingerprint = fingerprint;
       this.#lastFull = now;
     }
     const snap = this.last!;
     await this.#emitEvents(snap);
-    const key = contentKey(snap.spec);
+    const key = this.#lastKey;
     if (key === this.#written) return;
     try {
       await deadline(this.api.write(snap.spec), 15_000, "write");
