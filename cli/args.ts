@@ -30,6 +30,7 @@ commands:
   list   --cluster [--node NODE] [--type TYPE] [--namespace NS]   (every node, from the inventories)
   get    --node NODE PROGRAM_ID   (--kubeconfig FILE, --token TOKEN, --ca FILE, --server URL)
   image  build|push|pull ...   (bpfd image --help)
+  policy check --as USER -f FILE ...   what BpfPolicy would refuse (bpfd policy --help)
 
 types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
 

@@ -21,6 +21,7 @@ import {
   INVENTORY,
   INVENTORY_COLUMNS,
 } from "../model/inventory.ts";
+import { BpfPolicySpec, BpfPolicyStatus } from "../model/policy.ts";
 
 function jsonSchema(s: z.core.$ZodType): Schema {
   return toStructural(
@@ -83,7 +84,7 @@ function crd(names: Names, schema: Schema, columns: Schema[]) {
 
 const loaded = (field: string) => `.status.conditions[?(@.type=="Loaded")].${field}`;
 
-/** The CRDs: BpfProgramConfig, BpfProgram, BpfNodeInventory. */
+/** The CRDs: BpfProgramConfig, BpfProgram, BpfPolicy, BpfNodeInventory. */
 export function crdDocuments() {
   return [
     crd(
@@ -125,6 +126,15 @@ export function crdDocuments() {
         { name: "Message", type: "string", jsonPath: loaded("message"), priority: 1 },
         { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
       ],
+    ),
+    crd(
+      { kind: "BpfPolicy", plural: "bpfpolicies", singular: "bpfpolicy", shortNames: ["bpol"] },
+      rootSchema(
+        "BpfPolicy: who may load which BPF programs, where (docs/policy.md).",
+        BpfPolicySpec,
+        BpfPolicyStatus,
+      ),
+      [{ name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }],
     ),
     crd(
       { kind: INVENTORY.kind, plural: INVENTORY.plural, singular: INVENTORY.singular, shortNames: ["bni"] },
