@@ -100,8 +100,16 @@ export const BpfNodeInventorySpec = z.object({
 });
 export type BpfNodeInventorySpec = z.infer<typeof BpfNodeInventorySpec>;
 
-/** Status: written by nobody today (the runtime writes the spec only); present for the CRD's shape. */
-export const BpfNodeInventoryStatus = z.object({});
+/** Status: conditions, for tools that add them (the runtime writes the spec only). */
+export const BpfNodeInventoryStatus = z.object({
+  conditions: z.optional(z.array(z.object({
+    type: z.string(),
+    status: z.string(),
+    reason: z.optional(z.string()),
+    message: z.optional(z.string()),
+    lastTransitionTime: z.optional(z.string()),
+  }))),
+});
 
 /** The printer columns of `kubectl get bpfnodeinventories`. */
 export const INVENTORY_COLUMNS = [
