@@ -4,6 +4,10 @@
  * (managed or not, where attached, who put them there), and each hook's chain in run order; filtered by
  * node, type, holders' namespace and config through the query string.
  *
+ * @example
+ * ```ts
+ * const page = await inventoryPage({ inventories, configs, programs, filter: { node: "node-a" }, user: "bob" });
+ * ```
  * @module
  */
 import { html } from "hono/html";

@@ -5,6 +5,11 @@
  * metadata). Written by the node runtime (runtime/inventory*.ts), read by `bpfd list --cluster` and the
  * controller's page. docs/inventory.md describes the fields and the size limit.
  *
+ * @example
+ * ```ts
+ * summarize(programs); // { programs: 12, managed: 2, unmanaged: 10, types: { xdp: "2/1" } }
+ * ownerOf(program); // "config xdp-counter (system:serviceaccount:bpfd:bpfd-controller)"
+ * ```
  * @module
  */
 import { z } from "./zod.ts";

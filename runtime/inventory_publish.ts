@@ -1,11 +1,15 @@
 /**
- * Keeps the node's `BpfNodeInventory` current with few writes: a cheap fingerprint (program and link ids)
- * is checked every second; a snapshot is taken when it changed (or every `fullSeconds`, for holders and
- * pods), and written only when its content changed, at most once per `minWriteSeconds`. A failed write
- * (API server away) is retried with backoff from the newest snapshot, so the object catches up. Events
- * are written once for each program bpfd does not manage that appears on one of its hooks. Nothing here
- * runs inside a function call; errors are logged, never thrown.
+ * Keeps the node's `BpfNodeInventory` current with few writes: program and link ids are compared every
+ * second; a snapshot is taken when they changed (or every `fullSeconds`, for holders and pods) and written
+ * only when its content changed, at most once per `minWriteSeconds`. A failed write (API server away) is
+ * retried with backoff from the newest snapshot. Events are written once per program bpfd does not manage
+ * that appears on one of its hooks; errors are logged, never thrown.
  *
+ * @example
+ * ```ts
+ * const publisher = new InventoryPublisher(node, api, { nodeName: "node-a" }, log);
+ * publisher.start();
+ * ```
  * @module
  */
 import { programIds } from "../ffi/libbpf.ts";

@@ -4,6 +4,11 @@
  * `bpfStats` in the configuration turns the kernel's run statistics on (BPF_ENABLE_STATS) for as long as
  * the runtime runs; `metrics: false` turns the metrics off.
  *
+ * @example
+ * ```ts
+ * const app = new Hono();
+ * instrument(app, node); // GET /metrics, and every /v1/functions/* call counted
+ * ```
  * @module
  */
 import type { Hono } from "hono";

@@ -4,6 +4,12 @@
  * function calls by name and status with latency histograms, kernel failures by errno. Imported by
  * runtime/metrics.ts only when metrics are on.
  *
+ * @example
+ * ```ts
+ * const metrics = nodeMetrics(node);
+ * metrics.calls.inc({ function: "load", status: "200" });
+ * console.log(metrics.render());
+ * ```
  * @module
  */
 import { mapIdsAll, mapMemlock, runStatsHeld } from "../ffi/introspect.ts";
