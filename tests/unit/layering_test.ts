@@ -72,9 +72,15 @@ function layeringProblems(file: string, src: string): string[] {
 
 /**
  * Where an HTTP status may be answered: functions/ maps errors to statuses, runtime/app.ts and
- * runtime/auth/ are the HTTP edge (the API's own refusals: 404 no such function, 400 not JSON, 401/403).
+ * runtime/auth/ are the HTTP edge (the API's own refusals: 404 no such function, 400 not JSON, 401/403);
+ * controller/web*.ts is the controller's (the inventory page's 401/403).
  */
-const STATUS_OWNERS = [/^functions\//, /^runtime\/app\.ts$/, /^runtime\/auth\//];
+const STATUS_OWNERS = [
+  /^functions\//,
+  /^runtime\/app\.ts$/,
+  /^runtime\/auth\//,
+  /^controller\/web[a-z_]*\.ts$/,
+];
 
 const STATUS = String.raw`(?:4\d\d|5\d\d)`;
 
