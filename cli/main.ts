@@ -164,12 +164,13 @@ async function call(v: Values, fn: string, input: Json): Promise<{ status: numbe
 
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
+  // trace has its own --node (before the inventory's cluster commands, which also take --node).
+  if (args[0] === "trace") return await (await import("./trace.ts")).runTraceCli(args.slice(1));
   if (isClusterCommand(args)) return await (await import("./cluster.ts")).runClusterCli(args);
   if (args[0] === "image") {
     const { runImageCli } = await import("./image.ts");
     return await runImageCli(args.slice(1));
   }
-  if (args[0] === "trace") return await (await import("./trace.ts")).runTraceCli(args.slice(1));
   if (args[0] === "policy") return await (await import("./policy.ts")).runPolicyCli(args.slice(1));
   let values: Values, request: { fn: string; input: Json };
   try {
