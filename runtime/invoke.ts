@@ -7,6 +7,7 @@
 import { BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import { createNode, lazyImageStore } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
+import { streamedAnswer } from "./stream.ts";
 
 const { values, positionals } = parseNodeArgs(Deno.args);
 const [name, json = "{}"] = positionals;
@@ -31,7 +32,10 @@ try {
     JSON.parse(json),
     node.ctxFor({ user: `uid:${Deno.uid()}`, via: "in-process" }),
   );
-  console.log(JSON.stringify(output, null, 2));
+  // A trace session prints its events as they come (NDJSON), like the HTTP API streams them.
+  const streamed = streamedAnswer(output);
+  if (streamed) await streamed.body!.pipeTo(Deno.stdout.writable, { preventClose: true });
+  else console.log(JSON.stringify(output, null, 2));
 } catch (err) {
   if (!(err instanceof BpfdError)) throw err;
   console.error(JSON.stringify(err.toBody(), null, 2));
