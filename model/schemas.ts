@@ -191,6 +191,10 @@ export const Identity = z.object({
   user: z.string(),
   /** How it was established: `unix-socket`, `token`, `in-process`. */
   via: z.string(),
+  /** Unix socket callers: the kernel's credentials of the caller (SO_PEERCRED). */
+  uid: z.optional(z.number()),
+  gid: z.optional(z.number()),
+  pid: z.optional(z.number()),
 });
 export type Identity = z.infer<typeof Identity>;
 

@@ -1,14 +1,20 @@
 /**
- * The node runtime: `deno task start`. Serves bpfd's functions on a unix socket (root and group bpfd)
- * and on a TCP address, until SIGINT/SIGTERM. Programs stay loaded and attached when it stops.
+ * The node runtime: `deno task start`. Serves bpfd's functions on a unix socket (root and group
+ * bpfd-admin, callers known by their kernel credentials) and, when configured, on a TCP address with TLS
+ * and authentication, until SIGINT/SIGTERM. Programs stay loaded and attached when it stops.
  *
  * @module
  */
 import { Hono } from "hono";
 import { createApp } from "./app.ts";
 import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware.ts";
-import { createNode, lazyImageStore, type Node } from "./ctx.ts";
-import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
+import { createNode, groupId, lazyImageStore, type Node } from "./ctx.ts";
+import { browserGuard, hostAllowed, jsonOnly, peerGuard, peerIdentity } from "./front_door.ts";
+import { configFrom, INSECURE_TCP_OPTION, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
+import { DEFAULT_HTTP_LIMITS } from "./http1.ts";
+import { TcpListener } from "./tcp_listener.ts";
+import { UnixListener } from "./unix_listener.ts";
+import type { PeerCredentials } from "../ffi/socket.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -16,47 +22,28 @@ Runs bpfd's node runtime.
 
 ${NODE_OPTIONS_HELP}`;
 
+/** A listener serve() waits for. */
+interface Served {
+  close(): void;
+  finished: Promise<void>;
+}
+
 /** Serves `node` on its socket and TCP address; resolves when both listeners are closed. */
 export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   const { socket, listen } = node.config;
-  const servers: Deno.HttpServer[] = [];
-  // Group bpfd reaches the socket and the map pins through the state directory when they are inside it.
-  const gid = node.kernel.groupId;
+  const listeners: Served[] = [];
+  // Root alone lists the state directory; the groups traverse it to the socket and the map pins.
   const state = node.config.stateDir.replace(/\/+$/, "");
   const inState = (p: string) => p.startsWith(`${state}/`);
-  if (gid !== undefined && (inState(node.config.bpffs) || (socket && inState(socket)))) {
-    await Deno.chown(state, 0, gid);
-    await Deno.chmod(state, 0o750);
+  await Deno.chmod(state, inState(node.config.bpffs) || (socket && inState(socket)) ? 0o711 : 0o700);
+  try {
+    if (socket) listeners.push(await serveSocket(node, socket));
+    if (listen) listeners.push(await serveTcp(node, listen));
+  } catch (err) {
+    for (const l of listeners) l.close();
+    throw err;
   }
-  if (socket) {
-    await Deno.remove(socket).catch(() => {});
-    const app = createApp(node, () => ({ user: "local", via: "unix-socket" }));
-    servers.push(Deno.serve({ path: socket, signal, onListen: () => {} }, app.fetch));
-    await Deno.chmod(socket, 0o660);
-    if (gid !== undefined) await Deno.chown(socket, 0, gid);
-  }
-  if (listen) {
-    const at = listen.lastIndexOf(":");
-    const hostname = listen.slice(0, at), port = Number(listen.slice(at + 1));
-    const { tls } = node.config;
-    const via = tls ? "tls" : "tcp";
-    const auth = await authenticatorFrom(node.config);
-    if (!auth && !/^(127\.|\[?::1\]?$|localhost$)/.test(hostname)) {
-      node.log.warn("the TCP listener is not loopback and has no authentication (auth.mode none)", {
-        listen,
-      });
-    }
-    const inner = createApp(
-      node,
-      (c) => identityOf(c) ?? { user: "anonymous", via: `${via} ${c.req.header("host") ?? hostname}` },
-    );
-    // With authentication, every /v1/ request passes the guard first (401/403 never reach a function).
-    const app = auth ? new Hono().use(authMiddleware(auth, () => node.log, via)).route("/", inner) : inner;
-    const certs = tls
-      ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) }
-      : {};
-    servers.push(Deno.serve({ hostname, port, signal, onListen: () => {}, ...certs }, app.fetch));
-  }
+  signal.addEventListener("abort", () => listeners.forEach((l) => l.close()), { once: true });
   node.log.info("serving", {
     socket: socket || undefined,
     listen: listen || undefined,
@@ -64,7 +51,62 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
     auth: node.config.auth?.mode ?? "none",
     programs: node.state.programs().length,
   });
-  await Promise.all(servers.map((s) => s.finished));
+  await Promise.all(listeners.map((l) => l.finished));
+}
+
+/** The unix socket: root:apiGroup 0660, and each caller checked and recorded by its peer credentials. */
+async function serveSocket(node: Node, socket: string): Promise<Served> {
+  const { apiGroup, http } = node.config;
+  const apiGid = await groupId(apiGroup);
+  if (apiGid === undefined) node.log.warn("no such group: only root may use the socket", { group: apiGroup });
+  await Deno.remove(socket).catch(() => {});
+  const inner = createApp(node, (c) => peerIdentity((c.env as { peer: PeerCredentials }).peer));
+  const app = new Hono().use(jsonOnly(), peerGuard(apiGid, apiGroup)).route("/", inner);
+  return await UnixListener.open(socket, (req, peer) => app.fetch(req, { peer }), {
+    maxConnections: http.maxConnections,
+    limits: { ...DEFAULT_HTTP_LIMITS, ...http },
+    log: node.log,
+    beforeListen: async () => {
+      await Deno.chmod(socket, 0o660);
+      await Deno.chown(socket, 0, apiGid ?? 0);
+    },
+  });
+}
+
+/** The TCP listener: TLS and authentication, unless the loudly named option says otherwise. */
+async function serveTcp(node: Node, listen: string): Promise<Served> {
+  const { tls, http, allowedHosts } = node.config;
+  const at = listen.lastIndexOf(":");
+  const hostname = listen.slice(0, at).replace(/^\[|\]$/g, ""), port = Number(listen.slice(at + 1));
+  const auth = await authenticatorFrom(node.config);
+  if (!tls || !auth) {
+    if (!node.config.insecureTcpWithoutAuthIUnderstandThisIsRoot) {
+      throw new Error(
+        `refusing to serve ${listen} without TLS and authentication (tls and auth in --config): whoever ` +
+          `reaches it would be root on this machine. Use the unix socket, or --${INSECURE_TCP_OPTION}.`,
+      );
+    }
+    node.log.warn("INSECURE: the TCP listener has no TLS or no authentication; whoever reaches it is root", {
+      listen,
+    });
+  }
+  const via = tls ? "tls" : "tcp";
+  const inner = createApp(node, (c) =>
+    identityOf(c) ??
+      { user: "anonymous", via: `${via} ${(c.env as { remoteAddr?: Deno.NetAddr }).remoteAddr?.hostname}` });
+  const app = new Hono().use(jsonOnly(), browserGuard(hostAllowed(hostname, allowedHosts)));
+  // With authentication, every /v1/ request passes the guard first (401/403 never reach a function).
+  if (auth) app.use(authMiddleware(auth, () => node.log, via));
+  app.route("/", inner);
+  const certs = tls
+    ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) }
+    : undefined;
+  return TcpListener.open({ hostname, port }, (req, remoteAddr) => app.fetch(req, { remoteAddr }), {
+    maxConnections: http.maxConnections,
+    limits: { ...DEFAULT_HTTP_LIMITS, ...http },
+    log: node.log,
+    tls: certs,
+  });
 }
 
 /**

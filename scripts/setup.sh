@@ -21,7 +21,9 @@ if ! toolchain/node_modules/.bin/deno --version 2>/dev/null | grep -q "^deno $pi
   (cd toolchain && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
+# bpfd: may read map pins (read-only). bpfd-admin: may use the API socket, which is root-equivalent.
 getent group bpfd >/dev/null || groupadd --system bpfd
+getent group bpfd-admin >/dev/null || groupadd --system bpfd-admin
 
 deno=toolchain/node_modules/.bin/deno
 "$deno" install --quiet >/dev/null
