@@ -79,8 +79,30 @@ export function createApp(node: Node, identify: Identify): Hono {
         error: error.message,
         ...(error.status >= 500 ? { stack: (err as Error)?.stack } : {}),
       });
-      return c.json(error.toBody(), error.status);
+      return c.json(boundedError(error.toBody()), error.status);
     }
   });
   return app;
+}
+
+/**
+ * An error body no larger than a few hundred KiB, whatever the request was: the message up to 4 KiB, other
+ * texts (verifier logs) up to 64 KiB, lists (validation issues) up to 100 entries, each cut with a marker.
+ */
+export function boundedError(body: ReturnType<BpfdError["toBody"]>): ReturnType<BpfdError["toBody"]> {
+  const cut = (value: unknown, max: number): unknown => {
+    if (typeof value === "string") {
+      return value.length > max ? `${value.slice(0, max)}… [${value.length - max} more characters]` : value;
+    }
+    if (Array.isArray(value)) {
+      const kept = value.slice(0, 100).map((v) => cut(v, 1024));
+      return value.length > 100 ? [...kept, `… [${value.length - 100} more]`] : kept;
+    }
+    if (value && typeof value === "object") {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, cut(v, max)]));
+    }
+    return value;
+  };
+  const { code, message, ...rest } = body.error;
+  return { error: { code, message: cut(message, 4096) as string, ...(cut(rest, 64 << 10) as typeof rest) } };
 }

@@ -9,11 +9,11 @@ import { ImageStoreConfig } from "../model/image.ts";
 
 /** Bounds of every listener (runtime/http1.ts). */
 const HttpBounds = z.strictObject({
-    maxConnections: z._default(z.int().check(z.minimum(1), z.maximum(65536)), 256),
-    maxBodyBytes: z._default(z.int().check(z.minimum(1024), z.maximum(1 << 30)), 1 << 20),
-    headerTimeoutMs: z._default(z.int().check(z.minimum(100), z.maximum(600_000)), 10_000),
-    idleTimeoutMs: z._default(z.int().check(z.minimum(100), z.maximum(3_600_000)), 60_000),
-  });
+  maxConnections: z._default(z.int().check(z.minimum(1), z.maximum(65536)), 256),
+  maxBodyBytes: z._default(z.int().check(z.minimum(1024), z.maximum(1 << 30)), 1 << 20),
+  headerTimeoutMs: z._default(z.int().check(z.minimum(100), z.maximum(600_000)), 10_000),
+  idleTimeoutMs: z._default(z.int().check(z.minimum(100), z.maximum(3_600_000)), 60_000),
+});
 
 /** The runtime configuration (a JSON file and command-line options). */
 export const RuntimeConfig = z.strictObject({

@@ -22,7 +22,11 @@ export function jsonOnly(): MiddlewareHandler {
   return async (c, next) => {
     const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
     if (c.req.method === "POST" && type !== "application/json") {
-      return refusal(415, "unsupported_media_type", "POST bodies must be sent as Content-Type: application/json");
+      return refusal(
+        415,
+        "unsupported_media_type",
+        "POST bodies must be sent as Content-Type: application/json",
+      );
     }
     await next();
   };

@@ -105,10 +105,14 @@ export function parseHead(bytes: Uint8Array, maxBodyBytes: number): Head | Refus
     headers.push([name, value]);
   }
   if (headers.length > 100) return new Refusal(431, "headers_too_large", "more than 100 header fields");
-  if (chunked) return new Refusal(411, "length_required", "send the body with Content-Length (no chunked bodies)");
+  if (chunked) {
+    return new Refusal(411, "length_required", "send the body with Content-Length (no chunked bodies)");
+  }
   if (minor === "1" && host !== 1) return new Refusal(400, "bad_request", "HTTP/1.1 needs exactly one Host");
   const [length = "0", ...others] = lengths;
-  if (others.length || !/^\d{1,15}$/.test(length)) return new Refusal(400, "bad_request", "bad Content-Length");
+  if (others.length || !/^\d{1,15}$/.test(length)) {
+    return new Refusal(400, "bad_request", "bad Content-Length");
+  }
   const contentLength = Number(length);
   if (contentLength > maxBodyBytes) {
     return new Refusal(413, "body_too_large", `the body is larger than ${maxBodyBytes} bytes`);
@@ -128,7 +132,11 @@ export function parseHead(bytes: Uint8Array, maxBodyBytes: number): Head | Refus
 }
 
 /** The bytes of an answer: status line, headers, `content-length`, body (none for HEAD). */
-export async function serializeResponse(res: Response, head: boolean, keepAlive: boolean): Promise<Uint8Array<ArrayBuffer>> {
+export async function serializeResponse(
+  res: Response,
+  head: boolean,
+  keepAlive: boolean,
+): Promise<Uint8Array<ArrayBuffer>> {
   const body = new Uint8Array(await res.arrayBuffer());
   let text = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? ""}\r\n`;
   res.headers.forEach((value, name) => {
@@ -166,7 +174,11 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array<ArrayBuffer> {
  * Serves requests on `stream` until it ends, a limit or timeout closes it, or a request asks to close;
  * always closes the stream. `handler` errors answer 500.
  */
-export async function serveHttp1(stream: ByteStream, handler: HttpHandler, limits: HttpLimits): Promise<void> {
+export async function serveHttp1(
+  stream: ByteStream,
+  handler: HttpHandler,
+  limits: HttpLimits,
+): Promise<void> {
   let buf: Uint8Array = new Uint8Array(0);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = (ms: number) => {
@@ -230,7 +242,9 @@ export async function serveHttp1(stream: ByteStream, handler: HttpHandler, limit
       await stream.write(await serializeResponse(response, head.method === "HEAD", head.keepAlive));
       if (!head.keepAlive) return;
     }
-  } catch { /* the peer went away or a write failed: nothing to answer */ } finally {
+  } catch {
+    /* the peer went away or a write failed: nothing to answer */
+  } finally {
     clearTimeout(timer);
     stream.close();
   }

@@ -33,7 +33,11 @@ export class TcpListener {
   /** Resolves when the listener is closed and its last connection ended. */
   readonly finished: Promise<void>;
 
-  private constructor(readonly listener: Deno.Listener, readonly handler: RemoteHandler, readonly options: TcpListenerOptions) {
+  private constructor(
+    readonly listener: Deno.Listener,
+    readonly handler: RemoteHandler,
+    readonly options: TcpListenerOptions,
+  ) {
     this.finished = this.#run();
   }
 

@@ -220,7 +220,9 @@ export class RuntimeProcess {
   async fetch(path: string, init?: RequestInit): Promise<Response> {
     this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.socket } });
     const headers = new Headers(init?.headers);
-    if (init?.body !== undefined && !headers.has("content-type")) headers.set("content-type", "application/json");
+    if (init?.body !== undefined && !headers.has("content-type")) {
+      headers.set("content-type", "application/json");
+    }
     const res = await fetch(`http://bpfd${path}`, { ...init, headers, client: this.#client });
     const body = await res.arrayBuffer();
     return new Response(body, { status: res.status, headers: res.headers });

@@ -67,6 +67,8 @@ export class NodeRuntime {
         "",
         "--listen",
         this.address,
+        // Plain HTTP inside the test's own network namespace: the secure listener has its own tests.
+        "--insecure-tcp-without-auth-i-understand-this-is-root",
         "--log-level",
         "info",
       ],
