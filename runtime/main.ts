@@ -94,10 +94,10 @@ async function serveTcp(node: Node, listen: string): Promise<Served> {
   const inner = createApp(node, (c) =>
     identityOf(c) ??
       { user: "anonymous", via: `${via} ${(c.env as { remoteAddr?: Deno.NetAddr }).remoteAddr?.hostname}` });
-  const app = new Hono().use(jsonOnly(), browserGuard(hostAllowed(hostname, allowedHosts)));
+  const app = new Hono().use(browserGuard(hostAllowed(hostname, allowedHosts)));
   // With authentication, every /v1/ request passes the guard first (401/403 never reach a function).
   if (auth) app.use(authMiddleware(auth, () => node.log, via));
-  app.route("/", inner);
+  app.use(jsonOnly()).route("/", inner);
   const certs = tls
     ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) }
     : undefined;

@@ -95,6 +95,7 @@ export class NodeRuntime {
   async call(fn: string, input: unknown): Promise<{ status: number; body: Json }> {
     const r = await fetch(`http://${this.address}/v1/functions/${fn}`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify(input),
       client: this.#client,
       signal: AbortSignal.timeout(20000),
