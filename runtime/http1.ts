@@ -42,7 +42,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 export type HttpHandler = (request: Request) => Promise<Response> | Response;
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\/[\x21-\x7e]*) HTTP\/1\.([01])$/;
+const REQUEST_LINE =
+  /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\/[\x21-\x7e]*|https?:\/\/[\x21-\x7e]+) HTTP\/1\.([01])$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const REASONS: Record<number, string> = {
   100: "Continue",
@@ -86,10 +87,10 @@ export function parseHead(bytes: Uint8Array, maxBodyBytes: number): Head | Refus
   const lines = latin1.decode(bytes).split("\r\n");
   const request = lines[0].match(REQUEST_LINE);
   if (!request) return new Refusal(400, "bad_request", "malformed request line");
-  const [, method, target, minor] = request;
+  const [, method, requested, minor] = request;
   const headers: Array<[string, string]> = [];
   const lengths = new Set<string>();
-  let host = 0, connection = "", expect = "", chunked = false;
+  let host = 0, hostValue = "", connection = "", expect = "", chunked = false;
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
     const name = line.slice(0, colon), value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, "");
@@ -99,7 +100,7 @@ export function parseHead(bytes: Uint8Array, maxBodyBytes: number): Head | Refus
     const lower = name.toLowerCase();
     if (lower === "content-length") lengths.add(value);
     else if (lower === "transfer-encoding") chunked = true;
-    else if (lower === "host") host++;
+    else if (lower === "host") [host, hostValue] = [host + 1, value.toLowerCase()];
     else if (lower === "connection") connection = value.toLowerCase();
     else if (lower === "expect") expect = value.toLowerCase();
     headers.push([name, value]);
@@ -109,6 +110,14 @@ export function parseHead(bytes: Uint8Array, maxBodyBytes: number): Head | Refus
     return new Refusal(411, "length_required", "send the body with Content-Length (no chunked bodies)");
   }
   if (minor === "1" && host !== 1) return new Refusal(400, "bad_request", "HTTP/1.1 needs exactly one Host");
+  // The absolute form (what a client sends through a proxy, as Deno's unix socket client does) must name
+  // the same authority as Host; the function sees only the path.
+  let target = requested;
+  if (!requested.startsWith("/")) {
+    const url = URL.parse(requested);
+    if (!url || url.host !== hostValue) return new Refusal(400, "bad_request", "the target and Host differ");
+    target = `${url.pathname}${url.search}`;
+  }
   const [length = "0", ...others] = lengths;
   if (others.length || !/^\d{1,15}$/.test(length)) {
     return new Refusal(400, "bad_request", "bad Content-Length");
