@@ -24,8 +24,9 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   const inState = (p: string) => p.startsWith(`${state}/`);
   await Deno.chmod(state, inState(node.config.bpffs) || (socket && inState(socket)) ? 0o711 : 0o700);
   try {
-    if (socket) listeners.push(await serveSocket(node, socket));
+    // TCP first: once the socket answers, every listener does.
     if (listen) listeners.push(await serveTcp(node, listen));
+    if (socket) listeners.push(await serveSocket(node, socket));
   } catch (err) {
     for (const l of listeners) l.close();
     throw err;
