@@ -259,12 +259,19 @@ export async function serveHttp1(
   }
 }
 
-/** Answers a refusal, then reads and drops what the peer still sends for up to 2 s, so it sees the answer. */
+/**
+ * Answers a refusal, then reads and drops what the peer still sends (up to 2 s and 16 MiB), so that a
+ * client still sending its body sees the answer rather than a reset.
+ */
 async function refuse(stream: ByteStream, refusal: Refusal): Promise<void> {
   await stream.write(await serializeResponse(refusalResponse(refusal), false, false));
   const linger = setTimeout(() => stream.close(), 2000);
   try {
-    while (await stream.read().catch(() => null) !== null) { /* drop */ }
+    for (let dropped = 0; dropped < 16 << 20;) {
+      const chunk = await stream.read().catch(() => null);
+      if (chunk === null) break;
+      dropped += chunk.length;
+    }
   } finally {
     clearTimeout(linger);
   }
