@@ -4,12 +4,37 @@
  *
  * @module
  */
-import type { KeyedLocks } from "../runtime/locks.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NodeKernel } from "../kernel/kernel.ts";
-import type { StateStore } from "../runtime/state.ts";
 import type { ImageSource, PulledImage } from "../model/image.ts";
-import type { Identity } from "../model/schemas.ts";
+import type { Identity, LinkRecord, ProgramRecord } from "../model/schemas.ts";
+
+/** bpfd's records of programs and links (runtime/state.ts keeps them in a file written atomically). */
+export interface Records {
+  /** Every program record, by id. */
+  programs(): ProgramRecord[];
+  /** One program record. */
+  program(id: number): ProgramRecord | undefined;
+  /** Every link record, or those of one program. */
+  links(programId?: number): LinkRecord[];
+  /** One link record. */
+  link(id: number): LinkRecord | undefined;
+  /** Reserves a link id; it is persisted with the next update. */
+  allocateLinkId(): number;
+  /** Applies changes and persists them before resolving. */
+  update(change: {
+    putPrograms?: ProgramRecord[];
+    deletePrograms?: number[];
+    putLinks?: LinkRecord[];
+    deleteLinks?: number[];
+  }): Promise<void>;
+}
+
+/** Named async locks (runtime/locks.ts): calls holding the same key run one after another. */
+export interface Locks {
+  /** Runs `fn` holding every lock in `keys`. */
+  with<T>(keys: string[], fn: () => Promise<T>): Promise<T>;
+}
 
 /** Pulls bytecode images (image/). */
 export interface ImagePuller {
@@ -21,9 +46,9 @@ export interface Ctx {
   /** The kernel: load, attach, detach, unload, enumerate (pins under bpfd's bpffs). */
   kernel: NodeKernel;
   /** bpfd's records of programs and links, persisted atomically. */
-  state: StateStore;
+  state: Records;
   /** Locks per hook: calls on the same hook are serialized. */
-  locks: KeyedLocks;
+  locks: Locks;
   /** Bytecode images, when the runtime has an image store. */
   images?: ImagePuller;
   /** Who is calling. */

@@ -11,6 +11,10 @@
  */
 import type { BpfdFunction } from "./_define.ts";
 
+export { type BpfdFunction, invoke } from "./_define.ts";
+export { BpfdError } from "./_errors.ts";
+export type { Ctx, ImagePuller, Locks, Records } from "./_ctx.ts";
+
 /** Imports one function. */
 export type FunctionLoader = () => Promise<BpfdFunction>;
 

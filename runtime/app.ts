@@ -12,9 +12,7 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { invoke } from "../functions/_define.ts";
-import { BpfdError } from "../functions/_errors.ts";
-import { allFunctions, FUNCTIONS } from "../functions/mod.ts";
+import { allFunctions, BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
 

@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import type { Ctx, ImagePuller } from "../functions/_ctx.ts";
+import type { Ctx, ImagePuller } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import { closeFd } from "../ffi/libc.ts";
 import { programIds } from "../ffi/libbpf.ts";

@@ -4,9 +4,7 @@
  *
  * @module
  */
-import { invoke } from "../functions/_define.ts";
-import { BpfdError } from "../functions/_errors.ts";
-import { FUNCTIONS } from "../functions/mod.ts";
+import { BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import { createNode, lazyImageStore } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 

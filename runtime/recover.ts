@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Ctx } from "../functions/_ctx.ts";
+import type { Ctx } from "../functions/mod.ts";
 
 /** One thing recovery found and what it did about it. */
 export interface Finding {

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { BpfdError } from "../../functions/_errors.ts";
+import { BpfdError } from "../../functions/mod.ts";
 import type { Identity } from "../../model/schemas.ts";
 import type { RuntimeConfig } from "../config.ts";
 import type { Logger } from "../../lib/log.ts";

@@ -10,8 +10,8 @@ import type { ImageStoreConfig } from "../../../model/image.ts";
 import { ImageStore } from "../../../image/store.ts";
 import type { TestRegistry } from "../../_registry.ts";
 
-export const XDP_OBJECT = fromFileUrl(new URL("../../bytecode/build/xdp_counter.bpf.o", import.meta.url));
-export const TC_OBJECT = fromFileUrl(new URL("../../bytecode/build/tc_counter.bpf.o", import.meta.url));
+export const XDP_OBJECT = fromFileUrl(new URL("../../../bytecode/build/xdp_counter.bpf.o", import.meta.url));
+export const TC_OBJECT = fromFileUrl(new URL("../../../bytecode/build/tc_counter.bpf.o", import.meta.url));
 
 export function storeFor(
   reg: TestRegistry,

@@ -1,8 +1,6 @@
-// The controller's work queue and settings, without a cluster.
+/** The controller's work queue, without a cluster. */
 import assert from "node:assert/strict";
 import { WorkQueue } from "../../../controller/queue.ts";
-import { parseSettings } from "../../../controller/settings.ts";
-import { jsonEqual, programName, setCondition } from "../../../controller/reconciler.ts";
 
 Deno.test("work queue: a key is queued once, never processed twice at a time, re-run when added meanwhile", async () => {
   const q = new WorkQueue({ baseDelayMs: 5, maxDelayMs: 40 });
@@ -53,53 +51,4 @@ Deno.test("work queue: failures come back with exponential backoff, capped; succ
   assert.equal(q.failures("x"), 0);
   q.stop();
   await workers;
-});
-
-Deno.test("settings: defaults, values, and bad values reported and replaced by defaults", () => {
-  assert.deepEqual(parseSettings(undefined).settings, {
-    "bpfd.node.port": 50052,
-    "bpfd.node.timeout.seconds": 30,
-    "bpfd.resync.seconds": 30,
-    "bpfd.log.level": "info",
-    "bpfd.signature.policy": "allowUnsigned",
-  });
-  const { settings, problems } = parseSettings({
-    "bpfd.node.port": "6000",
-    "bpfd.resync.seconds": "-1",
-    "bpfd.log.level": "debug",
-    "bpfd.other": "x",
-  });
-  assert.equal(settings["bpfd.node.port"], 6000);
-  assert.equal(settings["bpfd.resync.seconds"], 30);
-  assert.equal(settings["bpfd.log.level"], "debug");
-  assert.equal(problems.length, 2);
-  assert.match(problems.join("; "), /bpfd\.resync\.seconds: .*default used/);
-  assert.match(problems.join("; "), /bpfd\.other: unknown key/);
-});
-
-Deno.test("conditions keep lastTransitionTime unless the status changes; names stay valid", () => {
-  const a = setCondition(undefined, {
-    type: "Loaded",
-    status: "False",
-    reason: "bpfdNotLoaded",
-    message: "x",
-  });
-  const old = a[0].lastTransitionTime;
-  assert.match(old, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-  const b = setCondition([{ ...a[0], lastTransitionTime: "2000-01-01T00:00:00Z" }], {
-    type: "Loaded",
-    status: "False",
-    reason: "bpfdNotLoaded",
-    message: "y",
-  });
-  assert.equal(b[0].lastTransitionTime, "2000-01-01T00:00:00Z");
-  assert.equal(b[0].message, "y");
-  const c = setCondition(b, { type: "Loaded", status: "True", reason: "bpfdLoaded", message: "ok" });
-  assert.notEqual(c[0].lastTransitionTime, "2000-01-01T00:00:00Z");
-  assert.ok(jsonEqual({ a: 1, b: [1, { c: 2 }] }, { b: [1, { c: 2 }], a: 1, d: undefined }));
-  assert.ok(!jsonEqual({ a: 1 }, { a: 2 }));
-  assert.equal(programName("cfg", "node-1"), "cfg-node-1");
-  const long = programName("c".repeat(200), "n".repeat(200));
-  assert.ok(long.length <= 253, String(long.length));
-  assert.notEqual(long, programName("c".repeat(200), "n".repeat(199) + "m"));
 });
