@@ -62,7 +62,7 @@ export function closeSocket(fd: number): void {
 /** A non-blocking unix stream socket bound to `path`, not yet listening (so permissions can be set first). */
 export function bindUnix(path: string): number {
   const name = new TextEncoder().encode(path);
-  if (name.length > 107) throw new SocketError("bind", 36 /* ENAMETOOLONG */, path);
+  if (name.length > 107) throw new SocketError("bind", 36, path); // ENAMETOOLONG
   const fd = libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw new SocketError("socket", errno());
   const addr = new Uint8Array(110);
@@ -107,7 +107,13 @@ export function peerCredentials(fd: number): PeerCredentials {
   }
   const view = new DataView(cred.buffer);
   const groups = new Uint32Array(256), glen = new Uint32Array([groups.byteLength]);
-  const ok = libc.getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, new Uint8Array(groups.buffer), new Uint8Array(glen.buffer));
+  const ok = libc.getsockopt(
+    fd,
+    SOL_SOCKET,
+    SO_PEERGROUPS,
+    new Uint8Array(groups.buffer),
+    new Uint8Array(glen.buffer),
+  );
   return {
     pid: view.getInt32(0, true),
     uid: view.getUint32(4, true),
@@ -197,4 +203,3 @@ export class EpollSet {
     libc.close(this.fd);
   }
 }
-

@@ -5,12 +5,18 @@
  *
  * @example
  * ```ts
- * using file = openUserFile("/lib/x86_64-linux-gnu/libc.so.6", { maxBytes: MAX_TARGET_BYTES });
- * const offset = await functionOffsetIn(file.path, file.size, "getpid");
+ * const path = "/lib/x86_64-linux-gnu/libc.so.6";
+ * const offset = await functionOffsetIn(path, (await Deno.stat(path)).size, "getpid");
  * ```
  * @module
  */
-import { ElfError } from "./elf.ts";
+/** Why a symbol could not be found: the file is not (well-formed) ELF, or has no such function. */
+export class ElfSymbolError extends Error {
+  constructor(message: string, readonly kind: "not_elf" | "no_symbol") {
+    super(message);
+    this.name = "ElfSymbolError";
+  }
+}
 
 const SHT_SYMTAB = 2, SHT_DYNSYM = 11, PT_LOAD = 1, PF_X = 1;
 const STT_FUNC = 2, STT_GNU_IFUNC = 10;
@@ -22,27 +28,27 @@ export async function functionOffsetIn(path: string, size: number, name: string)
   using file = await Deno.open(path, { read: true });
   const read = async (offset: number, length: number): Promise<DataView> => {
     if (offset < 0 || length < 0 || offset + length > size) {
-      throw new ElfError(`${path} is not a well-formed ELF file`, "not_elf");
+      throw new ElfSymbolError(`${path} is not a well-formed ELF file`, "not_elf");
     }
     const bytes = new Uint8Array(length);
     await file.seek(offset, Deno.SeekMode.Start);
     for (let got = 0; got < length;) {
       const n = await file.read(bytes.subarray(got));
-      if (n === null) throw new ElfError(`${path} is shorter than it says`, "not_elf");
+      if (n === null) throw new ElfSymbolError(`${path} is shorter than it says`, "not_elf");
       got += n;
     }
     return new DataView(bytes.buffer);
   };
-  if (size < 64) throw new ElfError(`${path} is not a 64-bit little-endian ELF file`, "not_elf");
+  if (size < 64) throw new ElfSymbolError(`${path} is not a 64-bit little-endian ELF file`, "not_elf");
   const eh = await read(0, 64);
   if (eh.getUint32(0) !== 0x7f454c46 || eh.getUint8(4) !== 2 || eh.getUint8(5) !== 1) {
-    throw new ElfError(`${path} is not a 64-bit little-endian ELF file`, "not_elf");
+    throw new ElfSymbolError(`${path} is not a 64-bit little-endian ELF file`, "not_elf");
   }
   const u64 = (dv: DataView, at: number) => Number(dv.getBigUint64(at, true));
   const shoff = u64(eh, 0x28), shentsize = eh.getUint16(0x3a, true), shnum = eh.getUint16(0x3c, true);
   const phoff = u64(eh, 0x20), phentsize = eh.getUint16(0x36, true), phnum = eh.getUint16(0x38, true);
   if (shnum && shentsize < 64 || phnum && phentsize < 56) {
-    throw new ElfError(`${path}: bad header sizes`, "not_elf");
+    throw new ElfSymbolError(`${path}: bad header sizes`, "not_elf");
   }
   const sections = await read(shoff, shnum * shentsize);
   const section = (i: number) => ({
@@ -60,7 +66,7 @@ export async function functionOffsetIn(path: string, size: number, name: string)
     const names = await nameOffsets(read, section(symtab.link), name);
     if (names.size) address = await symbolAddress(read, symtab, names);
   }
-  if (address === undefined) throw new ElfError(`function ${name} not found in ${path}`, "no_symbol");
+  if (address === undefined) throw new ElfSymbolError(`function ${name} not found in ${path}`, "no_symbol");
 
   const programs = await read(phoff, phnum * phentsize);
   for (let i = 0; i < phnum; i++) {

@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { functionOffset } from "../../../kernel/elf.ts";
 import { MAX_TARGET_BYTES, openUserFile } from "../../../kernel/files.ts";
-import { functionOffsetIn } from "../../../kernel/symbols.ts";
+import { functionOffsetIn } from "../../../ffi/elf_symbols.ts";
 
 const LIBC = "/lib/x86_64-linux-gnu/libc.so.6";
 
