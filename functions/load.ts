@@ -22,6 +22,7 @@ import {
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
 import { imageError } from "./pull.ts";
+import { MAX_OBJECT_BYTES, openUserFile, type UserFile, UserFileError } from "../kernel/files.ts";
 
 const base64 = z.string().check(
   z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
@@ -48,7 +49,8 @@ export const load = defineFunction({
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
-    const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    const { objectPath, source, programs, file } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    using _checked = file; // libbpf reads the checked file through /proc/self/fd/N; closed on return
     const globalData = Object.fromEntries(
       Object.entries(input.globalData).map((
         [name, value],
@@ -60,6 +62,7 @@ export const load = defineFunction({
       if (input.mapOwnerId && !owner) throw notFound("program", input.mapOwnerId, { field: "mapOwnerId" });
       const loaded = await ctx.kernel.load({
         objectPath,
+        shownPath: "path" in source ? source.path : undefined,
         programs,
         globalData,
         sharedMaps: owner?.maps,
@@ -107,22 +110,29 @@ async function resolveBytecode(
   bytecode: z.output<typeof BytecodeSource>,
   ctx: Parameters<typeof load.handler>[1],
   programs: ProgramSpec[] | undefined,
-): Promise<{ objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[] }> {
+): Promise<
+  { objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[]; file?: UserFile }
+> {
   if ("path" in bytecode) {
-    if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
+    // Opened without blocking and checked on the fd (a regular file within the size limit, readable by a
+    // local caller itself); a file the caller could not read answers like a missing one.
+    const { uid, gid, groups } = ctx.caller;
+    let file: UserFile;
     try {
-      const stat = await Deno.stat(bytecode.path);
-      if (!stat.isFile) throw invalid("bytecode.path", `${bytecode.path} is not a file`);
+      file = openUserFile(bytecode.path, {
+        maxBytes: MAX_OBJECT_BYTES,
+        reader: uid !== undefined && gid !== undefined ? { uid, gid, groups } : undefined,
+      });
     } catch (err) {
-      if (err instanceof Deno.errors.NotFound) {
-        throw notFound("file", bytecode.path, { field: "bytecode.path" });
-      }
-      throw err;
+      if (!(err instanceof UserFileError)) throw err;
+      if (err.kind === "not_found") throw notFound("file", bytecode.path, { field: "bytecode.path" });
+      throw invalid("bytecode.path", err.message);
     }
     if (!programs) {
+      file.close();
       throw invalid("programs", "required with bytecode.path (only images declare their programs)");
     }
-    return { objectPath: bytecode.path, source: { path: bytecode.path }, programs };
+    return { objectPath: file.path, source: { path: bytecode.path }, programs, file };
   }
   if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
   let pulled;

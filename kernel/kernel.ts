@@ -45,6 +45,8 @@ export interface LoadedProgram {
 /** A load request, already validated. */
 export interface LoadPlan {
   objectPath: string;
+  /** The path to name in errors when `objectPath` is a checked `/proc/self/fd/N` (kernel/files.ts). */
+  shownPath?: string;
   programs: ProgramSpec[];
   globalData: Record<string, Uint8Array>;
   /** Maps to reuse instead of creating: name → pin path (the map owner's maps). */
@@ -177,7 +179,7 @@ export class NodeKernel {
       throw new BpfdError(
         400,
         "invalid_object",
-        `bytecode.path: ${plan.objectPath} is not a BPF object file`,
+        `bytecode.path: ${plan.shownPath ?? plan.objectPath} is not a BPF object file`,
         {
           field: "bytecode.path",
           ...(err instanceof bpf.LibbpfError ? { errno: err.code, libbpfLog: err.libbpfLog } : {}),

@@ -195,6 +195,8 @@ export const Identity = z.object({
   uid: z.optional(z.number()),
   gid: z.optional(z.number()),
   pid: z.optional(z.number()),
+  /** Unix socket callers: their supplementary groups (SO_PEERGROUPS), for file access checks. */
+  groups: z.optional(z.array(z.number())),
 });
 export type Identity = z.infer<typeof Identity>;
 
