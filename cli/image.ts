@@ -1,5 +1,13 @@
-// `bpfd image build|push|pull|sign`: package .o files as a bpfman-format image, push it to a registry,
-// pull one into the cache (with progress), and attach a key-based cosign signature. No docker or podman.
+/**
+ * `bpfd image build|push|pull|sign`: package .o files as a bpfman-format image, push it to a registry,
+ * pull one into the cache (with progress), and attach a key-based cosign signature. No docker or podman.
+ *
+ * @example
+ * ```ts
+ * await runImageCli(["pull", "quay.io/bpfd-bytecode/xdp_pass:latest", "--policy", "Always"]);
+ * ```
+ * @module
+ */
 import { parseArgs } from "node:util";
 import { basename } from "node:path";
 import { ImageError } from "../image/errors.ts";
@@ -42,7 +50,7 @@ function pairs(list: string[] | undefined, flag: string): Record<string, string>
   for (const p of list ?? []) {
     const i = p.indexOf("=");
     if (i <= 0 || i === p.length - 1) {
-      throw new ImageError("bad-image", `${flag} ${p}: expected NAME=TYPE`, { field: flag });
+      throw new ImageError("bad_image", `${flag} ${p}: expected NAME=TYPE`, { field: flag });
     }
     out[p.slice(0, i)] = p.slice(i + 1);
   }
@@ -61,7 +69,7 @@ async function storeFrom(values: {
     try {
       config = JSON.parse(await Deno.readTextFile(values.config));
     } catch (e) {
-      throw new ImageError("bad-config", `--config ${values.config}: ${(e as Error).message}`, {
+      throw new ImageError("bad_config", `--config ${values.config}: ${(e as Error).message}`, {
         field: "config",
       });
     }
@@ -154,12 +162,12 @@ async function build(args: string[]): Promise<number> {
     try {
       bytes = await Deno.readFile(f);
     } catch (e) {
-      throw new ImageError("bad-image", `${f}: ${(e as Error).message}`, { field: "objects" });
+      throw new ImageError("bad_image", `${f}: ${(e as Error).message}`, { field: "objects" });
     }
     if (
       bytes.length < 4 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46
     ) {
-      throw new ImageError("bad-image", `${f}: not an ELF object file`, { field: "objects" });
+      throw new ImageError("bad_image", `${f}: not an ELF object file`, { field: "objects" });
     }
     objects.push({ name: basename(f), bytes });
   }
@@ -254,6 +262,13 @@ async function sign(args: string[]): Promise<number> {
   return 0;
 }
 
+/** The messages of an error and its causes, on one line. */
+function causeOf(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err; e instanceof Error && parts.length < 4; e = e.cause) parts.push(e.message);
+  return parts.join(": ").replace(/\s+/g, " ").slice(0, 400);
+}
+
 /** Entry point for `bpfd image ...`; returns the exit status. */
 export async function runImageCli(args: string[]): Promise<number> {
   const [cmd, ...rest] = args;
@@ -279,7 +294,9 @@ export async function runImageCli(args: string[]): Promise<number> {
     }
   } catch (e) {
     if (e instanceof ImageError) {
-      console.error(`bpfd image ${cmd}: ${e.message} [${e.code}]`);
+      // Here the caller is the operator on their own network: say what the connection failure was.
+      const cause = e.code === "registry_unreachable" ? causeOf(e.cause) : "";
+      console.error(`bpfd image ${cmd}: ${e.message}${cause ? ` (${cause})` : ""} [${e.code}]`);
       return 1;
     }
     if (e instanceof TypeError && (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {

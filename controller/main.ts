@@ -12,7 +12,10 @@ import { Controller } from "./controller.ts";
 import { HttpNodeCaller, type NodeAuthOptions } from "./node_client.ts";
 import { DEFAULT_NAMESPACE } from "./settings.ts";
 import { Standalone } from "./standalone.ts";
+import { NodeTokens, serviceAccountOf } from "./node_tokens.ts";
+import { NodeSigner } from "./signer.ts";
 import { Logger } from "../lib/log.ts";
+import { CONTROLLER_SERVICE_ACCOUNT } from "../model/names.ts";
 
 const USAGE = `usage: deno task controller [options]
 
@@ -25,8 +28,11 @@ Cluster mode (default): watches BpfProgramConfig and Node objects and drives eve
   --lease-duration SEC     (default 15)   --renew-deadline SEC (default 10)   --retry-period SEC (default 2)
   --resync SEC             override bpfd.resync.seconds of the ConfigMap
   --node-ca FILE           CA of the node runtimes' TLS certificates (then host:port means https)
-  --node-token-file FILE   bearer token for node runtimes, read on every call (default: the in-cluster
-                           ServiceAccount token, else the kubeconfig user's token)
+  --node-ca-key FILE       its key: sign node runtimes' certificate requests (signer bpfd.io/node-serving)
+  --node-token-file FILE   one bearer token for every node runtime, read again each minute (default: a
+                           token per node from the TokenRequest API, bound to audience bpfd.io/node/<node>)
+  --service-account NS/SA  the ServiceAccount those tokens are for (default: the one of the in-cluster or
+                           kubeconfig token, else <namespace>/bpfd-controller)
 
 Standalone mode: the same logic on BpfProgramConfig files, for one machine.
   --standalone DIR         directory of BpfProgramConfig YAML/JSON files
@@ -50,7 +56,9 @@ const { values } = parseArgs({
     "retry-period": { type: "string" },
     resync: { type: "string" },
     "node-ca": { type: "string" },
+    "node-ca-key": { type: "string" },
     "node-token-file": { type: "string" },
+    "service-account": { type: "string" },
     standalone: { type: "string" },
     runtime: { type: "string" },
     "node-name": { type: "string" },
@@ -70,25 +78,33 @@ const logLevel = values["log-level"] as "debug" | "info" | "warn" | "error" | un
 
 const SA_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
-/** How the controller authenticates to node runtimes: `--node-ca`, and a token file or the kubeconfig's. */
+/** A token file read again each minute (projected tokens rotate). */
+function tokenFile(file: string): () => Promise<string> {
+  let cached: { token: string; at: number } | undefined;
+  return async () => {
+    if (!cached || Date.now() - cached.at > 60_000) {
+      cached = { token: (await Deno.readTextFile(file)).trim(), at: Date.now() };
+    }
+    return cached.token;
+  };
+}
+
+/**
+ * How the controller authenticates to node runtimes: `--node-ca`, and `--node-token-file`, or (cluster
+ * mode) a token per node from the TokenRequest API, or (standalone) the in-cluster token.
+ */
 async function nodeAuth(kc: k8s.KubeConfig | undefined): Promise<NodeAuthOptions> {
   const caCerts = values["node-ca"] ? [await Deno.readTextFile(values["node-ca"])] : undefined;
-  const file = values["node-token-file"] ??
-    (await Deno.stat(SA_TOKEN).then(() => SA_TOKEN, () => undefined));
-  if (file) {
-    let cached: { token: string; at: number } | undefined;
-    return {
-      caCerts,
-      token: async () => {
-        if (!cached || Date.now() - cached.at > 60_000) {
-          cached = { token: (await Deno.readTextFile(file)).trim(), at: Date.now() };
-        }
-        return cached.token;
-      },
-    };
-  }
-  const token = kc?.getCurrentUser()?.token;
-  return { caCerts, token: token ? () => token : undefined };
+  if (values["node-token-file"]) return { caCerts, token: tokenFile(values["node-token-file"]) };
+  const inCluster = await Deno.readTextFile(SA_TOKEN).then((t) => t.trim(), () => undefined);
+  if (!kc) return { caCerts, token: inCluster ? tokenFile(SA_TOKEN) : undefined };
+  const [ns, name] = values["service-account"]?.split("/") ?? [];
+  const account = ns && name
+    ? { namespace: ns, name }
+    : serviceAccountOf(inCluster ?? kc.getCurrentUser()?.token ?? "") ??
+      { namespace: values.namespace ?? DEFAULT_NAMESPACE, name: CONTROLLER_SERVICE_ACCOUNT };
+  const tokens = new NodeTokens(kc, { namespace: account.namespace, serviceAccount: account.name });
+  return { caCerts, token: (node) => tokens.token(node.name) };
 }
 
 let stop: () => Promise<void>;
@@ -138,7 +154,21 @@ if (values.standalone) {
     logLevel,
   });
   await c.start();
-  stop = () => c.stop();
+  const signer = values["node-ca-key"] && values["node-ca"]
+    ? new NodeSigner(kc, {
+      ca: {
+        cert: await Deno.readTextFile(values["node-ca"]),
+        key: await Deno.readTextFile(values["node-ca-key"]),
+      },
+      namespace: values.namespace ?? DEFAULT_NAMESPACE,
+      log: new Logger(logLevel ?? "info", { component: "signer" }),
+    })
+    : undefined;
+  signer?.start();
+  stop = async () => {
+    await signer?.stop();
+    await c.stop();
+  };
 }
 
 let stopping = false;

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ReconcileInput, ReconcileOutput } from "../functions/reconcile.ts";
+import type { ReconcileInput, ReconcileOutput } from "../crds/reconcile.ts";
 
 /** A node as the controller sees it. */
 export interface NodeInfo {
@@ -31,8 +31,8 @@ export interface NodeCaller {
 export interface NodeAuthOptions {
   /** PEM CA certificates the node runtimes' serving certificates are signed by: host:port means https. */
   caCerts?: string[];
-  /** The bearer token sent with every call (read again each time: projected tokens rotate). */
-  token?: () => string | undefined | Promise<string | undefined>;
+  /** The bearer token sent with a call to `node` (asked each time: tokens are per node and rotate). */
+  token?: (node: NodeInfo) => string | undefined | Promise<string | undefined>;
 }
 
 /** Calls node runtimes over HTTP (TCP host:port or a unix socket). */
@@ -72,7 +72,15 @@ export class HttpNodeCaller implements NodeCaller {
       }
     }
     // Credentials only travel encrypted: never over plain http.
-    const token = url.startsWith("https:") ? await this.auth.token?.() : undefined;
+    let token: string | undefined;
+    try {
+      token = url.startsWith("https:") ? await this.auth.token?.(node) : undefined;
+    } catch (err) {
+      throw new NodeError(
+        0,
+        `no credentials for the node runtime of ${node.name}: ${(err as Error).message}`,
+      );
+    }
     let res: Response;
     try {
       res = await fetch(url, {

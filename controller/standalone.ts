@@ -13,11 +13,7 @@
 import { loadAllYaml } from "@kubernetes/client-node";
 import { type BpfProgram, BpfProgramConfig } from "../crds/schema.ts";
 import type { Logger } from "../lib/log.ts";
-import type { Ctx } from "../functions/_ctx.ts";
-import { invoke } from "../functions/_define.ts";
-import type { Identity } from "../model/schemas.ts";
-import { reconcile } from "../functions/reconcile.ts";
-import { type NodeCaller, NodeError, type NodeInfo } from "./node_client.ts";
+import type { NodeCaller, NodeInfo } from "./node_client.ts";
 import { WorkQueue } from "./queue.ts";
 import { type EventSpec, Reconciler, type Store } from "./reconciler.ts";
 
@@ -301,27 +297,4 @@ export class Standalone {
     await this.reconciler.flushEvents();
     await this.#reading;
   }
-}
-
-/**
- * A NodeCaller that runs `reconcile` in-process on a node built by runtime/ctx.ts — for the node runtime
- * to run standalone mode itself (e.g. `deno task start --configs DIR`):
- *
- * ```ts
- * const sa = new Standalone({ dir, node: { name: Deno.hostname(), labels: {} }, nodes: inProcessCaller(node), log });
- * await sa.start();
- * ```
- */
-export function inProcessCaller(node: { ctxFor(caller: Identity): Ctx }): NodeCaller {
-  const ctx = node.ctxFor({ user: "standalone-controller", via: "in-process" });
-  return {
-    async reconcile(_node, input) {
-      try {
-        return await invoke(reconcile, input, ctx);
-      } catch (err) {
-        const e = err as { status?: number; message?: string };
-        throw new NodeError(e.status ?? 500, String(e.message ?? err));
-      }
-    },
-  };
 }

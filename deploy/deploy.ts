@@ -22,9 +22,9 @@ import {
   manifestDocuments,
   type ManifestOptions,
   NAMESPACE,
-  NODE_TLS_SECRET,
+  NODE_CA_SECRET,
 } from "../manifests/manifests.ts";
-import { ensureNodeTls, removeNodeTls } from "./tls.ts";
+import { ensureNodeCa, removeNodeCa } from "./tls.ts";
 
 export const FIELD_MANAGER = "bpfd-deploy";
 
@@ -165,8 +165,6 @@ export interface DeployOptions extends ManifestOptions {
   timeoutMs?: number;
   /** Called after each object. */
   onChange?: (c: Change) => void;
-  /** Extra subjectAltNames for the node runtimes' certificate (beyond every Node's addresses). */
-  nodeSans?: string[];
 }
 
 /** Applies the CRDs, waits until they are Established, then applies the manifests. */
@@ -180,11 +178,11 @@ export async function deploy(opts: DeployOptions): Promise<Change[]> {
   const crds = crdDocuments();
   for (const crd of crds) note(await applyOne(via(crd), crd));
   for (const crd of crds) await waitEstablished(via(crd), crd, opts.timeoutMs ?? 60_000);
-  // The namespace first, then the node TLS Secret, whose hash goes on the pod templates.
+  // The namespace first, then the node CA Secret, whose hash goes on the pod templates.
   const [namespace] = manifestDocuments(opts);
   note(await applyOne(via(namespace), namespace));
-  const tls = await ensureNodeTls(opts.kc, { extraSans: opts.nodeSans });
-  note({ kind: "Secret", name: NODE_TLS_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
+  const tls = await ensureNodeCa(opts.kc);
+  note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
   for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) note(await applyOne(via(o), o));
   return changes;
 }
@@ -288,9 +286,9 @@ export async function undeploy(opts: UndeployOptions): Promise<Change[]> {
     await dropFinalizers(custom, "bpfprograms");
     for (const crd of crdDocuments()) note(await deleteOne(api, crd));
   }
-  const secret = await removeNodeTls(opts.kc);
+  const secret = await removeNodeCa(opts.kc);
   if (secret !== "kept") {
-    note({ kind: "Secret", name: NODE_TLS_SECRET, namespace: NAMESPACE, action: secret });
+    note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: secret });
   }
   for (const o of manifests.filter((o) => o.kind === "Namespace")) note(await deleteOne(api, o));
   return changes;
@@ -304,13 +302,16 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--node-san NAME|IP ...] [--dry-run]
+                         [--aggregate-to-edit] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
-makes the node runtimes' TLS Secret (bpfd/bpfd-node-tls, for every Node's addresses and --node-san) unless
-one not made by deploy exists; --dry-run prints the objects instead. undeploy deletes them; --all also deletes every BpfProgramConfig,
-BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
+makes the node runtimes' CA (Secret bpfd/bpfd-node-ca; the controller signs each runtime's own serving
+certificate with it) unless one not made by deploy exists; --dry-run prints the objects instead.
+--aggregate-to-edit aggregates the role bpfd-bpfprogramconfig-editor into the built-in edit and admin
+roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
+selects). undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
+(without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
   const [command, ...rest] = Deno.args;
@@ -322,7 +323,7 @@ if (import.meta.main) {
       "pull-policy": { type: "string" },
       replicas: { type: "string" },
       "dry-run": { type: "boolean" },
-      "node-san": { type: "string", multiple: true },
+      "aggregate-to-edit": { type: "boolean" },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -354,18 +355,18 @@ if (import.meta.main) {
         image: values.image,
         imagePullPolicy: policy as ManifestOptions["imagePullPolicy"],
         replicas,
+        aggregateToEdit: values["aggregate-to-edit"],
       };
       if (values["dry-run"]) {
         console.log(deployDocuments(mo).map((d) => "---\n" + toYaml(d)).join(""));
         console.log(
-          `# Secret ${NAMESPACE}/${NODE_TLS_SECRET} (the node runtimes' TLS certificate) is made by deploy`,
+          `# Secret ${NAMESPACE}/${NODE_CA_SECRET} (the node runtimes' CA) is made by deploy`,
         );
       } else {
         const changes = await deploy({
           ...mo,
           kc: kubeConfigFrom(values.kubeconfig),
           onChange: show,
-          nodeSans: values["node-san"]?.flatMap((s) => s.split(",")).filter(Boolean),
         });
         const n = (a: Action) => changes.filter((c) => c.action === a).length;
         console.log(`${n("created")} created, ${n("configured")} configured, ${n("unchanged")} unchanged`);

@@ -6,7 +6,7 @@
  */
 import type { Logger } from "../lib/log.ts";
 import type { NodeKernel } from "../kernel/kernel.ts";
-import type { ImageSource, PulledImage } from "../model/image.ts";
+import type { ImageSource, PulledImage, PullOptions } from "../model/image.ts";
 import type { Identity, LinkRecord, ProgramRecord } from "../model/schemas.ts";
 
 /** bpfd's records of programs and links (runtime/state.ts keeps them in a file written atomically). */
@@ -38,7 +38,7 @@ export interface Locks {
 
 /** Pulls bytecode images (image/). */
 export interface ImagePuller {
-  pull(source: ImageSource, opts?: { onProgress?: (event: unknown) => void }): Promise<PulledImage>;
+  pull(source: ImageSource, opts?: PullOptions): Promise<PulledImage>;
 }
 
 /** What a function may use. */
@@ -53,5 +53,7 @@ export interface Ctx {
   images?: ImagePuller;
   /** Who is calling. */
   caller: Identity;
+  /** The BpfProgram `reconcile` is converging when it is the one calling (in-process, never a request). */
+  reconciling?: string;
   log: Logger;
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import type { z } from "../model/zod.ts";
+import { ImageError, type ImageErrorCode } from "../image/errors.ts";
 
 /** The JSON body of every error answer. */
 export interface ErrorBody {
@@ -68,4 +69,38 @@ export function fromZod(error: z.core.$ZodError, prefix = ""): BpfdError {
     field: first?.field,
     issues,
   });
+}
+
+/** The status of each image error code: bad input 400, refusals 403, registry trouble 503. */
+const IMAGE_STATUS: Record<ImageErrorCode, BpfdError["status"]> = {
+  bad_reference: 400,
+  bad_auth: 400,
+  bad_config: 500,
+  not_found: 404,
+  unauthorized: 403,
+  registry_unreachable: 503,
+  registry_error: 503,
+  digest_mismatch: 422,
+  too_large: 422,
+  bad_image: 422,
+  not_cached: 404,
+  cache_corrupt: 500,
+  not_allowed: 403,
+  unsigned: 403,
+  bad_signature: 403,
+  untrusted_key: 403,
+  identity_mismatch: 403,
+};
+
+/**
+ * An image store failure as the API's error: its status, code `invalid_argument` for bad input else the
+ * image error's code (also given as `reason`), `field` prefixed with where the image source sits in the
+ * request (e.g. "bytecode.image"). Anything else is returned as is.
+ */
+export function fromImageError(err: unknown, prefix = ""): unknown {
+  if (!(err instanceof ImageError)) return err;
+  const status = IMAGE_STATUS[err.code];
+  const field = [prefix, err.field].filter(Boolean).join(".");
+  const code = status === 400 ? "invalid_argument" : err.code;
+  return new BpfdError(status, code, err.message, { field, reason: err.code });
 }

@@ -7,9 +7,9 @@
 import type { HookContext, HookMember } from "../kernel/kernel.ts";
 import type { ReloadPlan } from "../kernel/chains/dispatcher.ts";
 import type { Ctx } from "./_ctx.ts";
-import { BpfdError } from "./_errors.ts";
 import type { AttachSpec, LinkRecord, ProgramRecord } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
+import { pullImage } from "./_images.ts";
 
 /** Whether an attachment is on a network hook that several programs can share. */
 export function isSharedHook(spec: AttachSpec): spec is Extract<AttachSpec, { type: "xdp" | "tc" | "tcx" }> {
@@ -40,9 +40,8 @@ export async function reloadPlan(ctx: Ctx, program: ProgramRecord): Promise<Relo
   if ("path" in program.bytecode) {
     objectPath = program.bytecode.path;
   } else {
-    if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
     const { url, digest } = program.bytecode.image;
-    const pulled = await ctx.images.pull({ url: `${url.replace(/@sha256:[0-9a-f]+$/, "")}@${digest}` });
+    const pulled = await pullImage(ctx, { url: `${url.replace(/@sha256:[0-9a-f]+$/, "")}@${digest}` });
     objectPath = pulled.objectPath;
   }
   const globalData = Object.fromEntries(

@@ -1,6 +1,7 @@
 /**
  * `load`: loads programs out of an object file (or a bytecode image) into the kernel, pins them and their
- * maps under bpfd's bpffs (`maps/<program id>/<map name>`), and records who asked and why.
+ * maps under bpfd's bpffs (`maps/<program id>/<map name>`), and records who asked and why. Metadata keys
+ * under `bpfd.io/` are bpfd's own (set by `reconcile`): a caller's are refused.
  *
  * @example
  * ```sh
@@ -10,7 +11,7 @@
  */
 import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
-import { BpfdError, invalid, notFound } from "./_errors.ts";
+import { invalid, notFound } from "./_errors.ts";
 import {
   BytecodeSource,
   Metadata,
@@ -21,7 +22,8 @@ import {
   ProgramView,
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
-import { imageError } from "./pull.ts";
+import { pullImage } from "./_images.ts";
+import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
 import { MAX_OBJECT_BYTES, openUserFile, type UserFile, UserFileError } from "../kernel/files.ts";
 
 const base64 = z.string().check(
@@ -49,6 +51,10 @@ export const load = defineFunction({
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
   async handler(input, ctx) {
+    const reserved = Object.keys(input.metadata).find((k) => k.startsWith(RESERVED_METADATA_PREFIX));
+    if (reserved && !ctx.reconciling) {
+      throw invalid("metadata", `${reserved}: keys starting with ${RESERVED_METADATA_PREFIX} are bpfd's own`);
+    }
     const { objectPath, source, programs, file } = await resolveBytecode(input.bytecode, ctx, input.programs);
     using _checked = file; // libbpf reads the checked file through /proc/self/fd/N; closed on return
     const globalData = Object.fromEntries(
@@ -84,6 +90,7 @@ export const load = defineFunction({
         fnName: programs[i].fnName,
         loadedAt: now,
         loadedBy: ctx.caller,
+        ...(ctx.reconciling ? { reconciledFor: ctx.reconciling } : {}),
       }));
       try {
         await ctx.state.update({ putPrograms: records });
@@ -134,13 +141,7 @@ async function resolveBytecode(
     }
     return { objectPath: file.path, source: { path: bytecode.path }, programs, file };
   }
-  if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
-  let pulled;
-  try {
-    pulled = await ctx.images.pull(bytecode.image);
-  } catch (err) {
-    throw imageError(err, "bytecode.image");
-  }
+  const pulled = await pullImage(ctx, bytecode.image, "bytecode.image");
   if (programs) checkAgainstLabels(programs, pulled.programs);
   return {
     objectPath: pulled.objectPath,

@@ -10,46 +10,21 @@
  * @module
  */
 import type { z } from "../model/zod.ts";
+import type { Ctx } from "./_ctx.ts";
 import { defineFunction } from "./_define.ts";
-import { BpfdError } from "./_errors.ts";
+import { pullImage } from "./_images.ts";
 import { ImageSource, PulledImage } from "../model/image.ts";
-
-type Status = ConstructorParameters<typeof BpfdError>[0];
-
-/**
- * Turns an image store failure into the API's error: the status it asks for (registry trouble is 503),
- * code `invalid_argument` for bad input, else the image error's code; `field` prefixed with where the
- * image source sits in the request (e.g. "bytecode.image").
- */
-export function imageError(err: unknown, prefix = ""): unknown {
-  const e = err as { name?: string; code?: string; field?: string; status?: number; message?: string };
-  if (e?.name !== "ImageError" || typeof e.code !== "string") return err;
-  const status = (e.status === 502 ? 503 : e.status ?? 500) as Status;
-  const field = [prefix, e.field].filter(Boolean).join(".");
-  return new BpfdError(
-    status,
-    status === 400 ? "invalid_argument" : e.code.replaceAll("-", "_"),
-    e.message ?? "",
-    {
-      field,
-      reason: e.code,
-    },
-  );
-}
 
 export const pull = defineFunction({
   name: "pull",
   summary: "Pull a bytecode image into the cache, verify it and show its programs, maps and signature.",
   input: ImageSource,
   output: PulledImage,
-  async handler(input, ctx) {
-    if (!ctx.images) throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
-    try {
-      return await ctx.images.pull(input);
-    } catch (err) {
-      throw imageError(err);
-    }
-  },
+  handler: pullIntoCache,
 });
+
+function pullIntoCache(input: z.output<typeof ImageSource>, ctx: Ctx): Promise<PulledImage> {
+  return pullImage(ctx, input);
+}
 
 export type PullInput = z.input<typeof ImageSource>;

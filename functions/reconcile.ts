@@ -3,8 +3,9 @@
  * controller sends (or `null`: nothing may stay loaded for it) — and reports what is actually there.
  *
  * Programs reconcile loads carry the metadata `bpfd.io/owner: <BpfProgram name>` (plus `bpfd.io/config`
- * and `bpfd.io/spec-hash`), so it finds what it owns with `list`. It is idempotent: with the owned program
- * loaded from the same spec and its attachment alive, it changes nothing. It repairs drift: a program or
+ * and `bpfd.io/spec-hash`), so it finds what it owns with `list`, and their records say they were loaded
+ * by reconcile for that owner (`reconciledFor`, which no caller can set): only those are adopted. It is
+ * idempotent: with the owned program loaded from the same spec and its attachment alive, it changes nothing. It repairs drift: a program or
  * link gone from the kernel behind bpfd's back is forgotten and loaded/attached again; a changed spec
  * replaces the program (unload, then load and attach). A failed attach unloads what it just loaded, so a
  * failure leaves nothing half-done; the error goes back to the caller (HTTP 4xx with the node's message).
@@ -36,39 +37,8 @@ import {
   ProgramState,
   RUNTIME_TYPE,
 } from "../crds/schema.ts";
-
-/** Metadata keys reconcile puts on what it loads. */
-export const OWNER_KEY = "bpfd.io/owner";
-export const CONFIG_KEY = "bpfd.io/config";
-export const HASH_KEY = "bpfd.io/spec-hash";
-
-const k8sName = z.string().min(1).max(253).regex(
-  /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
-  "must be a Kubernetes object name (lower case, digits, '-', '.')",
-);
-
-export const ReconcileInput = z.object({
-  /** The BpfProgram's name (`<config>-<node>`): the owner tag of what is loaded for it. */
-  name: k8sName,
-  /** The BpfProgramConfig's name, recorded with the programs. */
-  config: k8sName.optional(),
-  /** The desired state (the config's spec); null: unload everything this owner has here. */
-  spec: BpfProgramConfigSpec.nullable(),
-  /** Map sharing: the BpfProgram name whose program's maps this one uses (its config's `mapowner`). */
-  mapOwner: k8sName.optional(),
-}).strict();
-export type ReconcileInput = z.input<typeof ReconcileInput>;
-
-export const ReconcileOutput = z.object({
-  name: z.string(),
-  /** What is loaded for this owner now, keyed by kernel program id (BpfProgram spec.programs). */
-  programs: z.record(z.string(), ProgramState),
-  /** Whether anything was changed on the node. */
-  changed: z.boolean(),
-  /** What was done, in order ("unloaded 12 (spec changed)", "loaded 13", "attached 13 as link 4"). */
-  actions: z.array(z.string()),
-});
-export type ReconcileOutput = z.infer<typeof ReconcileOutput>;
+import { ReconcileInput, ReconcileOutput } from "../crds/reconcile.ts";
+import { CONFIG_KEY, HASH_KEY, OWNER_KEY } from "../model/names.ts";
 
 type Spec = z.output<typeof BpfProgramConfigSpec>;
 
@@ -196,9 +166,10 @@ async function forgetVanished(ctx: Ctx, views: ProgramView[], actions: string[])
   return alive;
 }
 
+/** The programs reconcile itself loaded for `owner` (metadata alone can be any caller's: not trusted). */
 async function owned(ctx: Ctx, owner: string): Promise<ProgramView[]> {
   const { programs } = await invoke(list, { metadata: { [OWNER_KEY]: owner } }, ctx);
-  return programs;
+  return programs.filter((v) => v.program?.reconciledFor === owner);
 }
 
 export const reconcile = defineFunction({
@@ -207,8 +178,12 @@ export const reconcile = defineFunction({
   input: ReconcileInput,
   output: ReconcileOutput,
   handler(input, ctx) {
-    // One owner at a time: the controller's retries and resyncs never interleave on a node.
-    return ctx.locks.with([`owner:${input.name}`], () => converge(input, ctx));
+    // One owner at a time: the controller's retries and resyncs never interleave on a node. What it loads
+    // is recorded as loaded for this owner (ctx.reconciling), which no request can claim.
+    return ctx.locks.with(
+      [`owner:${input.name}`],
+      () => converge(input, { ...ctx, reconciling: input.name }),
+    );
   },
 });
 

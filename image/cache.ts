@@ -1,14 +1,23 @@
-// The content-addressed image cache:
-//   blobs/sha256/<hex>        manifests, configs, layers, signature manifests and payloads, by digest
-//   objects/<manifest hex>/   the .o files extracted from an image's layers
-//   images/<manifest hex>.json  pointers: index digest, signature manifests (no trusted content)
-//   refs/<sha256(ref)>.json   tag reference -> manifest digest, for IfNotPresent and Never
-//   tmp/                      staging of pulls in progress; committed by rename, removed on failure
-// Nothing is trusted on read: blobs are hashed again, objects re-extracted from the verified layer and
-// compared with the files handed to the loader.
+/**
+ * The content-addressed image cache:
+ *   blobs/sha256/<hex>        manifests, configs, layers, signature manifests and payloads, by digest
+ *   objects/<manifest hex>/   the .o files extracted from an image's layers
+ *   images/<manifest hex>.json  pointers: index digest, signature manifests; its mtime: last use
+ *   refs/<sha256(ref)>.json   tag reference -> manifest digest, for IfNotPresent and Never
+ *   tmp/                      staging of pulls in progress; committed by rename, removed on failure
+ * Nothing is trusted on read: blobs are hashed again, objects re-extracted from the verified layer and
+ * compared with the files handed to the loader.
+ *
+ * @example
+ * ```ts
+ * const staging = await new ImageCache("/var/lib/bpfd/images").stage();
+ * ```
+ * @module
+ */
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { ImageError } from "./errors.ts";
+import { type Descriptor, isLayerType, readLayerObjects } from "./format.ts";
 import { assertDigest, digestOf, sha256Hex } from "./registry.ts";
 
 export interface ImageRecord {
@@ -38,6 +47,18 @@ async function writeAtomic(path: string, data: Uint8Array | string): Promise<voi
   await Deno.rename(tmp, path);
 }
 
+/** Writes all of `chunk` (a write may take only part of it). */
+export async function writeAll(f: Deno.FsFile, chunk: Uint8Array): Promise<void> {
+  for (let off = 0; off < chunk.length;) off += await f.write(chunk.subarray(off));
+}
+
+/** The sha256 (hex) of a stream of bytes. */
+async function sha256Of(data: AsyncIterable<Uint8Array>): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of data) h.update(chunk);
+  return h.digest("hex");
+}
+
 export class Staging {
   readonly dir: string;
   #cache: ImageCache;
@@ -61,17 +82,27 @@ export class Staging {
 
   async putBlob(bytes: Uint8Array, digest = digestOf(bytes)): Promise<string> {
     if (digestOf(bytes) !== digest) {
-      throw new ImageError("digest-mismatch", `blob does not hash to ${digest}`);
+      throw new ImageError("digest_mismatch", `blob does not hash to ${digest}`);
     }
     this.#blobs.add(digest);
     await Deno.writeFile(this.blobPath(digest), bytes);
     return digest;
   }
 
-  async putObject(manifestDigest: string, name: string, bytes: Uint8Array): Promise<void> {
+  /** Streams one extracted object file into staging. */
+  async writeObject(
+    manifestDigest: string,
+    name: string,
+    data: AsyncIterable<Uint8Array>,
+  ): Promise<void> {
     const hex = assertDigest(manifestDigest, "manifest");
     const p = join(this.dir, `obj-${hex}-${name}`);
-    await Deno.writeFile(p, bytes, { mode: 0o644 });
+    const f = await Deno.open(p, { write: true, create: true, truncate: true, mode: 0o644 });
+    try {
+      for await (const chunk of data) await writeAll(f, chunk);
+    } finally {
+      f.close();
+    }
     let m = this.#objects.get(hex);
     if (!m) this.#objects.set(hex, m = new Map());
     m.set(name, p);
@@ -87,10 +118,7 @@ export class Staging {
       for (const [name, p] of files) await Deno.rename(p, join(dir, name));
     }
     if (record) {
-      await writeAtomic(
-        join(c.dir, "images", `${assertDigest(record.digest, "manifest")}.json`),
-        JSON.stringify(record),
-      );
+      await writeAtomic(c.recordPath(record.digest), JSON.stringify(record));
     }
     if (ref && record) await c.writeRef(ref, record.digest);
   }
@@ -122,7 +150,23 @@ export class ImageCache {
   }
 
   objectPath(manifestDigest: string, name: string): string {
-    return join(this.dir, "objects", assertDigest(manifestDigest, "manifest"), name);
+    return join(this.objectDir(manifestDigest), name);
+  }
+
+  /** The directory of an image's extracted objects. */
+  objectDir(manifestDigest: string): string {
+    return join(this.dir, "objects", assertDigest(manifestDigest, "manifest"));
+  }
+
+  /** The record of an image; its modification time is when the image was last used. */
+  recordPath(manifestDigest: string): string {
+    return join(this.dir, "images", `${assertDigest(manifestDigest, "manifest")}.json`);
+  }
+
+  /** Marks an image used now (eviction removes the least recently used first). */
+  async touch(manifestDigest: string): Promise<void> {
+    const now = new Date();
+    await Deno.utime(this.recordPath(manifestDigest), now, now).catch(() => {/* evicted meanwhile */});
   }
 
   async stage(): Promise<Staging> {
@@ -140,12 +184,12 @@ export class ImageCache {
     try {
       bytes = await Deno.readFile(this.blobPath(digest));
     } catch (e) {
-      throw new ImageError("cache-corrupt", `cache: blob ${digest} missing (${(e as Error).message})`);
+      throw new ImageError("cache_corrupt", `cache: blob ${digest} missing (${(e as Error).message})`);
     }
     const got = digestOf(bytes);
     if (got !== digest) {
       throw new ImageError(
-        "cache-corrupt",
+        "cache_corrupt",
         `cache: blob ${this.blobPath(digest)} was changed on disk (hashes to ${got}); refusing it`,
       );
     }
@@ -164,7 +208,7 @@ export class ImageCache {
           file ??= await Deno.open(path);
         } catch (e) {
           ctl.error(
-            new ImageError("cache-corrupt", `cache: blob ${digest} missing (${(e as Error).message})`),
+            new ImageError("cache_corrupt", `cache: blob ${digest} missing (${(e as Error).message})`),
           );
           return;
         }
@@ -176,7 +220,7 @@ export class ImageCache {
           if (got !== hex) {
             ctl.error(
               new ImageError(
-                "cache-corrupt",
+                "cache_corrupt",
                 `cache: blob ${path} was changed on disk (hashes to sha256:${got})`,
               ),
             );
@@ -193,24 +237,63 @@ export class ImageCache {
     });
   }
 
+  /**
+   * Unpacks an image's layers again from their blobs (hashed as they are read) and checks that each object
+   * file on disk equals what the layers hold, streaming both; returns the object names. cache_corrupt if not.
+   */
+  async verifyObjects(
+    manifestDigest: string,
+    layers: Descriptor[],
+    limits: { maxUnpackedBytes: number },
+  ): Promise<string[]> {
+    const names = new Set<string>();
+    let unpacked = 0;
+    for (const layer of layers) {
+      unpacked += await readLayerObjects(
+        this.readBlobStream(layer.digest),
+        isLayerType(layer.mediaType) ?? "tar",
+        limits.maxUnpackedBytes - unpacked,
+        async (name, data) => {
+          const p = this.objectPath(manifestDigest, name);
+          const inImage = await sha256Of(data);
+          let onDisk: string;
+          try {
+            onDisk = await sha256Of((await Deno.open(p)).readable);
+          } catch {
+            throw new ImageError("cache_corrupt", `cache: object ${p} is missing`);
+          }
+          if (onDisk !== inImage) {
+            throw new ImageError(
+              "cache_corrupt",
+              `cache: object ${p} was changed on disk (sha256 ${onDisk.slice(0, 16)}…, image has ` +
+                `${inImage.slice(0, 16)}…); refusing it`,
+            );
+          }
+          names.add(name);
+        },
+        `cached layer ${layer.digest}`,
+      );
+    }
+    return [...names];
+  }
+
   async readRecord(digest: string): Promise<ImageRecord | undefined> {
     try {
-      const r = JSON.parse(
-        await Deno.readTextFile(join(this.dir, "images", `${assertDigest(digest, "manifest")}.json`)),
-      ) as ImageRecord;
+      const r = JSON.parse(await Deno.readTextFile(this.recordPath(digest))) as ImageRecord;
       return r.digest === digest ? r : undefined;
     } catch {
       return undefined;
     }
   }
 
-  #refPath(ref: string): string {
+  /** The file that maps a tag reference to a digest. */
+  refPath(ref: string): string {
     return join(this.dir, "refs", `${sha256Hex(ref)}.json`);
   }
 
   async resolveRef(ref: string): Promise<string | undefined> {
     try {
-      const r = JSON.parse(await Deno.readTextFile(this.#refPath(ref))) as { ref: string; digest: string };
+      const r = JSON.parse(await Deno.readTextFile(this.refPath(ref))) as { ref: string; digest: string };
       return r.ref === ref && /^sha256:[a-f0-9]{64}$/.test(r.digest) ? r.digest : undefined;
     } catch {
       return undefined;
@@ -218,7 +301,7 @@ export class ImageCache {
   }
 
   async writeRef(ref: string, digest: string): Promise<void> {
-    await writeAtomic(this.#refPath(ref), JSON.stringify({ ref, digest }));
+    await writeAtomic(this.refPath(ref), JSON.stringify({ ref, digest }));
   }
 
   /** Every file under the cache (tests use it to check that failures leave nothing behind). */

@@ -1,14 +1,22 @@
-// Offline verification of cosign image signatures. cosign stores them as an image tagged
-// sha256-<manifest hex>.sig whose layers (media type application/vnd.dev.cosign.simplesigning.v1+json)
-// are simplesigning payloads naming the image digest, with annotations:
-//   dev.cosignproject.cosign/signature  base64 ECDSA signature over the payload
-//   dev.sigstore.cosign/certificate     PEM Fulcio leaf certificate (keyless)
-//   dev.sigstore.cosign/chain           PEM intermediates/root (keyless)
-//   dev.sigstore.cosign/bundle          Rekor entry: {SignedEntryTimestamp, Payload: {body, integratedTime,
-//                                       logIndex, logID}}
-// Cryptography, certificate chains, SET checks and identity policy are @sigstore/verify's; this file maps
-// cosign's layout onto its bundle model and the outcome onto bpfd's refusal reasons. Nothing is fetched:
-// trust comes from configured keys and a trusted_root.json.
+/**
+ * Offline verification of cosign image signatures. cosign stores them as an image tagged
+ * sha256-<manifest hex>.sig whose layers (media type application/vnd.dev.cosign.simplesigning.v1+json)
+ * are simplesigning payloads naming the image digest, with annotations:
+ *   dev.cosignproject.cosign/signature  base64 ECDSA signature over the payload
+ *   dev.sigstore.cosign/certificate     PEM Fulcio leaf certificate (keyless)
+ *   dev.sigstore.cosign/chain           PEM intermediates/root (keyless)
+ *   dev.sigstore.cosign/bundle          Rekor entry: {SignedEntryTimestamp, Payload: {body, integratedTime,
+ *                                       logIndex, logID}}
+ * Cryptography, certificate chains, SET checks and identity policy are @sigstore/verify's; this file maps
+ * cosign's layout onto its bundle model and the outcome onto bpfd's refusal reasons. Nothing is fetched:
+ * trust comes from configured keys and a trusted_root.json.
+ *
+ * @example
+ * ```ts
+ * const verdict = verifySignatures(sigs, [digest], await loadTrust(policy), "quay.io/x:v1");
+ * ```
+ * @module
+ */
 import "./deno_compat.ts";
 import { Buffer } from "node:buffer";
 import { createHash, createPublicKey, verify as cryptoVerify } from "node:crypto";
@@ -64,11 +72,11 @@ async function readMaybeFile(v: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(v);
   } catch (e) {
-    throw new ImageError("bad-config", `${what}: cannot read ${v}: ${(e as Error).message}`, { field: what });
+    throw new ImageError("bad_config", `${what}: cannot read ${v}: ${(e as Error).message}`, { field: what });
   }
 }
 
-/** Loads keys and the trusted root named by a policy; every problem is a bad-config error. */
+/** Loads keys and the trusted root named by a policy; every problem is a bad_config error. */
 export async function loadTrust(policyIn: SignaturePolicy): Promise<Trust> {
   const policy = SignaturePolicySchema.parse(policyIn);
   const keys: TrustedKey[] = [];
@@ -83,7 +91,7 @@ export async function loadTrust(policyIn: SignaturePolicy): Promise<Trust> {
       der = key.export({ type: "spki", format: "der" }) as Buffer;
     } catch (e) {
       throw new ImageError(
-        "bad-config",
+        "bad_config",
         `signature.keys[${i}]: not a usable public key: ${(e as Error).message}`,
         {
           field: `signature.keys[${i}]`,
@@ -104,7 +112,7 @@ export async function loadTrust(policyIn: SignaturePolicy): Promise<Trust> {
       root = TrustedRoot.fromJSON(JSON.parse(text));
     } catch (e) {
       throw new ImageError(
-        "bad-config",
+        "bad_config",
         `signature.trustedRoot: not a trusted_root.json: ${(e as Error).message}`,
         {
           field: "signature.trustedRoot",
@@ -114,7 +122,7 @@ export async function loadTrust(policyIn: SignaturePolicy): Promise<Trust> {
   }
   if (policy.identities.length > 0 && (root.certificateAuthorities.length === 0 || root.tlogs.length === 0)) {
     throw new ImageError(
-      "bad-config",
+      "bad_config",
       "signature.identities need signature.trustedRoot with a certificate authority and a transparency log",
       { field: "signature.trustedRoot" },
     );
@@ -127,7 +135,7 @@ export async function loadTrust(policyIn: SignaturePolicy): Promise<Trust> {
   try {
     material = toTrustMaterial(root, keyMap as never);
   } catch (e) {
-    throw new ImageError("bad-config", `signature.trustedRoot: unusable: ${(e as Error).message}`, {
+    throw new ImageError("bad_config", `signature.trustedRoot: unusable: ${(e as Error).message}`, {
       field: "signature.trustedRoot",
     });
   }
@@ -161,7 +169,7 @@ function tlogEntry(annotations: Record<string, string>): { entry?: unknown; body
     b = JSON.parse(raw);
     body = JSON.parse(Buffer.from(b.Payload.body, "base64").toString("utf8"));
   } catch {
-    throw new Refusal("bad-signature", "the Rekor bundle annotation is not valid JSON");
+    throw new Refusal("bad_signature", "the Rekor bundle annotation is not valid JSON");
   }
   const entry = {
     logIndex: String(b.Payload.logIndex),
@@ -201,7 +209,7 @@ function bundleFor(sig: CosignSignature, key: { hint: string } | { certDer: Buff
 
 function pemToDer(pem: string): Buffer {
   const m = /-----BEGIN [A-Z ]+-----([\s\S]*?)-----END [A-Z ]+-----/.exec(pem);
-  if (!m) throw new Refusal("bad-signature", "certificate annotation is not PEM");
+  if (!m) throw new Refusal("bad_signature", "certificate annotation is not PEM");
   return Buffer.from(m[1].replace(/\s+/g, ""), "base64");
 }
 
@@ -223,38 +231,38 @@ function bodyKeyDer(body: Record<string, unknown> | undefined): Buffer | undefin
 
 function mapError(e: unknown, what: string): Refusal {
   if (e instanceof Refusal) return e;
-  if (e instanceof PolicyError) return new Refusal("identity-mismatch", `${what}: ${e.message}`);
+  if (e instanceof PolicyError) return new Refusal("identity_mismatch", `${what}: ${e.message}`);
   if (e instanceof VerificationError) {
     switch (e.code) {
       case "SIGNATURE_ERROR":
         return new Refusal(
-          "bad-signature",
+          "bad_signature",
           `${what}: signature does not match the payload (tampered payload?)`,
         );
       case "CERTIFICATE_ERROR":
         return new Refusal(
-          "untrusted-key",
+          "untrusted_key",
           `${what}: certificate does not chain to a trusted certificate authority at signing time (${e.message}${
             e.cause ? `: ${(e.cause as Error).message}` : ""
           })`,
         );
       case "PUBLIC_KEY_ERROR":
-        return new Refusal("untrusted-key", `${what}: ${e.message}`);
+        return new Refusal("untrusted_key", `${what}: ${e.message}`);
       case "TLOG_INCLUSION_PROMISE_ERROR":
         return new Refusal(
-          "bad-signature",
+          "bad_signature",
           `${what}: Rekor signed entry timestamp does not verify against the trusted Rekor key (tampered entry?)`,
         );
       case "TLOG_BODY_ERROR":
         return new Refusal(
-          "bad-signature",
+          "bad_signature",
           `${what}: Rekor entry does not match the signature (${e.message})`,
         );
       default:
-        return new Refusal("bad-signature", `${what}: ${e.code}: ${e.message}`);
+        return new Refusal("bad_signature", `${what}: ${e.code}: ${e.message}`);
     }
   }
-  return new Refusal("bad-signature", `${what}: ${(e as Error).message ?? e}`);
+  return new Refusal("bad_signature", `${what}: ${(e as Error).message ?? e}`);
 }
 
 function checkPayload(sig: CosignSignature, digests: string[], what: string): void {
@@ -262,19 +270,19 @@ function checkPayload(sig: CosignSignature, digests: string[], what: string): vo
   try {
     p = JSON.parse(new TextDecoder().decode(sig.payload));
   } catch {
-    throw new Refusal("bad-signature", `${what}: payload is not a simplesigning JSON document`);
+    throw new Refusal("bad_signature", `${what}: payload is not a simplesigning JSON document`);
   }
   const type = p.critical?.type ?? "";
   if (type.toLowerCase() !== SIMPLESIGNING_TYPE) {
     throw new Refusal(
-      "bad-signature",
+      "bad_signature",
       `${what}: payload type ${JSON.stringify(type)} is not a cosign signature`,
     );
   }
   const signed = p.critical?.image?.["docker-manifest-digest"];
   if (!signed || !digests.includes(signed)) {
     throw new Refusal(
-      "digest-mismatch",
+      "digest_mismatch",
       `${what}: signed digest ${signed ?? "(none)"} is not the image's digest ${digests[0]}`,
     );
   }
@@ -288,10 +296,10 @@ function verifyKeyBased(sig: CosignSignature, trust: Trust, what: string): strin
   const { entry, body } = tlogEntry(sig.annotations);
   const useTlog = entry !== undefined && trust.hasRoot;
   if (trust.requireTlogForKeys && !useTlog) {
-    throw new Refusal("bad-signature", `${what}: no verifiable Rekor entry and the policy requires one`);
+    throw new Refusal("bad_signature", `${what}: no verifiable Rekor entry and the policy requires one`);
   }
   if (trust.keys.length === 0) {
-    throw new Refusal("untrusted-key", `${what}: key-based signature, but no public keys are trusted`);
+    throw new Refusal("untrusted_key", `${what}: key-based signature, but no public keys are trusted`);
   }
   const verifier = new Verifier(trust.material, {
     tlogThreshold: trust.requireTlogForKeys ? 1 : 0,
@@ -322,19 +330,19 @@ function verifyKeyBased(sig: CosignSignature, trust: Trust, what: string): strin
     );
     if (ok) {
       throw new Refusal(
-        "untrusted-key",
+        "untrusted_key",
         `${what}: signed by key ${
           keyFingerprint(signerDer)
         }, which is not among the ${trust.keys.length} trusted keys`,
       );
     }
     throw new Refusal(
-      "bad-signature",
+      "bad_signature",
       `${what}: signature does not match the payload under the signer's own key (tampered payload or signature)`,
     );
   }
   throw new Refusal(
-    "untrusted-key",
+    "untrusted_key",
     `${what}: signature does not verify with any of the ${trust.keys.length} trusted keys ` +
       "(signed by another key, or the payload was changed)",
   );
@@ -343,13 +351,13 @@ function verifyKeyBased(sig: CosignSignature, trust: Trust, what: string): strin
 function verifyKeyless(sig: CosignSignature, trust: Trust, what: string): string {
   if (!trust.hasRoot || trust.identities.length === 0) {
     throw new Refusal(
-      "untrusted-key",
+      "untrusted_key",
       `${what}: keyless (certificate) signature, but no trusted identities/root`,
     );
   }
   const certDer = pemToDer(sig.annotations[ANN_CERTIFICATE]);
   const { entry, body } = tlogEntry(sig.annotations);
-  if (!entry) throw new Refusal("bad-signature", `${what}: keyless signature without a Rekor entry (bundle)`);
+  if (!entry) throw new Refusal("bad_signature", `${what}: keyless signature without a Rekor entry (bundle)`);
   const verifier = new Verifier(trust.material, {
     tlogThreshold: 1,
     ctlogThreshold: trust.requireSCT ? 1 : 0,
@@ -365,7 +373,7 @@ function verifyKeyless(sig: CosignSignature, trust: Trust, what: string): string
   const cert = X509Certificate.parse(certDer as Buffer<ArrayBuffer>);
   const recorded = bodyKeyDer(body);
   if (!recorded || !recorded.equals(Buffer.from(cert.publicKey))) {
-    throw new Refusal("bad-signature", `${what}: Rekor entry records a different key than the certificate's`);
+    throw new Refusal("bad_signature", `${what}: Rekor entry records a different key than the certificate's`);
   }
   const san = signer.identity?.subjectAlternativeName ?? "(none)";
   const issuer = signer.identity?.extensions?.issuer ?? "(none)";
@@ -381,12 +389,12 @@ function verifyKeyless(sig: CosignSignature, trust: Trust, what: string): string
     }
   }
   throw new Refusal(
-    "identity-mismatch",
+    "identity_mismatch",
     `${what}: certificate identity ${san} with issuer ${issuer} matches none of the trusted identities`,
   );
 }
 
-const RANK: ImageErrorCode[] = ["digest-mismatch", "identity-mismatch", "untrusted-key", "bad-signature"];
+const RANK: ImageErrorCode[] = ["digest_mismatch", "identity_mismatch", "untrusted_key", "bad_signature"];
 
 /**
  * Decides on an image's signatures under the policy. `digests` are the digests a signature may name (the
@@ -411,7 +419,7 @@ export function verifySignatures(
       };
     }
     throw new ImageError(
-      "untrusted-key",
+      "untrusted_key",
       `${image}: signed, but no trusted keys or identities are configured`,
     );
   }
@@ -420,7 +428,7 @@ export function verifySignatures(
     const what = `${image}: signature ${i + 1} of ${sigs.length}`;
     try {
       if (!sig.annotations[ANN_SIGNATURE]) {
-        throw new Refusal("bad-signature", `${what}: no signature annotation`);
+        throw new Refusal("bad_signature", `${what}: no signature annotation`);
       }
       const by = sig.annotations[ANN_CERTIFICATE]
         ? verifyKeyless(sig, trust, what)

@@ -1,5 +1,13 @@
-// Registry credentials from a docker config.json or a Kubernetes pull secret (.dockerconfigjson, or the
-// older .dockercfg which is the bare `auths` map).
+/**
+ * Registry credentials from a docker config.json or a Kubernetes pull secret (.dockerconfigjson, or the
+ * older .dockercfg which is the bare `auths` map).
+ *
+ * @example
+ * ```ts
+ * const cred = lookupCredential(parseDockerConfig(text), "quay.io");
+ * ```
+ * @module
+ */
 import { ImageError } from "./errors.ts";
 
 export interface Credential {
@@ -23,22 +31,22 @@ export function parseDockerConfig(text: string, field = "auth"): CredentialMap {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
-  } catch (e) {
-    throw new ImageError("bad-auth", `${field}: not JSON (${(e as Error).message})`, { field });
+  } catch { // the parser's message quotes the text: say no more than this
+    throw new ImageError("bad_auth", `${field}: not JSON`, { field });
   }
   if (typeof doc !== "object" || doc === null || Array.isArray(doc)) {
-    throw new ImageError("bad-auth", `${field}: expected an object with "auths"`, { field });
+    throw new ImageError("bad_auth", `${field}: expected an object with "auths"`, { field });
   }
   const auths = "auths" in doc ? (doc as { auths: unknown }).auths : doc;
   if (typeof auths !== "object" || auths === null || Array.isArray(auths)) {
-    throw new ImageError("bad-auth", `${field}: "auths" must be an object`, { field });
+    throw new ImageError("bad_auth", `${field}: "auths" must be an object`, { field });
   }
   const out: CredentialMap = new Map();
-  for (const [key, entry] of Object.entries(auths as Record<string, unknown>)) {
+  for (const [i, [key, entry]] of Object.entries(auths as Record<string, unknown>).entries()) {
+    // Errors name the entry by position: keys and values may hold secrets and never reach a message.
+    const where = `${field}: auths entry ${i + 1}`;
     if (typeof entry !== "object" || entry === null) {
-      throw new ImageError("bad-auth", `${field}: auths[${JSON.stringify(key)}] must be an object`, {
-        field,
-      });
+      throw new ImageError("bad_auth", `${where} must be an object`, { field });
     }
     const e = entry as Record<string, unknown>;
     let cred: Credential | undefined;
@@ -47,17 +55,11 @@ export function parseDockerConfig(text: string, field = "auth"): CredentialMap {
       try {
         decoded = atob(e.auth);
       } catch {
-        throw new ImageError("bad-auth", `${field}: auths[${JSON.stringify(key)}].auth is not base64`, {
-          field,
-        });
+        throw new ImageError("bad_auth", `${where}: auth is not base64`, { field });
       }
       const colon = decoded.indexOf(":");
       if (colon < 0) {
-        throw new ImageError(
-          "bad-auth",
-          `${field}: auths[${JSON.stringify(key)}].auth must be base64 of username:password`,
-          { field },
-        );
+        throw new ImageError("bad_auth", `${where}: auth must be base64 of username:password`, { field });
       }
       cred = { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
     } else if (typeof e.username === "string") {

@@ -1,7 +1,15 @@
-// Deno compatibility shim for @sigstore/*: Node's crypto.verify(null, data, key, sig) uses the key's
-// default digest (SHA-256 for EC and RSA keys, as OpenSSL defines it), and sigstore-js relies on that for
-// Rekor SETs and checkpoints. Deno 2.9's node:crypto throws "no default digest" instead. This fills in
-// "sha256" for EC and RSA keys when no algorithm is given, and changes nothing else.
+/**
+ * Deno compatibility shim for @sigstore/*: Node's crypto.verify(null, data, key, sig) uses the key's
+ * default digest (SHA-256 for EC and RSA keys, as OpenSSL defines it), and sigstore-js relies on that for
+ * Rekor SETs and checkpoints. Deno 2.9's node:crypto throws "no default digest" instead. This fills in
+ * "sha256" for EC and RSA keys when no algorithm is given, and changes nothing else.
+ *
+ * @example
+ * ```ts
+ * import "./deno_compat.ts"; // before @sigstore/verify
+ * ```
+ * @module
+ */
 import nodeCrypto, { createPublicKey, type KeyObject } from "node:crypto";
 
 const MARK = Symbol.for("bpfd.verifyDefaultDigest");

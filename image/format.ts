@@ -1,15 +1,24 @@
-// bpfman's bytecode image format: an image FROM scratch with one layer (tar, usually gzip) holding the
-// .o files at its root, and config labels naming the programs and maps:
-//   io.ebpf.programs  JSON {function name: program type}
-//   io.ebpf.maps      JSON {map name: map type}
-// and, in older images, io.ebpf.program_name / io.ebpf.bpf_function_name / io.ebpf.program_type /
-// io.ebpf.filename for a single program.
+/**
+ * bpfman's bytecode image format: an image FROM scratch with one layer (tar, usually gzip) holding the
+ * .o files at its root, and config labels naming the programs and maps:
+ *   io.ebpf.programs  JSON {function name: program type}
+ *   io.ebpf.maps      JSON {map name: map type}
+ * and, in older images, io.ebpf.program_name / io.ebpf.bpf_function_name / io.ebpf.program_type /
+ * io.ebpf.filename for a single program.
+ *
+ * @example
+ * ```ts
+ * const image = await buildImage({ objects: [{ name: "x.o", bytes }], programs: { xdp_pass: "xdp" } });
+ * ```
+ * @module
+ */
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 // @ts-types="npm:@types/tar-stream@3.1.4"
 import tar from "tar-stream";
 import { ImageError } from "./errors.ts";
 import { digestOf, MT } from "./registry.ts";
+import { concat } from "./transport.ts";
 
 export const LABEL_PROGRAMS = "io.ebpf.programs";
 export const LABEL_MAPS = "io.ebpf.maps";
@@ -57,18 +66,25 @@ function isDescriptor(d: unknown): d is Descriptor {
     typeof x.digest === "string" && typeof x.size === "number" && x.size >= 0;
 }
 
+/** A value from a registry for a message: media types and platforms as they are, anything else hidden. */
+export function shown(value: string | undefined): string {
+  if (!value) return "(none)";
+  return /^[\w.+\/-]{1,100}$/.test(value) ? value : "(not shown)";
+}
+
+/** Parses JSON from a registry; the error never quotes the bytes (they may come from anywhere). */
 export function parseJSON(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(new TextDecoder().decode(bytes));
-  } catch (e) {
-    throw new ImageError("bad-image", `${what} is not JSON: ${(e as Error).message}`);
+  } catch {
+    throw new ImageError("bad_image", `${what} is not JSON`);
   }
 }
 
 export function parseIndex(bytes: Uint8Array, what: string): ImageIndex {
   const j = parseJSON(bytes, what) as ImageIndex;
   if (!j || !Array.isArray(j.manifests) || !j.manifests.every(isDescriptor)) {
-    throw new ImageError("bad-image", `${what}: not an image index (no valid "manifests" list)`);
+    throw new ImageError("bad_image", `${what}: not an image index (no valid "manifests" list)`);
   }
   return j;
 }
@@ -76,9 +92,9 @@ export function parseIndex(bytes: Uint8Array, what: string): ImageIndex {
 export function parseManifest(bytes: Uint8Array, what: string): ImageManifest {
   const j = parseJSON(bytes, what) as ImageManifest;
   if (!j || j.schemaVersion !== 2 || !isDescriptor(j.config) || !Array.isArray(j.layers)) {
-    throw new ImageError("bad-image", `${what}: not a schema 2 image manifest`);
+    throw new ImageError("bad_image", `${what}: not a schema 2 image manifest`);
   }
-  if (!j.layers.every(isDescriptor)) throw new ImageError("bad-image", `${what}: malformed layer descriptor`);
+  if (!j.layers.every(isDescriptor)) throw new ImageError("bad_image", `${what}: malformed layer descriptor`);
   return j;
 }
 
@@ -90,9 +106,12 @@ export function choosePlatform(index: ImageIndex, os: string, arch: string, what
   const hit = manifests.find((m) => m.platform?.os === os && m.platform?.architecture === arch);
   if (hit) return hit;
   if (manifests.length === 1 && !manifests[0].platform) return manifests[0];
-  const have = manifests.map((m) => `${m.platform?.os ?? "?"}/${m.platform?.architecture ?? "?"}`).join(", ");
+  const have = manifests.slice(0, 16).map((m) =>
+    `${shown(m.platform?.os)}/${shown(m.platform?.architecture)}`
+  )
+    .join(", ");
   throw new ImageError(
-    "not-found",
+    "not_found",
     `${what}: no manifest for ${os}/${arch} in the list (has: ${have || "none"})`,
   );
 }
@@ -112,11 +131,11 @@ export function readLabels(
     try {
       v = JSON.parse(raw);
     } catch {
-      throw new ImageError("bad-image", `${what}: label ${key} is not JSON`);
+      throw new ImageError("bad_image", `${what}: label ${key} is not JSON`);
     }
     if (!isRecordOfStrings(v)) {
       throw new ImageError(
-        "bad-image",
+        "bad_image",
         `${what}: label ${key} must be a JSON object of name -> type strings`,
       );
     }
@@ -129,7 +148,7 @@ export function readLabels(
   if (Object.keys(programs).length === 0 && fn && type) programs[fn] = type;
   if (Object.keys(programs).length === 0) {
     throw new ImageError(
-      "bad-image",
+      "bad_image",
       `${what}: not a bytecode image: no ${LABEL_PROGRAMS} label and no ${LABEL_FUNCTION_NAME}/${LABEL_PROGRAM_TYPE}`,
     );
   }
@@ -143,27 +162,45 @@ export function isLayerType(mt: string): "gzip" | "tar" | undefined {
   return undefined;
 }
 
+/** Compressed bytes handed to the decompressor at a time (its output chunks stay under ~4 MiB). */
+const GZIP_PIECE = 4096;
+
+/** Splits chunks into pieces of at most `size` bytes. */
+function pieces(size: number): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream({
+    transform(chunk, ctl) {
+      for (let off = 0; off < chunk.length; off += size) ctl.enqueue(chunk.subarray(off, off + size));
+    },
+  });
+}
+
+/** Most .o files one image may hold. */
+export const MAX_OBJECTS = 256;
+
 /** Object file name inside a layer, or undefined for entries that are not .o files at the root. */
 function rootObjectName(name: string): string | undefined {
   const n = name.replace(/^\.\//, "").replace(/^\/+/, "");
-  if (n.includes("/") || !n.endsWith(".o") || n === ".o") return undefined;
+  if (n.includes("/") || !n.endsWith(".o") || n === ".o" || n.length > 200) return undefined;
   return n;
 }
 
 /**
- * Streams a layer (gzip or plain tar) and hands every regular .o file at its root to `onObject`, with its
- * bytes. `maxBytes` caps the uncompressed size of the whole layer.
+ * Streams a layer (gzip or plain tar) and hands every regular .o file at its root to `onObject` as a stream
+ * of its bytes, which it must read or leave; nothing is held in memory. Fails with too_large past `maxBytes`
+ * unpacked (a gzip bomb stops there) or past MAX_OBJECTS objects. Returns the unpacked size read.
  */
 export async function readLayerObjects(
   layer: ReadableStream<Uint8Array>,
   kind: "gzip" | "tar",
   maxBytes: number,
-  onObject: (name: string, bytes: Uint8Array) => void | Promise<void>,
+  onObject: (name: string, data: AsyncIterable<Uint8Array>) => void | Promise<void>,
   what: string,
-): Promise<void> {
+): Promise<number> {
   let stream = layer;
   if (kind === "gzip") {
-    stream = stream.pipeThrough(
+    // Gzip expands up to ~1000 times: fed a piece at a time, the decompressor never makes a chunk larger
+    // than ~1000 pieces, whatever the size of the chunks read from the network or disk.
+    stream = stream.pipeThrough(pieces(GZIP_PIECE)).pipeThrough(
       new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>,
     );
   }
@@ -173,7 +210,7 @@ export async function readLayerObjects(
       transform(chunk, ctl) {
         total += chunk.length;
         if (total > maxBytes) {
-          ctl.error(new ImageError("too-large", `${what}: more than ${maxBytes} bytes uncompressed`));
+          ctl.error(new ImageError("too_large", `${what}: more than ${maxBytes} bytes unpacked`));
           return;
         }
         ctl.enqueue(chunk);
@@ -184,33 +221,25 @@ export async function readLayerObjects(
   const src = Readable.fromWeb(counted as unknown as import("node:stream/web").ReadableStream<Uint8Array>);
   src.on("error", (e) => extract.destroy(e));
   src.pipe(extract);
+  let objects = 0;
   try {
     for await (const entry of extract) {
       const name = entry.header.type === "file" ? rootObjectName(entry.header.name) : undefined;
-      const chunks: Uint8Array[] = [];
-      for await (const chunk of entry) if (name) chunks.push(chunk as Uint8Array);
-      if (name) await onObject(name, concat(chunks));
+      if (name && ++objects > MAX_OBJECTS) {
+        throw new ImageError("too_large", `${what}: more than ${MAX_OBJECTS} .o files`);
+      }
+      if (name) await onObject(name, entry as AsyncIterable<Uint8Array>);
+      for await (const _ of entry) { /* skip what onObject left (and entries that are not objects) */ }
     }
   } catch (e) {
+    src.destroy();
+    extract.destroy();
     if (e instanceof ImageError) throw e;
-    throw new ImageError(
-      "bad-image",
-      `${what}: not a valid ${kind === "gzip" ? "tar+gzip" : "tar"} layer: ${e}`,
-      {
-        cause: e,
-      },
-    );
+    const why = String((e as Error)?.message ?? e).slice(0, 200);
+    const layer = kind === "gzip" ? "tar+gzip" : "tar";
+    throw new ImageError("bad_image", `${what}: not a valid ${layer} layer: ${why}`, { cause: e });
   }
-}
-
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return total;
 }
 
 export interface BuildInput {
@@ -238,10 +267,10 @@ const te = new TextEncoder();
 /** Packs .o files into a bpfman-format OCI image (one tar+gzip layer, labels in the config). */
 export async function buildImage(input: BuildInput): Promise<BuiltImage> {
   if (input.objects.length === 0) {
-    throw new ImageError("bad-image", "no .o files given", { field: "objects" });
+    throw new ImageError("bad_image", "no .o files given", { field: "objects" });
   }
   if (Object.keys(input.programs).length === 0) {
-    throw new ImageError("bad-image", "no programs given (name=type)", { field: "programs" });
+    throw new ImageError("bad_image", "no programs given (name=type)", { field: "programs" });
   }
   const pack = tar.pack();
   const chunks: Uint8Array[] = [];
@@ -253,7 +282,7 @@ export async function buildImage(input: BuildInput): Promise<BuiltImage> {
   for (const o of input.objects) {
     if (!rootObjectName(o.name)) {
       throw new ImageError(
-        "bad-image",
+        "bad_image",
         `object name ${JSON.stringify(o.name)} must be a plain file name ending .o`,
         {
           field: "objects",

@@ -1,5 +1,13 @@
-// OCI image layout directories (oci-layout, index.json, blobs/sha256/...): what `bpfd image build` writes
-// and `bpfd image push` reads; skopeo and umoci read and write the same.
+/**
+ * OCI image layout directories (oci-layout, index.json, blobs/sha256/...): what `bpfd image build` writes
+ * and `bpfd image push` reads; skopeo and umoci read and write the same.
+ *
+ * @example
+ * ```ts
+ * const image = await readLayout("./xdp-layout", "v1");
+ * ```
+ * @module
+ */
 import { join } from "node:path";
 import { ImageError } from "./errors.ts";
 import { type BuiltImage, type Descriptor, parseIndex, parseJSON, parseManifest } from "./format.ts";
@@ -52,7 +60,7 @@ export async function readLayout(dir: string, tag?: string): Promise<LayoutImage
   try {
     indexBytes = await Deno.readFile(join(dir, "index.json"));
   } catch (e) {
-    throw new ImageError("bad-image", `${dir}: not an OCI layout (no index.json): ${(e as Error).message}`, {
+    throw new ImageError("bad_image", `${dir}: not an OCI layout (no index.json): ${(e as Error).message}`, {
       field: "layout",
     });
   }
@@ -61,7 +69,7 @@ export async function readLayout(dir: string, tag?: string): Promise<LayoutImage
   if (cands.length !== 1) {
     const tags = index.manifests.map((m) => m.annotations?.[REF_NAME] ?? m.digest).join(", ");
     throw new ImageError(
-      "not-found",
+      "not_found",
       `${dir}: ${tag ? `no image tagged ${tag}` : "more than one image, name a tag"} (has: ${tags})`,
       { field: "layout" },
     );
@@ -70,7 +78,7 @@ export async function readLayout(dir: string, tag?: string): Promise<LayoutImage
     const hex = assertDigest(digest, dir);
     const bytes = await Deno.readFile(join(dir, "blobs", "sha256", hex));
     if (digestOf(bytes) !== digest) {
-      throw new ImageError("digest-mismatch", `${dir}: blob ${digest} does not hash to its name`, {
+      throw new ImageError("digest_mismatch", `${dir}: blob ${digest} does not hash to its name`, {
         field: "layout",
       });
     }

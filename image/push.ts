@@ -1,6 +1,14 @@
-// Pushing images to a registry (from an OCI layout, as `bpfd image push` does) and attaching key-based
-// cosign signatures (`bpfd image sign`): the .sig image cosign writes, so cosign and bpfd read each
-// other's signatures.
+/**
+ * Pushing images to a registry (from an OCI layout, as `bpfd image push` does) and attaching key-based
+ * cosign signatures (`bpfd image sign`): the .sig image cosign writes, so cosign and bpfd read each
+ * other's signatures.
+ *
+ * @example
+ * ```ts
+ * await pushImage(client, parseReference("registry.example:5000/bytecode/xdp:v1"), image);
+ * ```
+ * @module
+ */
 import { Buffer } from "node:buffer";
 import { createPrivateKey, sign as cryptoSign } from "node:crypto";
 import { ANN_SIGNATURE, SIMPLESIGNING_TYPE } from "./cosign.ts";
@@ -30,7 +38,7 @@ export async function pushImage(
   const target = ref.tag ?? ref.digest!;
   if (ref.digest && ref.digest !== image.manifest.digest) {
     throw new ImageError(
-      "digest-mismatch",
+      "digest_mismatch",
       `reference names ${ref.digest}, the image is ${image.manifest.digest}`,
     );
   }
@@ -55,12 +63,12 @@ export function signPayload(keyPem: string, payload: Uint8Array): Uint8Array {
   try {
     key = createPrivateKey(keyPem);
   } catch (e) {
-    throw new ImageError("bad-config", `signing key: not a usable private key: ${(e as Error).message}`, {
+    throw new ImageError("bad_config", `signing key: not a usable private key: ${(e as Error).message}`, {
       field: "key",
     });
   }
   if (key.asymmetricKeyType !== "ec") {
-    throw new ImageError("bad-config", "signing key: ECDSA P-256 expected", { field: "key" });
+    throw new ImageError("bad_config", "signing key: ECDSA P-256 expected", { field: "key" });
   }
   return new Uint8Array(cryptoSign("sha256", payload, key));
 }
@@ -83,7 +91,7 @@ export async function attachSignature(
     const existing = await client.getManifest(repository, tag, [MT.ociManifest]);
     layers = parseManifest(existing.bytes, tag).layers;
   } catch (e) {
-    if (!(e instanceof ImageError && e.code === "not-found")) throw e;
+    if (!(e instanceof ImageError && e.code === "not_found")) throw e;
   }
   const payloadDigest = digestOf(payload);
   await client.pushBlob(repository, payloadDigest, payload);

@@ -1,6 +1,14 @@
-// Image references as the distribution project defines them:
-//   [domain[:port]/]path[:tag][@algorithm:hex]
-// A name without a domain is on Docker Hub (docker.io, library/ for one-component names).
+/**
+ * Image references as the distribution project defines them:
+ *   [domain[:port]/]path[:tag][@algorithm:hex]
+ * A name without a domain is on Docker Hub (docker.io, library/ for one-component names).
+ *
+ * @example
+ * ```ts
+ * parseReference("xdp_pass"); // { registry: "docker.io", repository: "library/xdp_pass", tag: "latest" }
+ * ```
+ * @module
+ */
 import { ImageError } from "./errors.ts";
 
 export interface Reference {
@@ -20,8 +28,28 @@ const PATH_RE = new RegExp(`^${PATH_COMPONENT}(?:/${PATH_COMPONENT})*$`);
 const TAG_RE = /^[\w][\w.-]{0,127}$/;
 const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
+/** Whether `s` is a registry host[:port] as references write it. */
+export function isRegistryHost(s: string): boolean {
+  return DOMAIN_RE.test(s);
+}
+
+/** Whether `s` is a repository path (lower-case components separated by "/"). */
+export function isRepositoryPath(s: string): boolean {
+  return PATH_RE.test(s);
+}
+
+/** Whether `s` is a tag. */
+export function isTag(s: string): boolean {
+  return TAG_RE.test(s);
+}
+
+/** Whether `s` is a sha256 digest. */
+export function isDigest(s: string): boolean {
+  return DIGEST_RE.test(s);
+}
+
 function bad(url: string, why: string): ImageError {
-  return new ImageError("bad-reference", `image url ${JSON.stringify(url)}: ${why}`, { field: "url" });
+  return new ImageError("bad_reference", `image url ${JSON.stringify(url)}: ${why}`, { field: "url" });
 }
 
 export function parseReference(url: string): Reference {

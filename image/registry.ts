@@ -1,10 +1,18 @@
-// A small client for the OCI distribution API (registry API v2): manifests and blobs by tag or digest,
-// uploads, and the auth flows registries use (anonymous, bearer token from the challenge's realm, basic).
-// Every byte that comes back under a digest is checked against it; sizes are capped.
+/**
+ * A small client for the OCI distribution API (registry API v2): manifests and blobs by tag or digest,
+ * uploads, and the auth flows registries use (anonymous, bearer token from the challenge's realm, basic).
+ * Every byte that comes back under a digest is checked against it; sizes are capped; realms and redirects
+ * are followed only as image/egress.ts allows; failures never quote what the server sent.
+ *
+ * @example
+ * ```ts
+ * const m = await client.getManifest("bpfd-bytecode/xdp_pass", "latest");
+ * ```
+ * @module
+ */
 import { createHash } from "node:crypto";
-import type { Credential } from "./credentials.ts";
 import { ImageError } from "./errors.ts";
-import { registryHost } from "./reference.ts";
+import { concat, readCapped, RegistryTransport, type TransportOptions } from "./transport.ts";
 
 export const MT = {
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
@@ -21,13 +29,8 @@ export const MT = {
 
 export const MANIFEST_TYPES = [MT.ociManifest, MT.dockerManifest, MT.ociIndex, MT.dockerList];
 
-export interface RegistryOptions {
-  /** Plain HTTP instead of HTTPS. */
-  insecure: boolean;
-  /** Deno HTTP client carrying extra CA certificates, if any. */
-  httpClient?: Deno.HttpClient;
-  credential?: Credential;
-  timeoutMs: number;
+/** How to reach a registry, and the largest manifest and blob accepted. */
+export interface RegistryOptions extends TransportOptions {
   maxManifestBytes: number;
   maxBlobBytes: number;
 }
@@ -48,194 +51,44 @@ export function digestOf(data: Uint8Array | string): string {
 
 export function assertDigest(digest: string, what: string): string {
   if (!/^sha256:[a-f0-9]{64}$/.test(digest)) {
-    throw new ImageError("bad-image", `${what}: unsupported or malformed digest ${JSON.stringify(digest)}`);
+    throw new ImageError("bad_image", `${what}: unsupported or malformed digest ${JSON.stringify(digest)}`);
   }
   return digest.slice(7);
 }
 
-interface Challenge {
-  scheme: string;
-  params: Record<string, string>;
-}
-
-function parseChallenge(header: string | null): Challenge | undefined {
-  if (!header) return undefined;
-  const m = /^\s*(\w+)\s*(.*)$/.exec(header);
-  if (!m) return undefined;
-  const params: Record<string, string> = {};
-  for (const p of m[2].matchAll(/(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))/g)) {
-    params[p[1].toLowerCase()] = p[2] !== undefined ? p[2].replace(/\\(.)/g, "$1") : p[3];
-  }
-  return { scheme: m[1].toLowerCase(), params };
-}
-
+/** The registry API: manifests and blobs by tag or digest, uploads. */
 export class RegistryClient {
   readonly registry: string;
   readonly base: string;
+  #http: RegistryTransport;
   #opts: RegistryOptions;
-  #tokens = new Map<string, string>();
-  #basic = false;
 
   constructor(registry: string, opts: RegistryOptions) {
-    this.registry = registry;
+    this.#http = new RegistryTransport(registry, opts);
     this.#opts = opts;
-    this.base = `${opts.insecure ? "http" : "https"}://${registryHost(registry)}`;
-  }
-
-  #basicHeader(): string | undefined {
-    const c = this.#opts.credential;
-    if (!c) return undefined;
-    return "Basic " + btoa(String.fromCharCode(...new TextEncoder().encode(`${c.username}:${c.password}`)));
-  }
-
-  async #fetch(url: string, init: RequestInit): Promise<Response> {
-    try {
-      return await fetch(url, {
-        ...init,
-        client: this.#opts.httpClient,
-        signal: init.signal ?? AbortSignal.timeout(this.#opts.timeoutMs),
-      } as RequestInit);
-    } catch (e) {
-      const err = e as Error;
-      const why = err.name === "TimeoutError"
-        ? `no answer within ${this.#opts.timeoutMs} ms`
-        : [err.message, (err.cause as Error | undefined)?.message].filter(Boolean).join(": ")
-          .replace(/\s+/g, " ").slice(0, 400);
-      throw new ImageError("registry-unreachable", `registry ${this.registry} unreachable: ${why}`, {
-        cause: e,
-      });
-    }
-  }
-
-  async #token(ch: Challenge, scope: string): Promise<string> {
-    const key = `${ch.params.realm} ${ch.params.service ?? ""} ${scope}`;
-    const cached = this.#tokens.get(key);
-    if (cached) return cached;
-    const realm = ch.params.realm;
-    if (!realm) {
-      throw new ImageError("registry-error", `registry ${this.registry}: bearer challenge without realm`);
-    }
-    const u = new URL(realm);
-    if (ch.params.service) u.searchParams.set("service", ch.params.service);
-    u.searchParams.set("scope", scope);
-    const headers: Record<string, string> = {};
-    const basic = this.#basicHeader();
-    if (basic) headers.authorization = basic;
-    const res = await this.#fetch(u.href, { headers });
-    if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
-      throw new ImageError(
-        "unauthorized",
-        this.#opts.credential
-          ? `registry ${this.registry}: token server refused the credentials of user ${this.#opts.credential.username}`
-          : `registry ${this.registry}: token server requires credentials and none were given`,
-        { field: "auth" },
-      );
-    }
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new ImageError(
-        "registry-error",
-        `registry ${this.registry}: token server answered ${res.status}`,
-      );
-    }
-    let body: { token?: string; access_token?: string };
-    try {
-      body = await res.json();
-    } catch {
-      throw new ImageError("registry-error", `registry ${this.registry}: token server answer is not JSON`);
-    }
-    const token = body.token ?? body.access_token;
-    if (!token) {
-      throw new ImageError("registry-error", `registry ${this.registry}: token server gave no token`);
-    }
-    this.#tokens.set(key, token);
-    return token;
+    this.registry = registry;
+    this.base = this.#http.base;
   }
 
   /** A request to /v2/... that answers auth challenges once. `scope` is e.g. "repository:x:pull". */
-  async request(
+  request(
     method: string,
     path: string,
     scope: string,
-    init: { headers?: Record<string, string>; body?: BodyInit } = {},
+    init: { headers?: Record<string, string>; body?: BodyInit; blob?: boolean } = {},
   ): Promise<Response> {
-    const url = path.startsWith("http") ? path : `${this.base}${path}`;
-    const headers: Record<string, string> = { ...init.headers };
-    const tokenKeyPrefix = scope;
-    let auth: string | undefined;
-    for (const [k, v] of this.#tokens) if (k.endsWith(` ${tokenKeyPrefix}`)) auth = `Bearer ${v}`;
-    if (!auth && this.#basic) auth = this.#basicHeader();
-    if (auth) headers.authorization = auth;
-    let res = await this.#fetch(url, { method, headers, body: init.body, redirect: "follow" });
-    if (res.status !== 401) return res;
-    await res.body?.cancel();
-    const ch = parseChallenge(res.headers.get("www-authenticate"));
-    if (ch?.scheme === "bearer") {
-      headers.authorization = `Bearer ${await this.#token(ch, scope)}`;
-    } else if (ch?.scheme === "basic" && this.#opts.credential && !auth) {
-      this.#basic = true;
-      headers.authorization = this.#basicHeader()!;
-    } else {
-      throw this.#unauthorized();
-    }
-    res = await this.#fetch(url, { method, headers, body: init.body, redirect: "follow" });
-    if (res.status === 401) {
-      await res.body?.cancel();
-      throw this.#unauthorized();
-    }
-    return res;
+    return this.#http.request(method, path, scope, init);
   }
 
+  /** Throws for a failed answer, by status only: the body is never read nor echoed. */
   async #fail(res: Response, what: string): Promise<never> {
-    let detail = "";
-    try {
-      const text = (await res.text()).slice(0, 2000);
-      const j = JSON.parse(text) as { errors?: { code?: string; message?: string }[] };
-      detail = (j.errors ?? []).map((e) => `${e.code}: ${e.message}`).join("; ");
-    } catch { /* not a registry error document */ }
-    const suffix = detail ? ` (${detail})` : "";
-    if (res.status === 404) {
-      throw new ImageError("not-found", `${what}: not found in ${this.registry}${suffix}`);
-    }
+    await res.body?.cancel();
+    const answered = `registry ${this.registry} answered ${res.status} for ${what}`;
+    if (res.status === 404) throw new ImageError("not_found", `${answered}: not found`);
     if (res.status === 403) {
-      throw new ImageError("unauthorized", `${what}: access denied by ${this.registry}${suffix}`, {
-        field: "auth",
-      });
+      throw new ImageError("unauthorized", `${answered}: access denied`, { field: "auth" });
     }
-    throw new ImageError(
-      "registry-error",
-      `${what}: registry ${this.registry} answered ${res.status}${suffix}`,
-    );
-  }
-
-  async #readCapped(res: Response, limit: number, what: string): Promise<Uint8Array> {
-    const len = Number(res.headers.get("content-length") ?? "NaN");
-    if (len > limit) {
-      await res.body?.cancel();
-      throw new ImageError("too-large", `${what}: ${len} bytes, more than the limit of ${limit}`);
-    }
-    const chunks: Uint8Array[] = [];
-    let n = 0;
-    for await (const chunk of res.body ?? new ReadableStream<Uint8Array>()) {
-      n += chunk.length;
-      if (n > limit) {
-        throw new ImageError("too-large", `${what}: more than the limit of ${limit} bytes`);
-      }
-      chunks.push(chunk);
-    }
-    return concat(chunks, n);
-  }
-
-  /** The 401 answer: the given credentials were refused, or there were none. */
-  #unauthorized(): ImageError {
-    return new ImageError(
-      "unauthorized",
-      this.#opts.credential
-        ? `registry ${this.registry} refused the credentials of user ${this.#opts.credential.username} (401)`
-        : `registry ${this.registry} requires credentials and none were given (401)`,
-      { field: "auth" },
-    );
+    throw new ImageError("registry_error", answered);
   }
 
   /** GET a manifest by tag or digest; the digest is computed from the bytes and checked. */
@@ -245,15 +98,15 @@ export class RegistryClient {
       headers: { accept: accept.join(", ") },
     });
     if (!res.ok) await this.#fail(res, what);
-    const bytes = await this.#readCapped(res, this.#opts.maxManifestBytes, what);
+    const bytes = await readCapped(res, this.#opts.maxManifestBytes, what);
     const digest = digestOf(bytes);
     if (ref.startsWith("sha256:") && ref !== digest) {
-      throw new ImageError("digest-mismatch", `${what}: content hashes to ${digest}, not ${ref}`);
+      throw new ImageError("digest_mismatch", `${what}: content hashes to ${digest}, not ${ref}`);
     }
     const header = res.headers.get("docker-content-digest");
     if (header && header.startsWith("sha256:") && header !== digest) {
       throw new ImageError(
-        "digest-mismatch",
+        "digest_mismatch",
         `${what}: content hashes to ${digest}, registry says ${header}`,
       );
     }
@@ -262,7 +115,7 @@ export class RegistryClient {
       const parsed = JSON.parse(new TextDecoder().decode(bytes));
       if (typeof parsed.mediaType === "string") mediaType = parsed.mediaType;
     } catch {
-      throw new ImageError("bad-image", `${what}: not JSON`);
+      throw new ImageError("bad_image", `${what}: not JSON`);
     }
     return { digest, mediaType, bytes };
   }
@@ -279,8 +132,8 @@ export class RegistryClient {
   }
 
   /**
-   * GET a blob, streaming it to `sink` while hashing; throws digest-mismatch if the bytes do not hash to
-   * `digest`, too-large past `limit`.
+   * GET a blob, streaming it to `sink` while hashing; throws digest_mismatch if the bytes do not hash to
+   * `digest`, too_large past `limit` or the declared `size`.
    */
   async getBlob(
     repo: string,
@@ -292,14 +145,16 @@ export class RegistryClient {
     const what = `blob ${digest.slice(0, 19)}… of ${this.registry}/${repo}`;
     const limit = opts.limit ?? this.#opts.maxBlobBytes;
     if (opts.size !== undefined && opts.size > limit) {
-      throw new ImageError("too-large", `${what}: ${opts.size} bytes, more than the limit of ${limit}`);
+      throw new ImageError("too_large", `${what}: ${opts.size} bytes, more than the limit of ${limit}`);
     }
-    const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`);
+    const res = await this.request("GET", `/v2/${repo}/blobs/${digest}`, `repository:${repo}:pull`, {
+      blob: true,
+    });
     if (!res.ok) await this.#fail(res, what);
     const total = Number(res.headers.get("content-length") ?? opts.size ?? 0);
     if (total > limit) {
       await res.body?.cancel();
-      throw new ImageError("too-large", `${what}: ${total} bytes, more than the limit of ${limit}`);
+      throw new ImageError("too_large", `${what}: ${total} bytes, more than the limit of ${limit}`);
     }
     const h = createHash("sha256");
     let n = 0;
@@ -309,7 +164,13 @@ export class RegistryClient {
         const { done, value } = await reader.read();
         if (done) break;
         n += value.length;
-        if (n > limit) throw new ImageError("too-large", `${what}: more than the limit of ${limit} bytes`);
+        if (n > limit) throw new ImageError("too_large", `${what}: more than the limit of ${limit} bytes`);
+        if (opts.size !== undefined && n > opts.size) {
+          throw new ImageError(
+            "too_large",
+            `${what}: more than the ${opts.size} bytes the manifest declares`,
+          );
+        }
         h.update(value);
         await sink(value);
         opts.onProgress?.(n, total);
@@ -320,10 +181,10 @@ export class RegistryClient {
     }
     const got = h.digest("hex");
     if (got !== hex) {
-      throw new ImageError("digest-mismatch", `${what}: content hashes to sha256:${got}, not ${digest}`);
+      throw new ImageError("digest_mismatch", `${what}: content hashes to sha256:${got}, not ${digest}`);
     }
     if (opts.size !== undefined && n !== opts.size) {
-      throw new ImageError("digest-mismatch", `${what}: ${n} bytes, the manifest says ${opts.size}`);
+      throw new ImageError("digest_mismatch", `${what}: ${n} bytes, the manifest says ${opts.size}`);
     }
     return n;
   }
@@ -353,8 +214,11 @@ export class RegistryClient {
     await start.body?.cancel();
     if (start.status !== 202) await this.#fail(start, `upload to ${repo}`);
     const loc = start.headers.get("location");
-    if (!loc) throw new ImageError("registry-error", `registry ${this.registry}: upload without Location`);
+    if (!loc) throw new ImageError("registry_error", `registry ${this.registry}: upload without Location`);
     const u = new URL(loc, this.base);
+    if (u.origin !== new URL(this.base).origin) {
+      throw new ImageError("registry_error", `registry ${this.registry}: upload location on another host`);
+    }
     u.searchParams.set("digest", digest);
     const put = await this.request("PUT", u.href, scope, {
       headers: { "content-type": "application/octet-stream", "content-length": String(data.length) },
@@ -374,15 +238,4 @@ export class RegistryClient {
     if (res.status !== 201) await this.#fail(res, `manifest ${repo}:${ref}`);
     return digestOf(bytes);
   }
-}
-
-/** The chunks, `total` bytes in all, as one array. */
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }

@@ -1,10 +1,10 @@
 /**
  * bpfd's deployment, as objects: the `bpfd` Namespace, the node runtime's DaemonSet, the controller's
  * Deployment, their ServiceAccounts and least-privilege RBAC, the user-facing ClusterRoles
- * `bpfd-bpfprogramconfig-editor` and `bpfd-bpfprogram-viewer` (aggregated into the standard admin/edit/view
- * roles), the `bpfd-config` ConfigMap and the node runtime's configuration. `deno task deploy` applies
- * `manifestDocuments()` (with the image it is given); `deno task manifests` writes them to
- * manifests/bpfd.yaml for `kubectl apply -f`.
+ * `bpfd-bpfprogramconfig-editor` and `bpfd-bpfprogram-viewer` (the viewer aggregated into the standard
+ * admin/edit/view roles, the editor into admin/edit only when asked), the `bpfd-config` ConfigMap and the
+ * node runtime's configuration. `deno task deploy` applies `manifestDocuments()` (with the image it is
+ * given); `deno task manifests` writes them to manifests/bpfd.yaml for `kubectl apply -f`.
  *
  * The node API's authorization follows the kubelet: a caller of a node runtime's TCP API needs verb
  * `get` (functions that only read: list, get) or `create` (every other function) on the subresource
@@ -13,19 +13,25 @@
  * @module
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
+import {
+  CONTROLLER_SERVICE_ACCOUNT,
+  NAMESPACE,
+  NODE_API_ATTRIBUTES,
+  NODE_SERVICE_ACCOUNT,
+  NODE_SIGNER_NAME,
+} from "../model/names.ts";
 
-/** The namespace everything namespaced goes into. */
-export const NAMESPACE = "bpfd";
+/** Where a pod's ServiceAccount token, CA and namespace are (client-node's in-cluster configuration). */
+const SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+export { NAMESPACE, NODE_API_ATTRIBUTES };
 /** The image `deno task deploy` uses when it is given none. */
 export const DEFAULT_IMAGE = "quay.io/bpfd/bpfd:latest";
-/** The Secret holding the node runtimes' TLS serving certificate (`tls.crt`, `tls.key`, `ca.crt`). */
-export const NODE_TLS_SECRET = "bpfd-node-tls";
+/** The Secret holding the node runtimes' CA (`ca.crt`, `ca.key`): mounted by the controller only. */
+export const NODE_CA_SECRET = "bpfd-node-ca";
 /** The ConfigMap holding the node runtime's configuration (runtime/config.ts, as `node.json`). */
 export const NODE_CONFIG = "bpfd-node-config";
 export const NODE_PORT = 50052;
-
-/** The authorization attributes of the node API (kubelet-like: a subresource of the Node). */
-export const NODE_API_ATTRIBUTES = { group: "", resource: "nodes", subresource: "bpfd" } as const;
 
 export interface ManifestOptions {
   /** The bpfd image (runtime and controller). */
@@ -33,8 +39,13 @@ export interface ManifestOptions {
   imagePullPolicy?: "Always" | "IfNotPresent" | "Never";
   /** Controller replicas (default 2; one leads, through the Lease `bpfd/bpfd-controller`). */
   replicas?: number;
-  /** A hash of the node TLS Secret: on the pod templates, so a new certificate rolls the pods. */
+  /** A hash of the node CA: on the pod templates, so a new CA rolls the pods. */
   tlsHash?: string;
+  /**
+   * Aggregate `bpfd-bpfprogramconfig-editor` into the built-in `edit` and `admin` roles (default off: a
+   * BpfProgramConfig runs code in every selected node's kernel, which `edit` should not imply).
+   */
+  aggregateToEdit?: boolean;
 }
 
 /** The pod template annotation carrying ManifestOptions.tlsHash. */
@@ -68,7 +79,8 @@ export function nodeRuntimeConfig(): Record<string, unknown> {
     bpffs: "/run/bpfd/fs",
     socket: "/run/bpfd/bpfd.sock",
     listen: `0.0.0.0:${NODE_PORT}`,
-    tls: { certFile: "/etc/bpfd/tls/tls.crt", keyFile: "/etc/bpfd/tls/tls.key" },
+    // Its own key, made at start, and a certificate for this node signed by the controller (CSR API).
+    tls: { certFile: "/etc/bpfd/tls/tls.crt", keyFile: "/etc/bpfd/tls/tls.key", request: true },
     auth: { mode: "kubernetes" },
   };
 }
@@ -103,8 +115,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
 
   return [
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
-    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta("bpfd-node", "node") },
-    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta("bpfd-controller", "controller") },
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(NODE_SERVICE_ACCOUNT, "node") },
+    { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(CONTROLLER_SERVICE_ACCOUNT, "controller") },
 
     // The node runtime asks the API server who a caller is and whether it may call.
     {
@@ -114,6 +126,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
       rules: [
         rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
         rule(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"]),
+        // It asks for its own serving certificate (the controller approves and signs).
+        rule(["certificates.k8s.io"], ["certificatesigningrequests"], ["create", "get"]),
       ],
     },
     bind("ClusterRoleBinding", "bpfd-node", "bpfd-node"),
@@ -134,6 +148,13 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         rule(["bpfd.io"], ["bpfprograms/status", "bpfprograms/finalizers"], ["get", "update", "patch"]),
         rule([""], ["nodes"], READ),
         rule([NODE_API_ATTRIBUTES.group], [`nodes/${NODE_API_ATTRIBUTES.subresource}`], ["get", "create"]),
+        // The signer of node runtimes' serving certificates (controller/signer.ts).
+        rule(["certificates.k8s.io"], ["certificatesigningrequests"], READ),
+        rule(["certificates.k8s.io"], [
+          "certificatesigningrequests/approval",
+          "certificatesigningrequests/status",
+        ], ["update"]),
+        rule(["certificates.k8s.io"], ["signers"], ["approve", "sign"], [NODE_SIGNER_NAME]),
       ],
     },
     bind("ClusterRoleBinding", "bpfd-controller", "bpfd-controller"),
@@ -146,6 +167,10 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         rule([""], ["configmaps"], READ),
         rule(["coordination.k8s.io"], ["leases"], ["create"]),
         rule(["coordination.k8s.io"], ["leases"], ["get", "update"], ["bpfd-controller"]),
+        // Its own tokens for node runtimes, one per node, bound to that node's audience.
+        rule([""], ["serviceaccounts/token"], ["create"], [CONTROLLER_SERVICE_ACCOUNT]),
+        // The pod behind a node runtime's certificate request: which node it runs on.
+        rule([""], ["pods"], ["get"]),
       ],
     },
     bind("RoleBinding", "bpfd-controller", "bpfd-controller", ns),
@@ -160,7 +185,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
       ...bind("RoleBinding", "bpfd-controller-events", "bpfd-controller", "default"),
     },
 
-    // For users and applications (the seed's two roles), aggregated into the standard roles.
+    // For users and applications (the seed's two roles). The viewer is aggregated into the standard
+    // roles; the editor only with `aggregateToEdit` (a config loads programs on nodes: root there).
     {
       apiVersion: "rbac.authorization.k8s.io/v1",
       kind: "ClusterRole",
@@ -168,8 +194,12 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         name: "bpfd-bpfprogramconfig-editor",
         labels: {
           ...labels("rbac"),
-          "rbac.authorization.k8s.io/aggregate-to-admin": "true",
-          "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+          ...(opts.aggregateToEdit
+            ? {
+              "rbac.authorization.k8s.io/aggregate-to-admin": "true",
+              "rbac.authorization.k8s.io/aggregate-to-edit": "true",
+            }
+            : {}),
         },
       },
       rules: [
@@ -222,7 +252,9 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         template: {
           metadata: { labels: { ...labels("node"), "app.kubernetes.io/name": "bpfd-node" }, annotations },
           spec: {
-            serviceAccountName: "bpfd-node",
+            serviceAccountName: NODE_SERVICE_ACCOUNT,
+            // A token bound to this pod (the controller signs a certificate only for the pod's node).
+            automountServiceAccountToken: false,
             hostNetwork: true,
             // Programs attach in other pods' network namespaces (/proc/<pid>/ns/net).
             hostPID: true,
@@ -259,7 +291,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
                 { name: "netns", mountPath: "/run/netns", mountPropagation: "HostToContainer" },
                 { name: "modules", mountPath: "/lib/modules", readOnly: true },
                 { name: "config", mountPath: "/etc/bpfd/config", readOnly: true },
-                { name: "tls", mountPath: "/etc/bpfd/tls", readOnly: true },
+                { name: "tls", mountPath: "/etc/bpfd/tls" },
+                { name: "token", mountPath: SA_DIR, readOnly: true },
                 { name: "image-cache", mountPath: "/var/cache/bpfd" },
               ],
             }],
@@ -269,9 +302,26 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               { name: "netns", hostPath: { path: "/run/netns", type: "DirectoryOrCreate" } },
               { name: "modules", hostPath: { path: "/lib/modules", type: "Directory" } },
               { name: "config", configMap: { name: NODE_CONFIG } },
+              // The runtime's key and certificate, made at each start, in memory only.
+              { name: "tls", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
               {
-                name: "tls",
-                secret: { secretName: NODE_TLS_SECRET, items: tlsItems(["tls.crt", "tls.key"]) },
+                name: "token",
+                projected: {
+                  sources: [
+                    { serviceAccountToken: { path: "token", expirationSeconds: 3607 } },
+                    { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+                    // `sources` is an atomic list: spelled out as the server defaults it, or every apply
+                    // would change it (fieldRef.apiVersion).
+                    {
+                      downwardAPI: {
+                        items: [{
+                          path: "namespace",
+                          fieldRef: { apiVersion: "v1", fieldPath: "metadata.namespace" },
+                        }],
+                      },
+                    },
+                  ],
+                },
               },
               { name: "image-cache", hostPath: { path: "/var/cache/bpfd", type: "DirectoryOrCreate" } },
             ],
@@ -293,24 +343,39 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
             annotations,
           },
           spec: {
-            serviceAccountName: "bpfd-controller",
-            securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534 },
+            serviceAccountName: CONTROLLER_SERVICE_ACCOUNT,
+            securityContext: { runAsNonRoot: true, runAsUser: 65534, runAsGroup: 65534, fsGroup: 65534 },
             containers: [{
               name: "controller",
               image,
               imagePullPolicy,
               command: ["deno", "run", "-A", "--cached-only", "controller/main.ts"],
-              // The node runtimes' CA; the ServiceAccount token (projected, rotated) authenticates calls.
-              args: ["--namespace", ns, "--node-ca", "/etc/bpfd/tls/ca.crt"],
+              // The node runtimes' CA: to trust them, and to sign their certificates. Calls to a node carry
+              // a token for that node only (TokenRequest).
+              args: [
+                "--namespace",
+                ns,
+                "--node-ca",
+                "/etc/bpfd/ca/ca.crt",
+                "--node-ca-key",
+                "/etc/bpfd/ca/ca.key",
+              ],
               env: [{ name: "POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } }],
               securityContext: {
                 allowPrivilegeEscalation: false,
                 capabilities: { drop: ["ALL"] },
               },
               resources: { requests: { cpu: "20m", memory: "96Mi" } },
-              volumeMounts: [{ name: "tls", mountPath: "/etc/bpfd/tls", readOnly: true }],
+              volumeMounts: [{ name: "ca", mountPath: "/etc/bpfd/ca", readOnly: true }],
             }],
-            volumes: [{ name: "tls", secret: { secretName: NODE_TLS_SECRET, items: tlsItems(["ca.crt"]) } }],
+            volumes: [{
+              name: "ca",
+              secret: {
+                secretName: NODE_CA_SECRET,
+                items: tlsItems(["ca.crt", "ca.key"]),
+                defaultMode: 0o440,
+              },
+            }],
           },
         },
       },

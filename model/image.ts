@@ -1,5 +1,13 @@
-// Zod schemas and types for bytecode images: the `bytecode.image` source that load and pull take, the image
-// store's configuration (cache, registries, signature policy) and what a pull returns.
+/**
+ * Zod schemas and types for bytecode images: the `bytecode.image` source that load and pull take, the image
+ * store's configuration (cache, registries, signature policy) and what a pull returns.
+ *
+ * @example
+ * ```ts
+ * const src = ImageSource.parse({ url: "quay.io/bpfd-bytecode/xdp_pass:latest" });
+ * ```
+ * @module
+ */
 import { NonEmpty, PositiveInt, z } from "./zod.ts";
 
 export const PullPolicy = z.enum(["Always", "IfNotPresent", "Never"]);
@@ -84,10 +92,15 @@ export const ImageStoreConfig = z.strictObject({
   /** A docker config.json with credentials per registry, used when a request carries none. */
   authFile: z.optional(NonEmpty),
   /**
-   * Allow-list: an image is used only if its reference starts with one of these prefixes
-   * (e.g. "quay.io/bpfd-bytecode/") or its digest is listed ("sha256:..."). Empty = all allowed.
+   * Allow-list: an image is used only if an entry admits it: a registry host[:port], a repository prefix
+   * matched on whole path components ("quay.io/bpfd-bytecode"), one repository with a tag or digest, or a
+   * bare digest ("sha256:..."). Empty = all allowed. See docs/images-security.md.
    */
   allow: NonEmptyList,
+  /** Hosts (host or host:port) trusted as bearer token realms besides the registry's own host. */
+  realmHosts: NonEmptyList,
+  /** Hosts blob downloads may be redirected to (HTTPS only). Empty = any host but internal addresses. */
+  redirectHosts: NonEmptyList,
   signature: z._default(SignaturePolicy, {
     allowUnsigned: true,
     keys: [],
@@ -97,8 +110,16 @@ export const ImageStoreConfig = z.strictObject({
   }),
   /** Largest manifest, index or config accepted, in bytes. */
   maxManifestBytes: z._default(PositiveInt, 4 * 1024 * 1024),
-  /** Largest layer accepted, in bytes. */
-  maxLayerBytes: z._default(PositiveInt, 256 * 1024 * 1024),
+  /** Largest layer accepted, in bytes as downloaded (compressed). */
+  maxLayerBytes: z._default(PositiveInt, 64 * 1024 * 1024),
+  /** Most bytes an image's layers may unpack to, all layers together (a gzip bomb stops there). */
+  maxUnpackedBytes: z._default(PositiveInt, 256 * 1024 * 1024),
+  /** Most layers an image may have (and signature layers a .sig manifest). */
+  maxLayers: z._default(PositiveInt, 16),
+  /** Cache size above which the least recently used images are evicted, in bytes. */
+  cacheMaxBytes: z._default(PositiveInt, 1024 * 1024 * 1024),
+  /** Images not used for this many days are evicted. */
+  cacheMaxAgeDays: z._default(PositiveInt, 30),
   /** Time limit for one registry request, in milliseconds. */
   timeoutMs: z._default(PositiveInt, 30_000),
   /** Platform chosen from manifest lists. */
@@ -149,6 +170,11 @@ export interface PullOptions {
   onProgress?: (p: PullProgress) => void;
   /** Resolves a Kubernetes pull secret reference to the secret's .dockerconfigjson contents. */
   resolveSecret?: (ref: { name: string; namespace?: string }) => Promise<string>;
+  /**
+   * Digests of the images loaded programs still use. A pull that passes this lets the store evict old
+   * images from its cache afterwards; these are never evicted.
+   */
+  inUse?: () => Iterable<string>;
 }
 
 export interface ImageStore {

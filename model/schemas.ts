@@ -246,6 +246,11 @@ export const ProgramRecord = z.object({
   fnName: z.optional(z.string()),
   loadedAt: z.string(),
   loadedBy: Identity,
+  /**
+   * The BpfProgram `reconcile` loaded this program for. Only reconcile sets it (no request field does):
+   * reconcile adopts and reports only programs that carry its owner here.
+   */
+  reconciledFor: z.optional(z.string()),
 });
 export type ProgramRecord = z.infer<typeof ProgramRecord>;
 

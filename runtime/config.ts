@@ -41,7 +41,16 @@ export const RuntimeConfig = z.strictObject({
   /** Standalone mode: a directory of BpfProgramConfig files this node converges to; empty for none. */
   configs: z._default(z.string(), ""),
   /** TLS for the TCP listener (PEM files). */
-  tls: z.optional(z.strictObject({ certFile: NonEmpty, keyFile: NonEmpty })),
+  tls: z.optional(z.strictObject({
+    certFile: NonEmpty,
+    keyFile: NonEmpty,
+    /**
+     * Make a fresh key at start and have the cluster sign a certificate for this node through the CSR API
+     * (runtime/auth/serving_cert.ts), written to these files, before anything is served; the request is
+     * made with `auth.kubeconfig`'s credentials (default: in-cluster).
+     */
+    request: z.optional(z.boolean()),
+  })),
   /** Who may call over TCP (runtime/auth/auth.ts); the unix socket knows its callers from the kernel. */
   auth: z.optional(
     z.strictObject({

@@ -8,6 +8,8 @@
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
+import { startStandalone } from "./standalone.ts";
+import { ensureServingCertificate } from "./auth/serving_cert.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -42,24 +44,6 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   await Promise.all(listeners.map((l) => l.finished));
 }
 
-/**
- * Standalone mode: the controller's reconciler fed by the config files in `dir`, driving this node
- * in-process; BpfProgram objects are written as JSON under the state directory. Loaded only when used.
- */
-async function startStandalone(node: Node, dir: string): Promise<{ stop(): Promise<void> }> {
-  const { Standalone, inProcessCaller } = await import("../controller/standalone.ts");
-  const name = Deno.hostname();
-  const standalone = new Standalone({
-    dir,
-    node: { name, labels: { "kubernetes.io/hostname": name } },
-    nodes: inProcessCaller(node),
-    log: node.log.with({ component: "standalone" }),
-    statusDir: `${node.config.stateDir}/bpfprograms`,
-  });
-  await standalone.start();
-  return standalone;
-}
-
 if (import.meta.main) {
   const { values } = parseNodeArgs(Deno.args);
   if (values.help) {
@@ -72,7 +56,10 @@ if (import.meta.main) {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
   }
-  const standalone = config.configs ? await startStandalone(node, config.configs) : undefined;
+  const standalone = config.configs
+    ? startStandalone(config, node.log.with({ component: "standalone" }))
+    : undefined;
+  await ensureServingCertificate(config, node.log);
   await serve(node, stop.signal);
   await standalone?.stop();
   node.close();

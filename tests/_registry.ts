@@ -95,6 +95,26 @@ export async function makePki(dir: string, cn = "bpfd test CA"): Promise<Pki> {
   };
 }
 
+/** A server certificate for 127.0.0.1 and localhost from a fresh CA in `dir`: files and PEM text. */
+export async function serverCert(
+  dir: string,
+  name: string,
+): Promise<{ caFile: string; certFile: string; keyFile: string; cert: string; key: string }> {
+  const pki = await makePki(dir, `bpfd test ${name} CA`);
+  const [certFile, keyFile] = await pki.issue(
+    name,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n" +
+      "extendedKeyUsage=serverAuth\n",
+  );
+  return {
+    caFile: pki.caCert,
+    certFile,
+    keyFile,
+    cert: await Deno.readTextFile(certFile),
+    key: await Deno.readTextFile(keyFile),
+  };
+}
+
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
@@ -158,14 +178,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     let tlsYaml = "";
     let caFile: string | undefined;
     if (opts.tls) {
-      const pki = await makePki(dir, "bpfd test registry CA");
-      const [crt, key] = await pki.issue(
-        "registry",
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n" +
-          "extendedKeyUsage=serverAuth\n",
-      );
-      tlsYaml = `  tls:\n    certificate: ${crt}\n    key: ${key}\n`;
-      caFile = pki.caCert;
+      const tls = await serverCert(dir, "registry");
+      tlsYaml = `  tls:\n    certificate: ${tls.certFile}\n    key: ${tls.keyFile}\n`;
+      caFile = tls.caFile;
     }
     let authYaml = "";
     if (auth === "htpasswd") {

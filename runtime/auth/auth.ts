@@ -2,7 +2,9 @@
  * Who may call a node runtime over TCP. The unix socket is local (file permissions: root and group
  * `bpfd`); the TCP listener serves TLS and, as the kubelet does, lets the cluster vouch for callers:
  *
- * - **kubernetes**: the bearer token is checked with a TokenReview, then the caller is authorized with a
+ * - **kubernetes**: the bearer token is checked with a TokenReview for this node's audience
+ *   (`bpfd.io/node/<node>`: a token bound to another node or to the API server is refused), then the
+ *   caller (with its `extra`) is authorized with a
  *   SubjectAccessReview on the subresource `bpfd` of this node's Node object — verb `get` for the
  *   functions that only read (`list`, `get`, `GET /v1/functions`), `create` for every other function
  *   (`nodes/bpfd`, name = the node, like the kubelet's `nodes/proxy`). So "who may load what" is ordinary
@@ -12,12 +14,13 @@
  * - **none**: anyone who reaches the port (the embedded default listens on 127.0.0.1 only).
  *
  * Answers: 401 (no, malformed, unknown, forged or expired token), 403 (authenticated, not authorized).
- * Verdicts are cached for `cacheSeconds` (10 s): a revoked binding takes at most that long to bite.
+ * Verdicts are cached for `cacheSeconds` (10 s): a revoked binding takes at most that long to bite. A
+ * refused token is refused again for 10 s without a new TokenReview (keyed by its hash, bounded).
  *
  * @module
  */
 import type { Identity } from "../../model/schemas.ts";
-import { NODE_API_ATTRIBUTES } from "../../manifests/manifests.ts";
+import { NODE_API_ATTRIBUTES, nodeAudience } from "../../model/names.ts";
 
 /** The functions that only read; every other function needs verb `create`. */
 export const READ_FUNCTIONS = new Set(["list", "get"]);
@@ -50,7 +53,7 @@ async function sha256(s: string): Promise<string> {
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** A small TTL cache keyed by strings (hashed tokens, never tokens themselves). */
+/** A small TTL cache keyed by strings (hashed tokens, never tokens themselves), at most `max` entries. */
 class TtlCache<V> {
   #m = new Map<string, { v: V; until: number }>();
   constructor(readonly ttlMs: number, readonly max = 1000) {}
@@ -65,20 +68,31 @@ class TtlCache<V> {
   }
   set(k: string, v: V): void {
     if (this.ttlMs <= 0) return;
+    this.#m.delete(k);
     if (this.#m.size >= this.max) this.#m.delete(this.#m.keys().next().value!);
     this.#m.set(k, { v, until: Date.now() + this.ttlMs });
   }
 }
 
+/** A user as a TokenReview describes it. */
+export interface ReviewedUser {
+  username?: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
 /** The parts of the TokenReview / SubjectAccessReview APIs this needs (client-node's, or a fake). */
 export interface ReviewApi {
-  tokenReview(token: string): Promise<
-    { authenticated: boolean; user?: { username?: string; uid?: string; groups?: string[] }; error?: string }
+  /** A TokenReview of `token` for `audiences` (spec.audiences). */
+  tokenReview(token: string, audiences: string[]): Promise<
+    { authenticated: boolean; user?: ReviewedUser; audiences?: string[]; error?: string }
   >;
   accessReview(attrs: {
     user: string;
     uid?: string;
     groups: string[];
+    extra?: Record<string, string[]>;
     verb: string;
     resource: string;
     subresource: string;
@@ -87,35 +101,48 @@ export interface ReviewApi {
   }): Promise<{ allowed: boolean; denied?: boolean; reason?: string; evaluationError?: string }>;
 }
 
+/** Options of a {@link KubernetesAuthenticator}. */
+export interface KubernetesAuthOptions {
+  /** This node's Node name: access is checked on `nodes/bpfd` of it. */
+  nodeName: string;
+  /** The audience a token must be bound to (default `nodeAudience(nodeName)`). */
+  audience?: string;
+  /** How long a verdict is reused (default 10 s). */
+  cacheSeconds?: number;
+  /** How long a refused token is refused without asking again (default 10 s). */
+  negativeCacheSeconds?: number;
+  /** How many tokens each cache holds at most (default 10,000). */
+  maxEntries?: number;
+}
+
+type User = { username: string; uid?: string; groups: string[]; extra?: Record<string, string[]> };
+type Review = { user: User } | { refused: string };
+
 /** Delegated authentication and authorization through the API server (kubelet-style webhook mode). */
 export class KubernetesAuthenticator implements Authenticator {
   readonly mode = "kubernetes";
-  #users: TtlCache<{ username: string; uid?: string; groups: string[] }>;
+  readonly nodeName: string;
+  readonly audience: string;
+  #users: TtlCache<User>;
+  #refused: TtlCache<string>;
+  #reviewing = new Map<string, Promise<Review>>();
   #access: TtlCache<{ allowed: boolean; reason: string }>;
 
-  constructor(readonly api: ReviewApi, readonly nodeName: string, cacheSeconds = 10) {
-    this.#users = new TtlCache(cacheSeconds * 1000);
-    this.#access = new TtlCache(cacheSeconds * 1000);
+  constructor(readonly api: ReviewApi, opts: KubernetesAuthOptions) {
+    this.nodeName = opts.nodeName;
+    this.audience = opts.audience ?? nodeAudience(opts.nodeName);
+    const max = opts.maxEntries ?? 10_000;
+    this.#users = new TtlCache((opts.cacheSeconds ?? 10) * 1000, max);
+    this.#refused = new TtlCache((opts.negativeCacheSeconds ?? 10) * 1000, max);
+    this.#access = new TtlCache((opts.cacheSeconds ?? 10) * 1000, max);
   }
 
   async check(token: string | undefined, verb: "get" | "create"): Promise<Verdict> {
     if (!token) return { ok: false, status: 401, reason: "no bearer token (Authorization: Bearer <token>)" };
-    const key = await sha256(token);
-    let user = this.#users.get(key);
-    if (!user) {
-      let r;
-      try {
-        r = await this.api.tokenReview(token);
-      } catch (e) {
-        return { ok: false, status: 401, reason: `the token could not be reviewed: ${(e as Error).message}` };
-      }
-      if (!r.authenticated || !r.user?.username) {
-        return { ok: false, status: 401, reason: `the token is not valid${r.error ? `: ${r.error}` : ""}` };
-      }
-      user = { username: r.user.username, uid: r.user.uid, groups: r.user.groups ?? [] };
-      this.#users.set(key, user);
-    }
-    const akey = `${user.username}\n${user.groups.join(",")}\n${verb}`;
+    const review = await this.#review(await sha256(token), token);
+    if ("refused" in review) return { ok: false, status: 401, reason: review.refused };
+    const user = review.user;
+    const akey = JSON.stringify([user.username, user.uid, user.groups, user.extra ?? {}, verb]);
     let access = this.#access.get(akey);
     if (!access) {
       try {
@@ -123,6 +150,7 @@ export class KubernetesAuthenticator implements Authenticator {
           user: user.username,
           uid: user.uid,
           groups: user.groups,
+          extra: user.extra,
           verb,
           ...NODE_API_ATTRIBUTES,
           name: this.nodeName,
@@ -148,6 +176,47 @@ export class KubernetesAuthenticator implements Authenticator {
       };
     }
     return { ok: true, identity: { user: user.username, via: "token" }, groups: user.groups };
+  }
+
+  /**
+   * Who `token` is, for this node's audience: from the caches, or one TokenReview shared by every
+   * request that asks about the same token meanwhile. A refusal is remembered for
+   * `negativeCacheSeconds`, an error of the API server is not.
+   */
+  #review(key: string, token: string): Promise<Review> {
+    const user = this.#users.get(key);
+    if (user) return Promise.resolve({ user });
+    const refused = this.#refused.get(key);
+    if (refused) return Promise.resolve({ refused });
+    let pending = this.#reviewing.get(key);
+    if (!pending) {
+      pending = this.#ask(key, token).finally(() => this.#reviewing.delete(key));
+      this.#reviewing.set(key, pending);
+    }
+    return pending;
+  }
+
+  async #ask(key: string, token: string): Promise<Review> {
+    let r;
+    try {
+      r = await this.api.tokenReview(token, [this.audience]);
+    } catch (e) {
+      return { refused: `the token could not be reviewed: ${(e as Error).message}` };
+    }
+    // A server that ignored spec.audiences would vouch for tokens bound to other audiences: refuse.
+    if (!r.authenticated || !r.user?.username || !r.audiences?.includes(this.audience)) {
+      const refused = `the token is not valid for ${this.audience}${r.error ? `: ${r.error}` : ""}`;
+      this.#refused.set(key, refused);
+      return { refused };
+    }
+    const user = {
+      username: r.user.username,
+      uid: r.user.uid,
+      groups: r.user.groups ?? [],
+      extra: r.user.extra,
+    };
+    this.#users.set(key, user);
+    return { user };
   }
 }
 

@@ -17,11 +17,12 @@ export async function kubeReviewApi(kubeconfig?: string): Promise<ReviewApi> {
   const authn = kc.makeApiClient(k8s.AuthenticationV1Api);
   const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
   return {
-    async tokenReview(token) {
-      const r = await authn.createTokenReview({ body: { spec: { token } } });
+    async tokenReview(token, audiences) {
+      const r = await authn.createTokenReview({ body: { spec: { token, audiences } } });
       return {
         authenticated: !!r.status?.authenticated,
         user: r.status?.user,
+        audiences: r.status?.audiences,
         error: r.status?.error,
       };
     },
@@ -32,6 +33,7 @@ export async function kubeReviewApi(kubeconfig?: string): Promise<ReviewApi> {
             user: a.user,
             uid: a.uid,
             groups: a.groups,
+            extra: a.extra,
             resourceAttributes: {
               verb: a.verb,
               group: a.group,

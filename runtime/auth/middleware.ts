@@ -18,6 +18,7 @@ import {
   verbFor,
 } from "./auth.ts";
 import { kubeReviewApi } from "./kube.ts";
+import { nodeNameOf } from "./serving_cert.ts";
 
 const identities = new WeakMap<Request, Identity>();
 
@@ -26,8 +27,11 @@ export async function authenticatorFrom(config: RuntimeConfig): Promise<Authenti
   const auth = config.auth;
   if (!auth || auth.mode === "none") return undefined;
   if (auth.mode === "tokenFile") return await TokenFileAuthenticator.load(auth.tokenFile!);
-  const nodeName = auth.nodeName ?? Deno.env.get("NODE_NAME") ?? Deno.hostname();
-  return new KubernetesAuthenticator(await kubeReviewApi(auth.kubeconfig), nodeName, auth.cacheSeconds);
+  const nodeName = nodeNameOf(config);
+  return new KubernetesAuthenticator(await kubeReviewApi(auth.kubeconfig), {
+    nodeName,
+    cacheSeconds: auth.cacheSeconds,
+  });
 }
 
 /** Checks every /v1/ request with `auth`; refusals answer 401/403 and never reach a function. */

@@ -168,3 +168,56 @@ Deno.test("reconcile: converge, idempotence, drift repair, spec change, unload, 
   await rt.close();
   assert.deepEqual(await leftovers(before, ["xdp_counter", "tc_counter"]), []);
 });
+
+Deno.test("reconcile: a forged owner tag is refused by load and never adopted or reported", async () => {
+  const before = kernelSnapshot();
+  await using net = await NodeNet.create();
+  await using rt = await startTestRuntime();
+  const spec = {
+    name: "xdp_counter",
+    type: "XDP",
+    nodeselector: {},
+    attachpoint: { interface: net.hostIf },
+    bytecode: { path: bytecodePath("xdp_counter") },
+  };
+  const req = { name: "count-all-node1", config: "count-all", spec };
+  const programs = {
+    bytecode: { path: bytecodePath("xdp_counter") },
+    programs: [{ name: "xdp_counter", type: "xdp" }],
+  };
+
+  // A caller of `load` may not put bpfd's own keys on its program.
+  const tagged = await rt.call("load", { ...programs, metadata: { "bpfd.io/owner": req.name } });
+  assert.equal(tagged.status, 400, JSON.stringify(tagged.body));
+  assert.equal(tagged.body.error.field, "metadata");
+  assert.equal(rt.node.state.programs().length, 0);
+
+  // A program whose metadata copies reconcile's own exactly (as a runtime before this check let anyone
+  // write it) is still not the config's: its record does not say reconcile loaded it for that owner.
+  const first = await rt.invoke("reconcile", req);
+  const [ownId] = Object.keys(first.programs).map(Number);
+  const own = rt.node.state.program(ownId)!;
+  assert.equal(own.reconciledFor, req.name);
+  const forged = (await rt.call("load", { ...programs, metadata: { app: "forger" } })).body.programs[0].id;
+  await rt.node.state.update({
+    putPrograms: [{ ...rt.node.state.program(forged)!, metadata: { ...own.metadata } }],
+  });
+  const again = await rt.invoke("reconcile", req);
+  assert.deepEqual(Object.keys(again.programs), [String(ownId)], "the forged program was reported");
+  assert.equal(again.changed, false, again.actions.join("; "));
+
+  // With reconcile's own program gone, it loads a new one rather than adopting the forgery.
+  await rt.invoke("unload", { programId: ownId });
+  const third = await rt.invoke("reconcile", req);
+  const [newId] = Object.keys(third.programs).map(Number);
+  assert.notEqual(newId, forged);
+  assert.ok(third.actions.includes(`loaded ${newId}`), third.actions.join("; "));
+  assert.equal(rt.node.state.links(forged).length, 0, "the forged program was attached");
+  assert.equal(rt.node.state.program(forged)?.metadata["bpfd.io/owner"], req.name, "left as it was");
+
+  await rt.invoke("reconcile", { name: req.name, spec: null });
+  assert.deepEqual(rt.node.state.programs().map((p) => p.id), [forged], "reconcile unloaded a forgery");
+  await rt.invoke("unload", { programId: forged });
+  await rt.close();
+  assert.deepEqual(await leftovers(before, ["xdp_counter"]), []);
+});

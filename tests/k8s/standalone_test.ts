@@ -2,9 +2,12 @@
 // runtime (a real runtime process on a unix socket) — files added, changed and removed converge the node.
 import assert from "node:assert/strict";
 import { bytecodePath, readCounter, RuntimeProcess, startTestRuntime } from "../_runtime.ts";
-import { inProcessCaller, Standalone } from "../../controller/standalone.ts";
+import { Standalone } from "../../controller/standalone.ts";
 import { Logger } from "../../lib/log.ts";
-import { HttpNodeCaller } from "../../controller/node_client.ts";
+import { HttpNodeCaller, type NodeCaller, NodeError } from "../../controller/node_client.ts";
+import { invoke } from "../../functions/mod.ts";
+import { reconcile } from "../../functions/reconcile.ts";
+import type { Node } from "../../runtime/ctx.ts";
 import { startRegistry } from "../_registry.ts";
 import { pushTestImage, storeFor } from "../host/image/_helpers.ts";
 
@@ -154,7 +157,22 @@ Deno.test("standalone: config files in a directory converge the local node", asy
   }
 });
 
-Deno.test("standalone: in-process on the runtime's own node (the path for `deno task start --configs`)", async () => {
+/** A NodeCaller that runs `reconcile` in-process on `node` (no HTTP). */
+function inProcessCaller(node: Node): NodeCaller {
+  const ctx = node.ctxFor({ user: "standalone-controller", via: "in-process" });
+  return {
+    async reconcile(_node, input) {
+      try {
+        return await invoke(reconcile, input, ctx);
+      } catch (err) {
+        const e = err as { status?: number; message?: string };
+        throw new NodeError(e.status ?? 500, String(e.message ?? err));
+      }
+    },
+  };
+}
+
+Deno.test("standalone: the reconciler driving a node in-process", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-standalone-inproc-" });
   await using net = await NodeNet.create(241);
   await using rt = await startTestRuntime();

@@ -54,7 +54,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       });
       await rejectsWith(
         strict.pull({ url: `${reg.host}/sig/key-notlog:v1` }),
-        "bad-signature",
+        "bad_signature",
         /Rekor entry/,
       );
       await assertNothingCached(strict);
@@ -85,7 +85,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       });
       await rejectsWith(
         store.pull({ url: `${reg.host}/sig/wrongkey:v1` }),
-        "untrusted-key",
+        "untrusted_key",
         new RegExp(`signed by key ${keyFingerprint(keyB.spkiDer)}, which is not among the 1 trusted keys`),
       );
       await assertNothingCached(store);
@@ -110,7 +110,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       const store = storeFor(reg, cache(), {
         signature: { allowUnsigned: true, keys: [keyA.publicPem], trustedRoot: root },
       });
-      await rejectsWith(store.pull({ url: `${reg.host}/sig/tamperpayload:v1` }), "bad-signature");
+      await rejectsWith(store.pull({ url: `${reg.host}/sig/tamperpayload:v1` }), "bad_signature");
       // Without a Rekor entry the same tampering is still refused.
       const d2 = await pushTestImage(pusher, reg, "sig/tamperpayload2:v1");
       const sig2 = signWith(keyA.privatePem, simpleSigningPayload(`${reg.host}/sig/tamperpayload2`, d2));
@@ -125,7 +125,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       );
       await rejectsWith(
         store.pull({ url: `${reg.host}/sig/tamperpayload2:v1` }),
-        "untrusted-key",
+        "untrusted_key",
         /payload was changed/,
       );
       await assertNothingCached(store);
@@ -148,7 +148,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       });
       await rejectsWith(
         store.pull({ url: `${reg.host}/sig/tamperlayer:v1` }),
-        "digest-mismatch",
+        "digest_mismatch",
         new RegExp(`signed digest ${d1} is not the image's digest ${d2}`),
       );
       await assertNothingCached(store);
@@ -182,12 +182,12 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
         const wrongId = policy([{ subject: "someone@else.test", issuer }]);
         await rejectsWith(
           wrongId.pull({ url: `${reg.host}/sig/keyless:v1` }),
-          "identity-mismatch",
+          "identity_mismatch",
           /certificate identity release@bpfd.test with issuer https:\/\/issuer.bpfd.test matches none/,
         );
         await assertNothingCached(wrongId);
         const wrongIssuer = policy([{ subject, issuer: "https://other-issuer.test" }]);
-        await rejectsWith(wrongIssuer.pull({ url: `${reg.host}/sig/keyless:v1` }), "identity-mismatch");
+        await rejectsWith(wrongIssuer.pull({ url: `${reg.host}/sig/keyless:v1` }), "identity_mismatch");
         await assertNothingCached(wrongIssuer);
 
         // A certificate from a CA that is not the trusted root.
@@ -205,7 +205,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
         const store = policy([{ subject, issuer }]);
         await rejectsWith(
           store.pull({ url: `${reg.host}/sig/keyless-foreignca:v1` }),
-          "untrusted-key",
+          "untrusted_key",
           /does not chain to a trusted certificate authority/,
         );
         // A SET signed by another log's key.
@@ -223,7 +223,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
         );
         await rejectsWith(
           store.pull({ url: `${reg.host}/sig/keyless-foreignlog:v1` }),
-          "bad-signature",
+          "bad_signature",
           /Rekor/,
         );
         await assertNothingCached(store);
@@ -240,7 +240,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       const other = storeFor(reg, cacheDir, { signature: { keys: [keyB.publicPem], trustedRoot: root } });
       await rejectsWith(
         other.pull({ url: `${reg.host}/sig/cached:v1`, pullPolicy: "Never" }),
-        "untrusted-key",
+        "untrusted_key",
       );
       // In a network namespace of its own (only a down loopback), the CLI verifies from the cache.
       const cfg = join(dir, "offline.json");
@@ -285,7 +285,7 @@ Deno.test("image signatures: key-based and keyless, verified offline", async (t)
       const byPrefix = storeFor(reg, cache(), { allow: [`${reg.host}/allow/`] });
       assert.equal((await byPrefix.pull({ url: `${reg.host}/allow/ok:v1` })).digest, d);
       const other = storeFor(reg, cache(), { allow: [`${reg.host}/somewhere-else/`] });
-      await rejectsWith(other.pull({ url: `${reg.host}/allow/ok:v1` }), "not-allowed", /allow-list/);
+      await rejectsWith(other.pull({ url: `${reg.host}/allow/ok:v1` }), "not_allowed", /allow-list/);
       await assertNothingCached(other);
       const byDigest = storeFor(reg, cache(), { allow: ["quay.io/x/", d] });
       assert.equal((await byDigest.pull({ url: `${reg.host}/allow/ok:v1` })).digest, d);

@@ -67,8 +67,9 @@ spec:
       return undefined;
     });
     assert.deepEqual(Object.keys(status.spec.programs), [String(program.id)]);
-    // Who loaded it, and when, as the BpfProgram shows it.
-    assert.equal(status.spec.programs[program.id].loadedby, "standalone-controller");
+    // Who loaded it (the standalone controller, the runtime's child, over the socket), and when.
+    assert.equal(status.spec.programs[program.id].loadedby, program.program.loadedBy.user);
+    assert.match(program.program.loadedBy.via, /unix-socket/);
     assert.equal(status.spec.programs[program.id].loadedat, program.program.loadedAt);
 
     await Deno.remove(`${configs}/getppid.yaml`);

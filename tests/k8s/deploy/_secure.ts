@@ -11,6 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import { issueNodeCertificate } from "../../../deploy/tls.ts";
 import { freePort, type Kube, waitFor } from "../../_kube.ts";
 import { RUNTIME_DENO_ARGS } from "../../../runtime/launch.ts";
+import { nodeAudience } from "../../../model/names.ts";
 
 const root = new URL("../../..", import.meta.url).pathname;
 // deno-lint-ignore no-explicit-any
@@ -34,15 +35,37 @@ export async function makeNodeTls(dir: string): Promise<{ ca: string; cert: stri
   return paths;
 }
 
-/** A real token of ServiceAccount `bpfd/<name>` from the TokenRequest API. */
-export async function serviceAccountToken(kube: Kube, name: string, namespace = "bpfd"): Promise<string> {
+/**
+ * A real token of ServiceAccount `<namespace>/<name>` from the TokenRequest API, for the API server or
+ * (`audience`) another audience, optionally bound to a pod (`pod`: name, in the same namespace).
+ */
+export async function serviceAccountToken(
+  kube: Kube,
+  name: string,
+  opts: { namespace?: string; audience?: string; pod?: string } = {},
+): Promise<string> {
+  const namespace = opts.namespace ?? "bpfd";
   const core = kube.kubeConfig().makeApiClient(k8s.CoreV1Api);
+  const pod = opts.pod ? await core.readNamespacedPod({ name: opts.pod, namespace }) : undefined;
   const r = await core.createNamespacedServiceAccountToken({
     name,
     namespace,
-    body: { spec: { audiences: ["https://kubernetes.default.svc.cluster.local"], expirationSeconds: 3600 } },
+    body: {
+      spec: {
+        audiences: [opts.audience ?? "https://kubernetes.default.svc.cluster.local"],
+        expirationSeconds: 3600,
+        ...(pod
+          ? { boundObjectRef: { kind: "Pod", apiVersion: "v1", name: opts.pod, uid: pod.metadata!.uid } }
+          : {}),
+      },
+    },
   });
   return r.status!.token;
+}
+
+/** A token of ServiceAccount `<namespace>/<name>` for node `node`'s audience (what its runtime accepts). */
+export function nodeToken(kube: Kube, name: string, node: string, namespace = "bpfd"): Promise<string> {
+  return serviceAccountToken(kube, name, { namespace, audience: nodeAudience(node) });
 }
 
 /** A kubeconfig file for `token` on `kube`'s API server. */
@@ -119,28 +142,39 @@ export class SecureRuntime {
   readonly port = freePort();
   readonly client: Deno.HttpClient;
 
-  private constructor(readonly dir: string, readonly caPem: string, readonly logFile: string) {
+  private constructor(
+    readonly dir: string,
+    readonly caPem: string,
+    readonly logFile: string,
+    readonly host: string,
+  ) {
     this.client = Deno.createHttpClient({ caCerts: [caPem] });
   }
 
   get url(): string {
-    return `https://127.0.0.1:${this.port}`;
+    return `https://${this.host}:${this.port}`;
   }
 
-  /** Starts it with `auth` as the config's `auth`; state and bpffs under `dir/state`. */
+  /**
+   * Starts it with `auth` as the config's `auth`; state and bpffs under `dir/state`. It listens on
+   * `opts.host` (default 127.0.0.1); with `opts.request` it asks the cluster for its certificate (CSR API),
+   * written to `tls.cert` and `tls.key`.
+   */
   static async start(
     dir: string,
     tls: { ca: string; cert: string; key: string },
     auth: Record<string, unknown>,
+    opts: { host?: string; request?: boolean } = {},
   ): Promise<SecureRuntime> {
-    const rt = new SecureRuntime(dir, await Deno.readTextFile(tls.ca), `${dir}/runtime.log`);
+    const host = opts.host ?? "127.0.0.1";
+    const rt = new SecureRuntime(dir, await Deno.readTextFile(tls.ca), `${dir}/runtime.log`, host);
     const config = {
       stateDir: `${dir}/state`,
       bpffs: `${dir}/state/fs`,
       socket: "",
-      listen: `127.0.0.1:${rt.port}`,
+      listen: `${host}:${rt.port}`,
       logLevel: "info",
-      tls: { certFile: tls.cert, keyFile: tls.key },
+      tls: { certFile: tls.cert, keyFile: tls.key, request: opts.request ?? false },
       auth,
     };
     await Deno.writeTextFile(`${dir}/node.json`, JSON.stringify(config));

@@ -1,6 +1,8 @@
 // The seed's deployment models 2 and 3 end to end on a real API server, with bpfd deployed by `deploy()`
-// and every component on the manifests' ServiceAccounts: a node runtime process (TLS + TokenReview/SAR,
-// its own credentials the bpfd-node token), a controller process (the bpfd-controller token, --node-ca),
+// and every component on the manifests' ServiceAccounts: a node runtime process (TLS with its own key and a
+// certificate the controller signed through the CSR API, TokenReview/SAR; its own credentials a bpfd-node
+// token bound to its pod), a controller process (the bpfd-controller token, --node-ca and its key; a
+// token per node for its calls),
 // an operator (user bob, bound to bpfd-bpfprogramconfig-editor) creating a BpfProgramConfig with the
 // helper library, real traffic counted by the XDP program, and the example application run as an
 // unprivileged process (uid 65534, group bpfd, no capabilities; user alice, bound to
@@ -13,7 +15,7 @@ import { bytecodePath } from "../../_runtime.ts";
 import { NodeNet } from "../_nodes.ts";
 import { deploy } from "../../../deploy/deploy.ts";
 import { BpfProgramConfigs, findNodeProgram, InvalidSpecError } from "../../../mod.ts";
-import { SecureRuntime, serviceAccountToken, tokenKubeconfig } from "./_secure.ts";
+import { nodeToken, SecureRuntime, serviceAccountToken, tokenKubeconfig } from "./_secure.ts";
 
 const root = new URL("../../..", import.meta.url).pathname;
 
@@ -85,31 +87,31 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
   const controllerLog = `${dir}/controller.log`;
   try {
     await deploy({ kc: kube.kubeConfig(), image: "registry.example/bpfd:test" });
-    // The node runtime serves, and the controller trusts, the certificate deploy made (Secret bpfd-node-tls).
-    const secret = await kube.kubeConfig().makeApiClient(k8s.CoreV1Api)
-      .readNamespacedSecret({ name: "bpfd-node-tls", namespace: "bpfd" });
-    const tls = { ca: `${dir}/ca.crt`, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` };
-    for (const [k, file] of [["ca.crt", tls.ca], ["tls.crt", tls.cert], ["tls.key", tls.key]]) {
-      await Deno.writeTextFile(file, atob(secret.data![k]), { mode: 0o600 });
-    }
-    rt = await SecureRuntime.start(dir, tls, {
-      mode: "kubernetes",
-      kubeconfig: await tokenKubeconfig(
-        kube,
-        `${dir}/node.kubeconfig`,
-        await serviceAccountToken(kube, "bpfd-node"),
-      ),
-      nodeName: "node-a",
-    });
-    // An index of its own (10.215.<n>.0/24): other test processes count theirs from 1.
-    net = await NodeNet.create(151 + (Deno.pid % 99));
+    // The controller trusts, and signs node runtimes' certificates with, the CA deploy made.
     const core = kube.kubeConfig().makeApiClient(k8s.CoreV1Api);
-    await core.createNode({
+    const secret = await core.readNamespacedSecret({ name: "bpfd-node-ca", namespace: "bpfd" });
+    const ca = { crt: `${dir}/ca.crt`, key: `${dir}/ca.key` };
+    await Deno.writeTextFile(ca.crt, atob(secret.data!["ca.crt"]), { mode: 0o600 });
+    await Deno.writeTextFile(ca.key, atob(secret.data!["ca.key"]), { mode: 0o600 });
+    // The Node (its address goes into the runtime's certificate) and the runtime's pod, which its token is
+    // bound to (no kubelet here: the pod only exists).
+    await core.createNode({ body: { metadata: { name: "node-a", labels: { "bpfd.io/test": "app" } } } });
+    await core.replaceNodeStatus({
+      name: "node-a",
       body: {
-        metadata: {
-          name: "node-a",
-          labels: { "bpfd.io/test": "app" },
-          annotations: { "bpfd.io/address": rt.url },
+        ...await core.readNode({ name: "node-a" }),
+        status: { addresses: [{ type: "InternalIP", address: "127.0.0.1" }] },
+      },
+    });
+    await core.createNamespacedPod({
+      namespace: "bpfd",
+      body: {
+        metadata: { name: "bpfd-node-a" },
+        spec: {
+          nodeName: "node-a",
+          serviceAccountName: "bpfd-node",
+          automountServiceAccountToken: false,
+          containers: [{ name: "runtime", image: "registry.example/bpfd:test" }],
         },
       },
     });
@@ -134,7 +136,9 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
         "--kubeconfig",
         controllerKc,
         "--node-ca",
-        tls.ca,
+        ca.crt,
+        "--node-ca-key",
+        ca.key,
         "--id",
         "c1",
       ],
@@ -142,6 +146,26 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
       stdout: "null",
       stderr: "null",
     }).spawn();
+    rt = await SecureRuntime.start(dir, { ca: ca.crt, cert: `${dir}/tls.crt`, key: `${dir}/tls.key` }, {
+      mode: "kubernetes",
+      kubeconfig: await tokenKubeconfig(
+        kube,
+        `${dir}/node.kubeconfig`,
+        await serviceAccountToken(kube, "bpfd-node", { pod: "bpfd-node-a" }),
+      ),
+      nodeName: "node-a",
+    }, { request: true }).catch(async (e) => {
+      throw new Error(`${e.message}\ncontroller log:\n${await Deno.readTextFile(controllerLog)}`);
+    });
+    const started = rt;
+    await core.patchNode(
+      { name: "node-a", body: { metadata: { annotations: { "bpfd.io/address": started.url } } } },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+    );
+    // The node's API as an administrator reaches it: with a token for this node.
+    const nodeAdmin = await nodeToken(kube, "bpfd-controller", "node-a");
+    // An index of its own (10.215.<n>.0/24): other test processes count theirs from 1.
+    net = await NodeNet.create(151 + (Deno.pid % 99));
     for (
       const [user, role] of [["bob", "bpfd-bpfprogramconfig-editor"], ["alice", "bpfd-bpfprogram-viewer"]]
     ) {
@@ -180,13 +204,13 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
     assert.equal((await configs.get("xdp-counter"))!.spec.priority, 10);
     // (The config's summary can say Loaded before the node has replaced the program: wait for the node.)
     await waitFor("the node runs the updated spec", async () => {
-      const l = (await rt!.call("list", {}, kube.admin.token)).body.programs;
+      const l = (await rt!.call("list", {}, nodeAdmin)).body.programs;
       return l.length === 1 && l[0].links?.[0]?.attach?.priority === 10;
     }, 30000);
     await configs.waitLoaded("xdp-counter", { timeoutMs: 30000 });
 
     // The node shows who loaded it (the controller's ServiceAccount, over TLS with its token) and why.
-    const listed = await rt.call("list", {}, kube.admin.token);
+    const listed = await rt.call("list", {}, nodeAdmin);
     assert.equal(listed.body.programs.length, 1);
     const prog = listed.body.programs[0].program;
     assert.equal(prog.loadedBy.user, "system:serviceaccount:bpfd:bpfd-controller");
@@ -237,7 +261,7 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
     assert.equal(await configs.delete("xdp-counter", { wait: true, timeoutMs: 30000 }), true);
     await waitFor(
       "node unloaded",
-      async () => (await rt!.call("list", {}, kube.admin.token)).body.programs.length === 0,
+      async () => (await rt!.call("list", {}, nodeAdmin)).body.programs.length === 0,
     );
 
     // The manifests' RBAC was enough for everything the controller did (watches, Lease, Events, writes).
@@ -251,7 +275,7 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
       } catch { /* gone */ }
       await controller.status;
     }
-    await rt?.destroy(kube.admin.token);
+    await rt?.destroy(await nodeToken(kube, "bpfd-controller", "node-a").catch(() => undefined));
     await net?.destroy();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await kube.stop();

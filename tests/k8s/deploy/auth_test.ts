@@ -1,15 +1,17 @@
 // The authenticated node API with real tokens on a real API server, with bpfd deployed by `deploy()`:
 // a node runtime process serves TLS on 127.0.0.1 and checks callers with TokenReview + SubjectAccessReview
 // (its own credentials: the bpfd-node ServiceAccount's token, so the manifests' RBAC is what is tested).
-// No token, a garbage token, a forged JWT, an expired JWT and a user without rights are refused and load
-// nothing; a user granted only `get` on nodes/bpfd can list but not load; the controller's ServiceAccount
-// token loads, and `list` shows that identity with the program.
+// Tokens must be bound to the node's audience (`bpfd.io/node/node-a`). No token, a garbage token, a forged
+// JWT, an expired JWT, a token for the API server and an account without rights are refused and load
+// nothing; an account granted only `get` on nodes/bpfd can list but not load; the controller's
+// ServiceAccount token for this node loads, and `list` shows that identity with the program.
 import assert from "node:assert/strict";
 import { startKube } from "../../_kube.ts";
 import { bytecodePath } from "../../_runtime.ts";
 import { deploy } from "../../../deploy/deploy.ts";
 import {
   makeNodeTls,
+  nodeToken,
   resign,
   SecureRuntime,
   serviceAccountToken,
@@ -30,16 +32,15 @@ Deno.test("node API: TLS, TokenReview + SubjectAccessReview, refusals load nothi
   try {
     await deploy({ kc: kube.kubeConfig(), image: "registry.example/bpfd:test" });
     const tls = await makeNodeTls(dir);
-    const nodeToken = await serviceAccountToken(kube, "bpfd-node");
-    const controllerToken = await serviceAccountToken(kube, "bpfd-controller");
+    const runtimeToken = await serviceAccountToken(kube, "bpfd-node");
+    const controllerToken = await nodeToken(kube, "bpfd-controller", "node-a");
     rt = await SecureRuntime.start(dir, tls, {
       mode: "kubernetes",
-      kubeconfig: await tokenKubeconfig(kube, `${dir}/node.kubeconfig`, nodeToken),
+      kubeconfig: await tokenKubeconfig(kube, `${dir}/node.kubeconfig`, runtimeToken),
       nodeName: "node-a",
       cacheSeconds: 0,
     });
-    const admin = kube.admin.token;
-    const programs = async () => (await rt!.call("list", {}, admin)).body.programs as unknown[];
+    const programs = async () => (await rt!.call("list", {}, controllerToken)).body.programs as unknown[];
 
     // Plain HTTP is not served on the TLS port.
     await assert.rejects(fetch(`http://127.0.0.1:${rt.port}/healthz`, { signal: AbortSignal.timeout(3000) }));
@@ -76,12 +77,18 @@ Deno.test("node API: TLS, TokenReview + SubjectAccessReview, refusals load nothi
     });
     assert.equal((await rt.call("list", {}, fresh)).status, 200);
 
-    // 403: alice is a real user without any binding.
-    const alice = kube.users.alice.token;
+    // 401: tokens for the API server, even the admin's, are not for this node.
+    assert.equal((await rt.call("list", {}, kube.admin.token)).status, 401);
+    assert.equal((await rt.call("list", {}, await serviceAccountToken(kube, "bpfd-controller"))).status, 401);
+
+    // 403: alice is a real ServiceAccount without any binding, with a token for this node.
+    const made = await kube.kubectl(["-n", "default", "create", "serviceaccount", "alice"]);
+    assert.equal(made.code, 0, made.stderr);
+    const alice = await nodeToken(kube, "alice", "node-a", "default");
     const aliceLoad = await rt.call("load", loadInput, alice);
     assert.equal(aliceLoad.status, 403);
     assert.equal(aliceLoad.body.error.code, "forbidden");
-    assert.match(aliceLoad.body.error.message, /alice may not create nodes\/bpfd on node node-a/);
+    assert.match(aliceLoad.body.error.message, /default:alice may not create nodes\/bpfd on node node-a/);
     assert.equal((await rt.call("list", {}, alice)).status, 403);
     assert.deepEqual(await programs(), [], "a refused call loaded something");
 
@@ -94,7 +101,13 @@ Deno.test("node API: TLS, TokenReview + SubjectAccessReview, refusals load nothi
     });
     assert.equal((await kube.kubectl(["apply", "-f", "-"], { stdin: role })).code, 0);
     const bound = await kube.kubectl(
-      ["create", "clusterrolebinding", "alice-reader", "--clusterrole=bpfd-node-reader", "--user=alice"],
+      [
+        "create",
+        "clusterrolebinding",
+        "alice-reader",
+        "--clusterrole=bpfd-node-reader",
+        "--serviceaccount=default:alice",
+      ],
     );
     assert.equal(bound.code, 0, bound.stderr);
     assert.equal((await rt.call("list", {}, alice)).status, 200);
@@ -115,7 +128,7 @@ Deno.test("node API: TLS, TokenReview + SubjectAccessReview, refusals load nothi
     assert.match(log, /"function":"load".*system:serviceaccount:bpfd:bpfd-controller/);
     assert.equal((await rt.call("unload", { programId: id }, controllerToken)).status, 200);
   } finally {
-    await rt?.destroy(kube.admin.token);
+    await rt?.destroy(await nodeToken(kube, "bpfd-controller", "node-a").catch(() => undefined));
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     await kube.stop();
   }

@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { startKube } from "../../_kube.ts";
 import { manifestDocuments } from "../../../manifests/manifests.ts";
 import { manifestsYaml } from "../../../manifests/generate.ts";
-import { certificateFacts } from "../../../deploy/tls.ts";
+import { certificateFacts } from "../../../lib/pki.ts";
 
 const root = new URL("../../..", import.meta.url).pathname;
 
@@ -74,7 +74,7 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     assert.equal(first.code, 0, first.stderr + first.stdout);
     const docs = manifestDocuments();
     assert.match(first.stdout, new RegExp(`${docs.length + 3} created, 0 configured, 0 unchanged`));
-    assert.match(first.stdout, /secret\/bpfd-node-tls \(bpfd\) created/);
+    assert.match(first.stdout, /secret\/bpfd-node-ca \(bpfd\) created/);
     assert.match(first.stdout, /daemonset\/bpfd-node \(bpfd\) created/);
 
     // The objects are there, as the server validated and defaulted them.
@@ -90,14 +90,22 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
       c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === "/run/bpfd").mountPropagation,
       "Bidirectional",
     );
-    // The node TLS Secret: a certificate for every node's address, its hash on the pod templates.
+    // The node CA Secret (the controller signs each runtime's own certificate with it), its hash on the
+    // pod templates; the runtimes get no Secret, a pod-bound token and a key of their own in memory.
     const secret = JSON.parse(
-      (await kube.kubectl(["-n", "bpfd", "get", "secret", "bpfd-node-tls", "-o", "json"])).stdout,
+      (await kube.kubectl(["-n", "bpfd", "get", "secret", "bpfd-node-ca", "-o", "json"])).stdout,
     );
-    const facts = await certificateFacts(atob(secret.data["tls.crt"]));
-    assert.ok(facts.sans.has("10.9.0.1") && facts.sans.has("127.0.0.1"), [...facts.sans].join(","));
+    assert.deepEqual(Object.keys(secret.data).sort(), ["ca.crt", "ca.key"]);
+    const facts = await certificateFacts(atob(secret.data["ca.crt"]));
+    assert.ok(facts.notAfter > Date.now() + 5 * 365 * 86400_000);
     const hash1 = ds.spec.template.metadata.annotations["bpfd.io/node-tls-hash"];
     assert.match(hash1, /^[0-9a-f]{16}$/);
+    assert.equal(ds.spec.template.spec.automountServiceAccountToken, false);
+    const vols = ds.spec.template.spec.volumes as Array<
+      { name: string; secret?: unknown; emptyDir?: unknown }
+    >;
+    assert.ok(vols.every((v) => !v.secret), "the node runtimes mount no Secret");
+    assert.equal((vols.find((v) => v.name === "tls")?.emptyDir as { medium: string }).medium, "Memory");
     // The pod the DaemonSet would make passes the API server's pod validation and admission (dry run).
     const pod = {
       apiVersion: "v1",
@@ -148,6 +156,11 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
       (await kube.kubectl(["get", "clusterrole", "bpfd-bpfprogram-viewer", "-o", "json"])).stdout,
     );
     assert.equal(viewer.metadata.labels["rbac.authorization.k8s.io/aggregate-to-view"], "true");
+    const editor = JSON.parse(
+      (await kube.kubectl(["get", "clusterrole", "bpfd-bpfprogramconfig-editor", "-o", "json"])).stdout,
+    );
+    assert.equal(editor.metadata.labels["rbac.authorization.k8s.io/aggregate-to-edit"], undefined);
+    assert.equal(editor.metadata.labels["rbac.authorization.k8s.io/aggregate-to-admin"], undefined);
 
     // 2. Second run: nothing changes.
     const second = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t1");
@@ -158,16 +171,11 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     assert.equal(third.code, 0, third.stderr);
     assert.match(third.stdout, new RegExp(`0 created, 2 configured, ${docs.length + 1} unchanged`));
     assert.match(third.stdout, /deployment\/bpfd-controller \(bpfd\) configured/);
-    // A new node's address: the certificate is made again and the pods roll.
+    // A new node changes nothing: its runtime asks for its own certificate.
     await addNode("n2", "10.9.0.2");
     const fourth = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t2");
     assert.equal(fourth.code, 0, fourth.stderr);
-    assert.match(fourth.stdout, /secret\/bpfd-node-tls \(bpfd\) configured \(not covered: 10\.9\.0\.2\)/);
-    assert.match(fourth.stdout, new RegExp(`0 created, 3 configured, ${docs.length} unchanged`));
-    const secret2 = JSON.parse(
-      (await kube.kubectl(["-n", "bpfd", "get", "secret", "bpfd-node-tls", "-o", "json"])).stdout,
-    );
-    assert.ok((await certificateFacts(atob(secret2.data["tls.crt"]))).sans.has("10.9.0.2"));
+    assert.match(fourth.stdout, new RegExp(`0 created, 0 configured, ${docs.length + 3} unchanged`));
 
     // 3. The seed's roles with real tokens: alice views, bob edits, carol has nothing.
     const bindTo = (user: string, role: string) =>
@@ -202,7 +210,7 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     const un = await deployCli("undeploy", "--kubeconfig", kcFile);
     assert.equal(un.code, 0, un.stderr);
     assert.match(un.stdout, /daemonset\/bpfd-node \(bpfd\) deleted/);
-    assert.match(un.stdout, /secret\/bpfd-node-tls \(bpfd\) deleted/);
+    assert.match(un.stdout, /secret\/bpfd-node-ca \(bpfd\) deleted/);
     for (const [kind, name] of [["daemonset", "bpfd-node"], ["deployment", "bpfd-controller"]]) {
       const r = await kube.kubectl(["-n", "bpfd", "get", kind, name]);
       assert.match(r.stderr, /NotFound/);
