@@ -10,6 +10,8 @@ import { invalid, notFound } from "./_errors.ts";
 import { hookContext, isSharedHook } from "./_hooks.ts";
 import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
+import { openForCaller } from "./_files.ts";
+import { MAX_TARGET_BYTES } from "../kernel/files.ts";
 
 /** TCX runs the next program only on TC_ACT_UNSPEC: proceed-on is the kernel's there, not a setting. */
 export function checkTcxProceedOn(spec: AttachSpec, field = "attach.proceedOn"): void {
@@ -46,6 +48,16 @@ export const attach = defineFunction({
       );
     }
     checkTcxProceedOn(spec);
+    if ((spec.type === "uprobe" || spec.type === "uretprobe") && spec.target.startsWith("/")) {
+      // A regular file the caller may read itself, or the same 404 as a missing one (no FIFO, no leak).
+      openForCaller(ctx, {
+        path: spec.target,
+        field: "attach.target",
+        what: "target",
+        maxBytes: MAX_TARGET_BYTES,
+      })
+        .close();
+    }
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {
       const pending: LinkRecord = {

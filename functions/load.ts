@@ -24,7 +24,8 @@ import {
 import { managedView, programKey } from "./_views.ts";
 import { pullImage } from "./_images.ts";
 import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
-import { MAX_OBJECT_BYTES, openUserFile, type UserFile, UserFileError } from "../kernel/files.ts";
+import { MAX_OBJECT_BYTES, type UserFile } from "../kernel/files.ts";
+import { openForCaller } from "./_files.ts";
 
 const base64 = z.string().check(
   z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
@@ -121,20 +122,13 @@ async function resolveBytecode(
   { objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[]; file?: UserFile }
 > {
   if ("path" in bytecode) {
-    // Opened without blocking and checked on the fd (a regular file within the size limit, readable by a
-    // local caller itself); a file the caller could not read answers like a missing one.
-    const { uid, gid, groups } = ctx.caller;
-    let file: UserFile;
-    try {
-      file = openUserFile(bytecode.path, {
-        maxBytes: MAX_OBJECT_BYTES,
-        reader: uid !== undefined && gid !== undefined ? { uid, gid, groups } : undefined,
-      });
-    } catch (err) {
-      if (!(err instanceof UserFileError)) throw err;
-      if (err.kind === "not_found") throw notFound("file", bytecode.path, { field: "bytecode.path" });
-      throw invalid("bytecode.path", err.message);
-    }
+    // Opened without blocking and checked on the fd; libbpf reads it through /proc/self/fd/N.
+    const file = openForCaller(ctx, {
+      path: bytecode.path,
+      field: "bytecode.path",
+      what: "file",
+      maxBytes: MAX_OBJECT_BYTES,
+    });
     if (!programs) {
       file.close();
       throw invalid("programs", "required with bytecode.path (only images declare their programs)");

@@ -4,7 +4,7 @@
  * a missing one.
  */
 import * as assert from "node:assert/strict";
-import { bytecodePath, kernelSnapshot, leftovers, RuntimeProcess } from "../../_runtime.ts";
+import { bytecodePath, fixturePath, kernelSnapshot, leftovers, RuntimeProcess } from "../../_runtime.ts";
 import { cleanUp, curlAs, ensureGroup } from "./_attack.ts";
 
 const XDP = { programs: [{ name: "xdp_counter", type: "xdp" }] };
@@ -86,7 +86,7 @@ Deno.test("files: a FIFO, a device, bad paths → quick 400 naming bytecode.path
   }
 });
 
-Deno.test("files: a file a bpfd-admin member cannot read answers exactly like a missing one", async () => {
+Deno.test("files: an object or uprobe target a bpfd-admin member cannot read answers exactly like a missing one", async () => {
   const adminGid = await ensureGroup("bpfd-admin");
   const dir = await Deno.makeTempDir({ prefix: "bpfd-sec-unreadable-" });
   const before = kernelSnapshot();
@@ -108,10 +108,28 @@ Deno.test("files: a file a bpfd-admin member cannot read answers exactly like a 
     assert.equal(shape(unreadable.body), shape(missing.body));
     // Root may read it, so root loads it.
     assert.equal((await rt.call("load", { ...XDP, bytecode: { path: secret } })).status, 200);
+
+    // The same for a uprobe target: not whether it exists, nor whether it is ELF.
+    const probe = await rt.call("load", {
+      bytecode: { path: bytecodePath("uprobe_counter") },
+      programs: [{ name: "uprobe_counter", type: "uprobe" }],
+    });
+    const target = `${dir}/secret-binary`;
+    await Deno.copyFile(fixturePath("uprobe_target"), target);
+    await Deno.chmod(target, 0o700);
+    const attach = (path: string) =>
+      curlAs(as, rt!.socket, "attach", {
+        programId: probe.body.programs[0].id,
+        attach: { type: "uprobe", target: path, fnName: "no_such_function" },
+      });
+    const hidden = await attach(target), absent = await attach(`${dir}/absent-binary`);
+    assert.equal(hidden.status, 404, hidden.body);
+    assert.equal(absent.status, 404, absent.body);
+    assert.equal(shape(hidden.body), shape(absent.body));
   } finally {
     await cleanUp(rt, dir);
   }
-  assert.deepEqual(await leftovers(before, ["xdp_counter"]), []);
+  assert.deepEqual(await leftovers(before, ["xdp_counter", "uprobe_counter"]), []);
 });
 
 Deno.test("files: a huge ELF as uprobe target does not freeze the runtime or raise its memory", async () => {
