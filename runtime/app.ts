@@ -90,7 +90,7 @@ export function createApp(node: Node, identify: Identify): Hono {
  * body of hundreds of thousands of values (or parsing one nested 100,000 deep) costs the runtime hundreds
  * of MiB (BENCHMARKS.md, "Bad input over the socket").
  */
-const MAX_JSON_DEPTH = 64, MAX_JSON_VALUES = 20_000;
+const MAX_JSON_DEPTH = 64, MAX_JSON_VALUES = 2048;
 
 /**
  * Why JSON `text` is refused before it is parsed, or undefined: arrays and objects nested more than

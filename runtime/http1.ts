@@ -227,9 +227,20 @@ export async function serveHttp1(
       if (head.expectContinue && head.contentLength > buf.length) {
         await stream.write(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
       }
-      while (buf.length < head.contentLength) if (!await more()) return;
-      const body = buf.slice(0, head.contentLength);
-      buf = buf.subarray(head.contentLength);
+      // One buffer of the announced size, filled in place (appending chunk by chunk would copy it over and
+      // over: a 1 MiB body cost the runtime 35 MiB of RSS).
+      const body = new Uint8Array(head.contentLength);
+      let filled = Math.min(buf.length, head.contentLength);
+      body.set(buf.subarray(0, filled));
+      buf = buf.subarray(filled);
+      while (filled < head.contentLength) {
+        const chunk = await stream.read().catch(() => null);
+        if (chunk === null) return;
+        const take = Math.min(chunk.length, head.contentLength - filled);
+        body.set(chunk.subarray(0, take), filled);
+        filled += take;
+        buf = chunk.subarray(take); // the start of a pipelined request, if any
+      }
       let request: Request;
       try {
         request = new Request(`http://bpfd${head.target}`, {

@@ -115,7 +115,7 @@ export class TcpListener {
 /** A Deno connection as a ByteStream. */
 class ConnStream implements ByteStream {
   #closed = false;
-  readonly #buf = new Uint8Array(16 << 10);
+  readonly #buf = new Uint8Array(64 << 10);
 
   constructor(readonly conn: Deno.Conn) {}
 

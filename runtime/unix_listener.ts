@@ -183,7 +183,7 @@ export class UnixListener {
 /** One accepted connection's bytes, read and written without blocking. */
 class FdStream implements ByteStream {
   #closed = false;
-  readonly #buf = new Uint8Array(16 << 10);
+  readonly #buf = new Uint8Array(64 << 10);
 
   constructor(readonly listener: UnixListener, readonly fd: number, readonly token: bigint) {}
 

@@ -6,7 +6,7 @@ Deno.test("jsonShapeProblem: deep nesting and huge value counts are refused befo
   assert.match(jsonShapeProblem("[".repeat(65))!, /nested deeper than 64/);
   assert.match(jsonShapeProblem('{"a":'.repeat(65))!, /nested deeper than 64/);
   assert.equal(jsonShapeProblem(`[${"[],".repeat(63)}[]]`), undefined);
-  assert.match(jsonShapeProblem(`[${"1,".repeat(20_000)}1]`)!, /more than 20000 values/);
+  assert.match(jsonShapeProblem(`[${"1,".repeat(2048)}1]`)!, /more than 2048 values/);
   assert.equal(jsonShapeProblem(`{"s":"${",".repeat(30_000)}","t":"\\"[[["}`), undefined);
 });
 
