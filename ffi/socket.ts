@@ -35,7 +35,7 @@ const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o200
 const SOL_SOCKET = 1, SO_PEERCRED = 17, SO_PEERGROUPS = 59, MSG_NOSIGNAL = 0x4000;
 const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
 /** epoll event bits. */
-export const EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLERR = 0x8, EPOLLHUP = 0x10, EPOLLONESHOT = 1 << 30;
+export const EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30;
 const EAGAIN = 11, EINTR = 4;
 
 /** A failed socket call: `code` is the errno name (`EAGAIN`, `EMFILE`, ...). */

@@ -17,6 +17,7 @@ import {
   EPOLLIN,
   EPOLLONESHOT,
   EPOLLOUT,
+  EPOLLRDHUP,
   EpollSet,
   type PeerCredentials,
   peerCredentials,
@@ -39,8 +40,6 @@ export interface ListenerOptions {
 
 /** Answers one request from a known peer. */
 export type PeerHandler = (request: Request, peer: PeerCredentials) => Promise<Response> | Response;
-
-const EPOLLRDHUP = 0x2000;
 
 /** A listening unix socket and its connections. */
 export class UnixListener {
@@ -79,11 +78,6 @@ export class UnixListener {
 
   get #listenToken(): bigint {
     return BigInt(this.fd) | (1n << 40n);
-  }
-
-  /** Connections open now. */
-  get connections(): number {
-    return this.#streams.size;
   }
 
   /** Waits until `fd` is ready for `events` (one-shot), or until the listener closes. */
