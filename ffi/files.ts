@@ -1,7 +1,7 @@
 /**
  * Opening a file someone else named without trusting it: `open(O_RDONLY | O_NONBLOCK)` returns at once
  * even for a FIFO or a device, and `fstat` of the opened fd says what was really opened (no stat-then-open
- * race). Failures throw {@link FileSysError} with the errno name.
+ * race). Failures throw {@link SysError} with the errno name.
  *
  * @example
  * ```ts
@@ -10,7 +10,8 @@
  * ```
  * @module
  */
-import { errnoName, O_CLOEXEC, O_RDONLY } from "./abi.ts";
+import { O_CLOEXEC, O_RDONLY } from "./abi.ts";
+import { SysError } from "./errno.ts";
 import { cstring, lazyLibrary } from "./lazy.ts";
 
 const libc = lazyLibrary("libc.so.6", {
@@ -22,17 +23,6 @@ const libc = lazyLibrary("libc.so.6", {
 
 const O_NONBLOCK = 0o4000, O_NOCTTY = 0o400;
 
-/** A failed open or fstat: `code` is the errno name. */
-export class FileSysError extends Error {
-  readonly code: string;
-  constructor(readonly call: string, readonly errno: number) {
-    const code = errnoName(errno);
-    super(`${call}: ${code}`);
-    this.name = "FileSysError";
-    this.code = code;
-  }
-}
-
 function errno(): number {
   const p = libc.__errno_location();
   return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
@@ -41,7 +31,7 @@ function errno(): number {
 /** Opens `path` read-only without blocking (no FIFO writer or device needed) and returns the raw fd. */
 export function openNonBlocking(path: string): number {
   const fd = libc.open(cstring(path), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) throw new FileSysError("open", errno());
+  if (fd < 0) throw new SysError("open", errno());
   return fd;
 }
 
@@ -57,7 +47,7 @@ export interface FdStat {
 /** `fstat(fd)` (x86-64 `struct stat`: st_mode@24, st_uid@28, st_gid@32, st_size@48). */
 export function statFd(fd: number): FdStat {
   const buf = new Uint8Array(144);
-  if (libc.fstat(fd, buf) !== 0) throw new FileSysError("fstat", errno());
+  if (libc.fstat(fd, buf) !== 0) throw new SysError("fstat", errno());
   const view = new DataView(buf.buffer);
   const mode = view.getUint32(24, true);
   return {

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { errnoName } from "./abi.ts";
+import { SysError } from "./errno.ts";
 import { lazyLibrary } from "./lazy.ts";
 
 const libc = lazyLibrary("libc.so.6", {
@@ -38,17 +38,6 @@ const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
 export const EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30;
 const EAGAIN = 11, EINTR = 4;
 
-/** A failed socket call: `code` is the errno name (`EAGAIN`, `EMFILE`, ...). */
-export class SocketError extends Error {
-  readonly code: string;
-  constructor(readonly call: string, readonly errno: number, detail = "") {
-    const code = errnoName(errno);
-    super(`${call}${detail ? ` ${detail}` : ""}: ${code}`);
-    this.name = "SocketError";
-    this.code = code;
-  }
-}
-
 function errno(): number {
   const p = libc.__errno_location();
   return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
@@ -62,14 +51,14 @@ export function closeSocket(fd: number): void {
 /** A non-blocking unix stream socket bound to `path`, not yet listening (so permissions can be set first). */
 export function bindUnix(path: string): number {
   const name = new TextEncoder().encode(path);
-  if (name.length > 107) throw new SocketError("bind", 36, path); // ENAMETOOLONG
+  if (name.length > 107) throw new SysError("bind", 36, path); // ENAMETOOLONG
   const fd = libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new SocketError("socket", errno());
+  if (fd < 0) throw new SysError("socket", errno());
   const addr = new Uint8Array(110);
   new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
   addr.set(name, 2);
   if (libc.bind(fd, addr, 2 + name.length + 1) !== 0) {
-    const err = new SocketError("bind", errno(), path);
+    const err = new SysError("bind", errno(), path);
     libc.close(fd);
     throw err;
   }
@@ -78,7 +67,7 @@ export function bindUnix(path: string): number {
 
 /** Starts accepting connections on a bound socket. */
 export function startListening(fd: number, backlog: number): void {
-  if (libc.listen(fd, backlog) !== 0) throw new SocketError("listen", errno());
+  if (libc.listen(fd, backlog) !== 0) throw new SysError("listen", errno());
 }
 
 /** Accepts one connection (non-blocking, close-on-exec); null when none is waiting. */
@@ -87,7 +76,7 @@ export function acceptConnection(fd: number): number | null {
   if (conn >= 0) return conn;
   const e = errno();
   if (e === EAGAIN || e === EINTR) return null;
-  throw new SocketError("accept4", e);
+  throw new SysError("accept4", e);
 }
 
 /** Who is at the other end of a unix connection, as the kernel recorded it at connect(). */
@@ -103,7 +92,7 @@ export interface PeerCredentials {
 export function peerCredentials(fd: number): PeerCredentials {
   const cred = new Uint8Array(12), len = new Uint32Array([12]);
   if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0) {
-    throw new SocketError("getsockopt SO_PEERCRED", errno());
+    throw new SysError("getsockopt SO_PEERCRED", errno());
   }
   const view = new DataView(cred.buffer);
   const groups = new Uint32Array(256), glen = new Uint32Array([groups.byteLength]);
@@ -128,7 +117,7 @@ export function receive(fd: number, buf: Uint8Array<ArrayBuffer>): number | null
   if (n >= 0) return n;
   const e = errno();
   if (e === EAGAIN || e === EINTR) return null;
-  throw new SocketError("recv", e);
+  throw new SysError("recv", e);
 }
 
 /** Writes what the socket takes now (no SIGPIPE): the byte count, 0 when it would block. */
@@ -137,7 +126,7 @@ export function sendSome(fd: number, bytes: Uint8Array<ArrayBuffer>): number {
   if (n >= 0) return n;
   const e = errno();
   if (e === EAGAIN || e === EINTR) return 0;
-  throw new SocketError("send", e);
+  throw new SysError("send", e);
 }
 
 /** An epoll set with a wake-up eventfd; `wait` blocks a worker thread, never the event loop. */
@@ -149,9 +138,9 @@ export class EpollSet {
 
   constructor(readonly capacity = 64) {
     this.fd = libc.epoll_create1(SOCK_CLOEXEC);
-    if (this.fd < 0) throw new SocketError("epoll_create1", errno());
+    if (this.fd < 0) throw new SysError("epoll_create1", errno());
     this.#wake = libc.eventfd(0, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (this.#wake < 0) throw new SocketError("eventfd", errno());
+    if (this.#wake < 0) throw new SysError("eventfd", errno());
     this.#events = new Uint8Array(12 * capacity);
     this.add(this.#wake, EPOLLIN, 0n);
   }
@@ -175,7 +164,7 @@ export class EpollSet {
     const view = new DataView(this.#ctl.buffer);
     view.setUint32(0, events >>> 0, true);
     view.setBigUint64(4, token, true);
-    if (libc.epoll_ctl(this.fd, op, fd, this.#ctl) !== 0) throw new SocketError("epoll_ctl", errno());
+    if (libc.epoll_ctl(this.fd, op, fd, this.#ctl) !== 0) throw new SysError("epoll_ctl", errno());
   }
 
   /** Waits up to `timeoutMs` on a worker thread; the ready tokens and their events (not the wake-up). */

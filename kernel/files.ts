@@ -11,7 +11,8 @@
  * ```
  * @module
  */
-import { closeFile, type FdStat, FileSysError, openNonBlocking, statFd } from "../ffi/files.ts";
+import { closeFile, type FdStat, openNonBlocking, statFd } from "../ffi/files.ts";
+import { hasErrno, SysError } from "../ffi/errno.ts";
 
 /** Why a named file cannot be used; handlers name the field. */
 export class UserFileError extends Error {
@@ -59,9 +60,9 @@ export function openUserFile(path: string, opts: { maxBytes: number; reader?: Re
   try {
     fd = openNonBlocking(path);
   } catch (err) {
-    if (!(err instanceof FileSysError)) throw err;
-    if (err.code === "ENOENT" || err.code === "EACCES" || err.code === "EPERM") throw notFound();
-    throw new UserFileError("bad_path", `${path}: ${err.code}`);
+    if (hasErrno(err, "ENOENT", "EACCES", "EPERM")) throw notFound();
+    if (err instanceof SysError) throw new UserFileError("bad_path", `${path}: ${err.code}`);
+    throw err;
   }
   try {
     const stat = statFd(fd);

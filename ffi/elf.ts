@@ -1,20 +1,22 @@
 /**
- * A function's file offset in an ELF64 file (what a uprobe needs), read in bounded chunks: the string
- * table is searched for the name, then the symbol table for that name's offset, never more than 256 KiB
- * in memory and with the event loop running between chunks, however large the file is.
+ * Finds a function's file offset in an ELF64 binary or shared library, which is what a uprobe needs:
+ * the symbol's address from `.symtab` or `.dynsym`, mapped through the executable PT_LOAD segment. Read in
+ * bounded chunks — the string table searched for the name, then the symbol table for that name's offset —
+ * never more than 256 KiB in memory and with the event loop running between chunks, however large the
+ * file is.
  *
  * @example
  * ```ts
- * const path = "/lib/x86_64-linux-gnu/libc.so.6";
- * const offset = await functionOffsetIn(path, (await Deno.stat(path)).size, "getpid");
+ * const offset = await functionOffset("/lib/x86_64-linux-gnu/libc.so.6", "getpid");
  * ```
  * @module
  */
-/** Why a symbol could not be found: the file is not (well-formed) ELF, or has no such function. */
-export class ElfSymbolError extends Error {
+
+/** Why a symbol could not be resolved. */
+export class ElfError extends Error {
   constructor(message: string, readonly kind: "not_elf" | "no_symbol") {
     super(message);
-    this.name = "ElfSymbolError";
+    this.name = "ElfError";
   }
 }
 
@@ -23,32 +25,41 @@ const STT_FUNC = 2, STT_GNU_IFUNC = 10;
 const CHUNK = 256 << 10;
 const latin1 = new TextDecoder("latin1");
 
-/** The file offset of function `name` in the ELF file at `path` (`size` bytes long). */
-export async function functionOffsetIn(path: string, size: number, name: string): Promise<number> {
+/**
+ * The file offset of function `name` in the ELF file at `path`; `shownAs` names the file in errors when
+ * `path` is the `/proc/self/fd/N` of a checked file (kernel/files.ts).
+ */
+export async function functionOffset(
+  path: string,
+  name: string,
+  opts: { shownAs?: string } = {},
+): Promise<number> {
+  const shownAs = opts.shownAs ?? path;
   using file = await Deno.open(path, { read: true });
+  const size = (await file.stat()).size;
   const read = async (offset: number, length: number): Promise<DataView> => {
     if (offset < 0 || length < 0 || offset + length > size) {
-      throw new ElfSymbolError(`${path} is not a well-formed ELF file`, "not_elf");
+      throw new ElfError(`${shownAs} is not a well-formed ELF file`, "not_elf");
     }
     const bytes = new Uint8Array(length);
     await file.seek(offset, Deno.SeekMode.Start);
     for (let got = 0; got < length;) {
       const n = await file.read(bytes.subarray(got));
-      if (n === null) throw new ElfSymbolError(`${path} is shorter than it says`, "not_elf");
+      if (n === null) throw new ElfError(`${shownAs} is shorter than it says`, "not_elf");
       got += n;
     }
     return new DataView(bytes.buffer);
   };
-  if (size < 64) throw new ElfSymbolError(`${path} is not a 64-bit little-endian ELF file`, "not_elf");
+  if (size < 64) throw new ElfError(`${shownAs} is not a 64-bit little-endian ELF file`, "not_elf");
   const eh = await read(0, 64);
   if (eh.getUint32(0) !== 0x7f454c46 || eh.getUint8(4) !== 2 || eh.getUint8(5) !== 1) {
-    throw new ElfSymbolError(`${path} is not a 64-bit little-endian ELF file`, "not_elf");
+    throw new ElfError(`${shownAs} is not a 64-bit little-endian ELF file`, "not_elf");
   }
   const u64 = (dv: DataView, at: number) => Number(dv.getBigUint64(at, true));
   const shoff = u64(eh, 0x28), shentsize = eh.getUint16(0x3a, true), shnum = eh.getUint16(0x3c, true);
   const phoff = u64(eh, 0x20), phentsize = eh.getUint16(0x36, true), phnum = eh.getUint16(0x38, true);
   if (shnum && shentsize < 64 || phnum && phentsize < 56) {
-    throw new ElfSymbolError(`${path}: bad header sizes`, "not_elf");
+    throw new ElfError(`${shownAs}: bad header sizes`, "not_elf");
   }
   const sections = await read(shoff, shnum * shentsize);
   const section = (i: number) => ({
@@ -66,7 +77,7 @@ export async function functionOffsetIn(path: string, size: number, name: string)
     const names = await nameOffsets(read, section(symtab.link), name);
     if (names.size) address = await symbolAddress(read, symtab, names);
   }
-  if (address === undefined) throw new ElfSymbolError(`function ${name} not found in ${path}`, "no_symbol");
+  if (address === undefined) throw new ElfError(`function ${name} not found in ${shownAs}`, "no_symbol");
 
   const programs = await read(phoff, phnum * phentsize);
   for (let i = 0; i < phnum; i++) {
