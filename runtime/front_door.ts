@@ -5,6 +5,10 @@
  * DNS-rebound name does not). On the unix socket: the kernel's peer credentials must be root or a member
  * of the API group (403); they become the caller's identity.
  *
+ * @example
+ * ```ts
+ * const app = new Hono().use(browserGuard(hostAllowed("127.0.0.1", [])), jsonOnly()).route("/", api);
+ * ```
  * @module
  */
 import type { MiddlewareHandler } from "hono";
