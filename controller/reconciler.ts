@@ -142,6 +142,8 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Whether configs get the controller's finalizer (deletion waits until every node unloaded). */
   configFinalizer?: boolean;
+  /** More conditions for a config's status (the controller's `PolicyAllowed`). */
+  conditions?: (cfg: BpfProgramConfig) => Omit<Condition, "lastTransitionTime">[];
 }
 
 export class Reconciler {
@@ -151,6 +153,7 @@ export class Reconciler {
   log: Logger;
   #nodes: NodeCaller;
   #configFinalizer: boolean;
+  #conditions: ReconcilerOptions["conditions"];
   #pendingEvents = new Set<Promise<void>>();
 
   constructor(opts: ReconcilerOptions) {
@@ -159,6 +162,7 @@ export class Reconciler {
     this.queue = opts.queue;
     this.log = opts.log;
     this.#configFinalizer = opts.configFinalizer ?? true;
+    this.#conditions = opts.conditions;
   }
 
   // ---- what to queue when something changes ----
@@ -485,7 +489,10 @@ export class Reconciler {
     cond.observedGeneration = cfg.metadata.generation;
     const status: BpfProgramConfigStatus = {
       ...cfg.status,
-      conditions: setCondition(cfg.status?.conditions, cond),
+      conditions: (this.#conditions?.(cfg) ?? []).reduce(
+        setCondition,
+        setCondition(cfg.status?.conditions, cond),
+      ),
       nodes: { selected: total, loaded: loaded.length, failing: failing.length },
       failingNodes: failing.length ? failing.map((f) => f.slice(0, f.indexOf(":"))).slice(0, 20) : undefined,
       observedGeneration: cfg.metadata.generation,

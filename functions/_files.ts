@@ -18,7 +18,7 @@ export function openForCaller(
   ctx: Ctx,
   opts: { path: string; field: string; what: string; maxBytes: number },
 ): UserFile {
-  const { uid, gid, groups } = ctx.caller;
+  const { uid, gid, gids: groups } = ctx.caller;
   try {
     return openUserFile(opts.path, {
       maxBytes: opts.maxBytes,

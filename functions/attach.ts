@@ -12,6 +12,7 @@ import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../mod
 import { hookKey } from "./_views.ts";
 import { openForCaller } from "./_files.ts";
 import { MAX_TARGET_BYTES } from "../kernel/files.ts";
+import { enforceAttach } from "./_policy.ts";
 
 /** Where the kernel's objects sit in attach's input. */
 const ATTACH_FIELDS = {
@@ -56,6 +57,7 @@ export const attach = defineFunction({
       })
         .close();
     }
+    enforceAttach(ctx, program, spec);
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {
       const pending: LinkRecord = {

@@ -22,6 +22,7 @@ import {
   ProgramView,
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
+import { enforceLoad } from "./_policy.ts";
 import { globalDataBytes } from "./_global_data.ts";
 import { pullImage } from "./_images.ts";
 import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
@@ -63,8 +64,14 @@ export const load = defineFunction({
     if (reserved && !ctx.reconciling) {
       throw invalid("metadata", `${reserved}: keys starting with ${RESERVED_METADATA_PREFIX} are bpfd's own`);
     }
-    const { objectPath, source, programs, file } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    await enforceLoad(ctx, input.bytecode, { programs: input.programs });
+    const { objectPath, source, programs, signer, file } = await resolveBytecode(
+      input.bytecode,
+      ctx,
+      input.programs,
+    );
     using _checked = file; // libbpf reads the checked file through /proc/self/fd/N; closed on return
+    await enforceLoad(ctx, input.bytecode, { programs, signer });
     const globalData = globalDataBytes(input.globalData);
     const keys = input.mapOwnerId ? [programKey(input.mapOwnerId)] : [];
     return await ctx.locks.with(keys, async () => {
@@ -122,7 +129,13 @@ async function resolveBytecode(
   ctx: Parameters<typeof load.handler>[1],
   programs: ProgramSpec[] | undefined,
 ): Promise<
-  { objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[]; file?: UserFile }
+  {
+    objectPath: string;
+    source: ProgramRecord["bytecode"];
+    programs: ProgramSpec[];
+    signer?: string | null;
+    file?: UserFile;
+  }
 > {
   if ("path" in bytecode) {
     // Opened without blocking and checked on the fd; libbpf reads it through /proc/self/fd/N.
@@ -144,6 +157,7 @@ async function resolveBytecode(
     objectPath: pulled.objectPath,
     source: { image: { url: pulled.url, digest: pulled.digest } },
     programs: programs ?? programsFromLabels(pulled.programs),
+    signer: pulled.signature?.verified ? pulled.signature.by ?? null : null,
   };
 }
 

@@ -31,6 +31,9 @@ import { detach } from "./detach.ts";
 import { list } from "./list.ts";
 import { load, LoadInput } from "./load.ts";
 import { unload } from "./unload.ts";
+import { actingFor, enforce } from "./_policy.ts";
+import { CONFIG_FIELDS } from "../policy/evaluate.ts";
+import { configRequest } from "../policy/config.ts";
 import {
   type AttachPoint,
   BpfProgramConfigSpec,
@@ -181,7 +184,8 @@ export const reconcile = defineFunction({
   },
 });
 
-async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promise<ReconcileOutput> {
+async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Promise<ReconcileOutput> {
+  const ctx = actingFor(caller, input.requester);
   const actions: string[] = [];
   let current = await forgetVanished(ctx, await owned(ctx, input.name), actions);
   const spec = input.spec;
@@ -216,6 +220,8 @@ async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promi
   // Keep one program loaded from this very spec; everything else this owner has goes.
   const keep = current.find((v) => v.program?.metadata[HASH_KEY] === hash);
   const stale = current.filter((v) => v !== keep);
+  // What is loaded stays (a newer policy does not unload it); nothing new passes a policy that forbids it.
+  if (!keep || (attachReq && keep.links.length === 0)) enforce(ctx, configRequest(spec), CONFIG_FIELDS);
   await unloadAll(stale, keep ? "duplicate" : "spec changed");
   current = keep ? [keep] : [];
 

@@ -195,8 +195,10 @@ export const Identity = z.object({
   uid: z.optional(z.number()),
   gid: z.optional(z.number()),
   pid: z.optional(z.number()),
-  /** Unix socket callers: their supplementary groups (SO_PEERGROUPS), for file access checks. */
-  groups: z.optional(z.array(z.number())),
+  /** Unix socket callers: their supplementary group ids (SO_PEERGROUPS), for file access checks. */
+  gids: z.optional(z.array(z.number())),
+  /** The groups the authenticator reported (TokenReview, token file); BpfPolicy rules name them. */
+  groups: z.optional(z.array(z.string())),
 });
 export type Identity = z.infer<typeof Identity>;
 

@@ -78,7 +78,14 @@ export function peerAllowed(peer: PeerCredentials, apiGid: number | undefined): 
 /** The recorded identity of a unix socket peer. */
 export function peerIdentity(peer: PeerCredentials): Identity {
   const { uid, gid, pid, groups } = peer;
-  return { user: `uid:${uid}`, uid, gid, pid, ...(groups.length ? { groups } : {}), via: "unix-socket" };
+  return {
+    user: `uid:${uid}`,
+    uid,
+    gid,
+    pid,
+    ...(groups.length ? { gids: groups } : {}),
+    via: "unix-socket",
+  };
 }
 
 /** 403 on the socket for a peer that is neither root nor in the API group (probes stay open). */

@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost). `deno task bench node` runs only the named ones.
  *
  * @module
  */
@@ -9,6 +9,7 @@ import { benchController } from "./controller.ts";
 import { benchFuzz } from "./fuzz.ts";
 import { benchImages } from "./image.ts";
 import { benchNode, type BenchSection } from "./node.ts";
+import { benchPolicy } from "./policy.ts";
 
 /** The image pull figures as a table, each with its ratio to a cold `skopeo copy` of the same image. */
 async function images(): Promise<BenchSection> {
@@ -29,6 +30,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   chain: () => benchChain(),
   controller: () => benchController(),
   fuzz: () => benchFuzz(),
+  policy: () => benchPolicy(),
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);
