@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 iputils-ping xdp-tools gcc libc6-dev util-linux)
+packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 iputils-ping xdp-tools gcc libc6-dev util-linux curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
