@@ -15,6 +15,7 @@ import type { Context } from "hono";
 import { allFunctions, BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
+import { instrument } from "./metrics.ts";
 
 /** Establishes who is calling (the listener decides how). */
 export type Identify = (c: Context) => Identity | Promise<Identity>;
@@ -22,6 +23,7 @@ export type Identify = (c: Context) => Identity | Promise<Identity>;
 /** The API app for one node. */
 export function createApp(node: Node, identify: Identify): Hono {
   const app = new Hono();
+  instrument(app, node);
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.get("/readyz", (c) => {

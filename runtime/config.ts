@@ -86,6 +86,29 @@ export const RuntimeConfig = z.strictObject({
       z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] }),
     ),
   ),
+  /**
+   * Turn on the kernel's run statistics (BPF_ENABLE_STATS) while the runtime runs, for the run count and
+   * run time metrics; each program run then costs a little more (two clock reads).
+   */
+  bpfStats: z.optional(z.boolean()),
+  /** Serve Prometheus metrics at /metrics (runtime/metrics.ts); on unless false. */
+  metrics: z.optional(z.boolean()),
+  /**
+   * The node inventory (runtime/inventory_kube.ts, docs/inventory.md): this node's BpfNodeInventory
+   * object, kept current on the API server; absent for none.
+   */
+  inventory: z.optional(z.strictObject({
+    /** The runtime's credentials (default: auth.kubeconfig, then $KUBECONFIG, then the pod's ServiceAccount). */
+    kubeconfig: z.optional(NonEmpty),
+    /** At most one write per this many seconds. */
+    minWriteSeconds: z._default(z.number().check(z.minimum(0), z.maximum(3600)), 5),
+    /** A full snapshot (holders, pods) at least this often even when no id changed. */
+    fullSeconds: z._default(z.number().check(z.minimum(1), z.maximum(3600)), 30),
+    /** The most the object's spec may take as JSON; programs past it are counted in `omitted`. */
+    maxBytes: z._default(z.int().check(z.minimum(10_000), z.maximum(1_400_000)), 1_000_000),
+    /** Find the processes holding programs bpfd does not manage (/proc). */
+    holders: z._default(z.boolean(), true),
+  })),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

@@ -10,7 +10,8 @@ import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 import { startStandalone } from "./standalone.ts";
 import { policyGateFrom } from "./policy.ts";
-import { ensureServingCertificate } from "./auth/serving_cert.ts";
+import { ensureServingCertificate, nodeNameOf } from "./auth/serving_cert.ts";
+import { startInventory } from "./inventory_kube.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -63,7 +64,9 @@ if (import.meta.main) {
     ? startStandalone(config, node.log.with({ component: "standalone" }))
     : undefined;
   await ensureServingCertificate(config, node.log);
+  const inventory = await startInventory(node, nodeNameOf(config));
   await serve(node, stop.signal);
+  await inventory?.stop();
   await standalone?.stop();
   await policy?.stop();
   node.close();

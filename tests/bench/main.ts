@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes). `deno task bench node` runs only the named ones.
  *
  * @module
  */
@@ -8,6 +8,7 @@ import { benchChain } from "./chain.ts";
 import { benchController } from "./controller.ts";
 import { benchFuzz } from "./fuzz.ts";
 import { benchImages } from "./image.ts";
+import { benchInventory } from "./inventory.ts";
 import { benchNode, type BenchSection } from "./node.ts";
 import { benchPolicy } from "./policy.ts";
 
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   controller: () => benchController(),
   fuzz: () => benchFuzz(),
   policy: () => benchPolicy(),
+  inventory: () => benchInventory(),
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);
