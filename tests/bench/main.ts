@@ -1,11 +1,12 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `trace` (session start to first line vs bpftrace by hand). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `trace` (session start to first line vs bpftrace by hand). `deno task bench node` runs only the named ones.
  *
  * @module
  */
 import { benchChain } from "./chain.ts";
 import { benchController } from "./controller.ts";
+import { benchFuzz } from "./fuzz.ts";
 import { benchImages } from "./image.ts";
 import { benchInventory } from "./inventory.ts";
 import { benchNode, type BenchSection } from "./node.ts";
@@ -31,6 +32,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   chain: () => benchChain(),
   controller: () => benchController(),
   trace: () => benchTrace(),
+  fuzz: () => benchFuzz(),
   policy: () => benchPolicy(),
   inventory: () => benchInventory(),
 };

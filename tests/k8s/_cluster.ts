@@ -75,6 +75,8 @@ export class NodeRuntime {
         "",
         "--listen",
         this.address,
+        // Plain HTTP inside the test's own network namespace: the secure listener has its own tests.
+        "--insecure-tcp-without-auth-i-understand-this-is-root",
         "--log-level",
         "info",
       ],
@@ -101,6 +103,7 @@ export class NodeRuntime {
   async call(fn: string, input: unknown): Promise<{ status: number; body: Json }> {
     const r = await fetch(`http://${this.address}/v1/functions/${fn}`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify(input),
       client: this.#client,
       signal: AbortSignal.timeout(20000),

@@ -79,6 +79,8 @@ const STATUS_OWNERS = [
   /^functions\//,
   /^runtime\/app\.ts$/,
   /^runtime\/auth\//,
+  /^runtime\/front_door\.ts$/, // the checks before the app: 403, 415, 421
+  /^runtime\/http1\.ts$/, // the HTTP/1.1 server: 400, 411, 413, 431
   /^controller\/web[a-z_]*\.ts$/,
 ];
 
