@@ -39,6 +39,8 @@ export interface Locks {
 /** Pulls bytecode images (image/). */
 export interface ImagePuller {
   pull(source: ImageSource, opts?: PullOptions): Promise<PulledImage>;
+  /** The digest `source` names now (a manifest HEAD for a tag), without downloading it. */
+  resolve?(source: ImageSource, opts?: PullOptions): Promise<string>;
 }
 
 /** What a function may use. */

@@ -178,4 +178,6 @@ export interface PullOptions {
 
 export interface ImageStore {
   pull(src: ImageSource, opts?: PullOptions): Promise<PulledImage>;
+  /** The digest a reference names now (a manifest HEAD for a tag; no download, no cache change). */
+  resolve(src: ImageSource, opts?: PullOptions): Promise<string>;
 }
