@@ -11,6 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, type BpfProgram, type BpfProgramConfig, GROUP, VERSION } from "../crds/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NodeInfo } from "./node_client.ts";
+import { dockerConfigOf, PullSecretError, type SecretRef } from "./pull_secrets.ts";
 import type { EventSpec, Store } from "./reconciler.ts";
 import { CONFIGMAP_NAME } from "./settings.ts";
 
@@ -344,5 +345,25 @@ export class KubeStore implements Store {
         count: 1,
       },
     });
+  }
+
+  /** Reads a pull secret (default namespace: bpfd's own) with the controller's RBAC (get secrets). */
+  async pullSecret(ref: SecretRef): Promise<string> {
+    const namespace = ref.namespace ?? this.opts.namespace;
+    const where = `${namespace}/${ref.name}`;
+    let secret: k8s.V1Secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ name: ref.name, namespace });
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === 404) throw new PullSecretError(`pull secret ${where} not found`);
+      if (code === 403) {
+        throw new PullSecretError(
+          `pull secret ${where}: the controller may not read it (grant get on secrets in ${namespace})`,
+        );
+      }
+      throw new PullSecretError(`pull secret ${where}: ${(err as Error).message}`);
+    }
+    return dockerConfigOf(secret, where);
   }
 }

@@ -17,21 +17,37 @@
  * @module
  */
 import {
-  API_VERSION,
   type BpfProgram,
   type BpfProgramConfig,
-  type BpfProgramConfigStatus,
   type Condition,
   CONFIG_FINALIZER,
   FINALIZER,
-  NODE_LABEL,
-  OWNING_CONFIG_LABEL,
   type ProgramState,
   selectorMatches,
 } from "../crds/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import { type NodeCaller, NodeError, type NodeInfo } from "./node_client.ts";
+import {
+  isDeleting,
+  jsonEqual,
+  LOADED,
+  LOADED_MESSAGE,
+  newProgram,
+  pairOf,
+  programName,
+  REASON_LOADED,
+  REASON_NOT_LOADED,
+  REASON_NOT_SELECTED,
+  REASON_PENDING,
+  setCondition,
+} from "./objects.ts";
+import { PullSecretError, PullSecrets, type SecretRef } from "./pull_secrets.ts";
 import type { WorkQueue } from "./queue.ts";
+import { Rollout } from "./rollout.ts";
+import { summarize } from "./summary.ts";
+
+/** A node held back by the roll-out is asked again after this long. */
+const ROLLOUT_RETRY_MS = 500;
 
 export type { NodeInfo };
 
@@ -61,71 +77,9 @@ export interface Store {
   updateConfig(obj: BpfProgramConfig): Promise<BpfProgramConfig>;
   updateConfigStatus(obj: BpfProgramConfig): Promise<BpfProgramConfig>;
   event(e: EventSpec): Promise<void>;
+  /** A pull secret's `.dockerconfigjson` (namespace default: bpfd's own); throws PullSecretError. */
+  pullSecret(ref: SecretRef): Promise<string>;
 }
-
-export const LOADED = "Loaded";
-export const REASON_LOADED = "bpfdLoaded";
-export const REASON_NOT_LOADED = "bpfdNotLoaded";
-export const REASON_NOT_SELECTED = "nodeNotSelected";
-export const REASON_PENDING = "bpfdPending";
-export const LOADED_MESSAGE = "Successfully loaded BpfProgram";
-
-/** The BpfProgram name for a config on a node (`<config>-<node>`, shortened with a hash past 253). */
-export function programName(config: string, node: string): string {
-  const name = `${config}-${node}`;
-  if (name.length <= 253) return name;
-  let h = 0x811c9dc5;
-  for (const c of name) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
-  return `${config.slice(0, 120)}-${node.slice(0, 120)}-${h.toString(16)}`;
-}
-
-/** The config and node a BpfProgram belongs to. */
-export function pairOf(bp: BpfProgram): { config: string; node: string } | undefined {
-  const config = bp.metadata.ownerReferences?.find((r: { kind: string }) => r.kind === "BpfProgramConfig")
-    ?.name ?? bp.metadata.labels?.[OWNING_CONFIG_LABEL];
-  const node = bp.spec?.node;
-  return config && node ? { config, node } : undefined;
-}
-
-/**
- * Sets `cond` in `conds` the way Kubernetes' meta.SetStatusCondition does: lastTransitionTime changes
- * only when the status changes.
- */
-export function setCondition(conds: Condition[] | undefined, cond: Omit<Condition, "lastTransitionTime">) {
-  const list = [...(conds ?? [])];
-  const i = list.findIndex((c) => c.type === cond.type);
-  const old = i >= 0 ? list[i] : undefined;
-  const next: Condition = {
-    ...cond,
-    lastTransitionTime: old && old.status === cond.status
-      ? old.lastTransitionTime
-      : new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
-  };
-  if (old?.observedGeneration !== undefined && cond.observedGeneration === undefined) {
-    next.observedGeneration = old.observedGeneration;
-  }
-  if (i >= 0) list[i] = next;
-  else list.push(next);
-  return list;
-}
-
-/** Deep equality of JSON values (key order ignored). */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== typeof b || a === null || b === null || typeof a !== "object") return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((x, i) => jsonEqual(x, bb[i]));
-  }
-  const ak = Object.keys(a as object).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
-  const bk = Object.keys(b as object).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
-  return ak.length === bk.length &&
-    ak.every((k) => jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
-}
-
-const isDeleting = (o: { metadata: { deletionTimestamp?: unknown } } | undefined) =>
-  !!o?.metadata.deletionTimestamp;
 
 /** Counters a benchmark or a test can read. */
 export interface ReconcilerStats {
@@ -152,9 +106,14 @@ export class Reconciler {
   #nodes: NodeCaller;
   #configFinalizer: boolean;
   #pendingEvents = new Set<Promise<void>>();
+  /** Paces bytecode roll-outs (max unavailable per config). */
+  readonly rollout = new Rollout();
+  #selected = new Map<string, number>();
+  #secrets: PullSecrets;
 
   constructor(opts: ReconcilerOptions) {
     this.store = opts.store;
+    this.#secrets = new PullSecrets((ref) => opts.store.pullSecret(ref));
     this.#nodes = opts.nodes;
     this.queue = opts.queue;
     this.log = opts.log;
@@ -170,6 +129,7 @@ export class Reconciler {
 
   /** A node was added, changed or deleted: every config may select or drop it. */
   nodeChanged(name: string): void {
+    this.#selected.clear();
     for (const c of this.store.configs()) this.queue.add(`pair:${c.metadata.name}/${name}`);
     for (const bp of this.store.programs()) {
       const p = pairOf(bp);
@@ -213,7 +173,11 @@ export class Reconciler {
     let cfg = this.store.config(name);
     const mine = this.store.programs().filter((bp) => pairOf(bp)?.config === name);
     for (const bp of mine) this.queue.add(`pair:${name}/${pairOf(bp)!.node}`);
-    if (!cfg) return;
+    if (!cfg) {
+      this.rollout.forget(name);
+      this.#selected.delete(name);
+      return;
+    }
     if (!isDeleting(cfg)) {
       if (this.#configFinalizer && !(cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
         cfg = await this.#write(() =>
@@ -226,9 +190,13 @@ export class Reconciler {
           })
         );
       }
+      let selected = 0;
       for (const n of this.store.nodes()) {
-        if (selectorMatches(cfg.spec.nodeselector, n.labels)) this.queue.add(`pair:${name}/${n.name}`);
+        if (!selectorMatches(cfg.spec.nodeselector, n.labels)) continue;
+        selected++;
+        this.queue.add(`pair:${name}/${n.name}`);
       }
+      this.#selected.set(name, selected);
     }
     this.queue.add(`summary:${name}`);
   }
@@ -258,10 +226,10 @@ export class Reconciler {
 
     // Selected: the BpfProgram exists (with its finalizer) before anything is loaded for it.
     if (!bp) {
-      bp = await this.#write(() => this.store.createProgram(this.#newProgram(cfg!, nodeName, name)));
+      bp = await this.#write(() => this.store.createProgram(newProgram(cfg!, nodeName, name)));
     } else {
       // Someone removed the finalizer or labels, or the config was re-created (new uid): put them back.
-      const fixed = this.#newProgram(cfg!, nodeName, name);
+      const fixed = newProgram(cfg!, nodeName, name);
       const owner = bp.metadata.ownerReferences?.find((r) => r.kind === "BpfProgramConfig");
       const labels = { ...bp.metadata.labels, ...fixed.metadata.labels };
       if (
@@ -285,24 +253,38 @@ export class Reconciler {
 
     let programs: Record<string, ProgramState> | undefined;
     let failure: NodeError | undefined;
+    let waiting: string | undefined;
+    const spec = cfg!.spec;
+    const slot = this.rollout.acquire(configName, nodeName, {
+      selected: this.#selectedCount(cfg!),
+      maxUnavailable: spec.rollout?.maxunavailable,
+    });
     try {
+      const pullSecret = await this.#pullSecret(cfg!);
       this.stats.nodeCalls++;
       const out = await this.#nodes.reconcile(node!, {
         name,
         config: configName,
-        spec: cfg!.spec,
-        ...(cfg!.spec.mapowner ? { mapOwner: programName(cfg!.spec.mapowner, nodeName) } : {}),
+        spec,
+        ...(spec.mapowner ? { mapOwner: programName(spec.mapowner, nodeName) } : {}),
+        ...(pullSecret ? { pullSecret } : {}),
+        allowReload: slot,
       });
       programs = out.programs;
+      waiting = out.waiting;
       if (out.changed) {
         this.log.info("node converged", { bpfProgram: name, node: nodeName, actions: out.actions });
       }
     } catch (err) {
-      this.stats.nodeErrors++;
+      if (!(err instanceof PullSecretError)) this.stats.nodeErrors++;
       failure = err instanceof NodeError ? err : new NodeError(0, String((err as Error)?.message ?? err));
-      // A node that answered has converged to "nothing of this spec"; an unreachable one is unknown.
-      if (failure.status >= 400 && failure.status < 500) programs = {};
+      // What ran before stays on the node when a change fails (make-before-break): spec.programs too.
+    } finally {
+      if (slot) this.rollout.release(configName, nodeName, !!failure);
+      else this.rollout.setFailing(configName, nodeName, !!failure);
     }
+    // Held back by the roll-out: the old version runs; ask again when a slot may be free.
+    if (waiting) this.queue.addAfter(`pair:${configName}/${nodeName}`, ROLLOUT_RETRY_MS);
 
     if (programs !== undefined && !jsonEqual(bp.spec.programs ?? {}, programs)) {
       const cur = bp;
@@ -310,36 +292,33 @@ export class Reconciler {
     }
     const cond = failure
       ? { type: LOADED, status: "False" as const, reason: REASON_NOT_LOADED, message: failure.message }
-      : { type: LOADED, status: "True" as const, reason: REASON_LOADED, message: LOADED_MESSAGE };
+      : {
+        type: LOADED,
+        status: "True" as const,
+        reason: REASON_LOADED,
+        message: waiting ? `${LOADED_MESSAGE}; ${waiting}` : LOADED_MESSAGE,
+      };
     await this.#setProgramCondition(bp, cond);
     this.queue.add(`summary:${configName}`);
     if (failure) throw failure;
   }
 
-  #newProgram(cfg: BpfProgramConfig, node: string, name: string): BpfProgram {
-    const labels: Record<string, string> = {};
-    if (cfg.metadata.name.length <= 63) labels[OWNING_CONFIG_LABEL] = cfg.metadata.name;
-    if (node.length <= 63) labels[NODE_LABEL] = node;
-    return {
-      apiVersion: API_VERSION,
-      kind: "BpfProgram",
-      metadata: {
-        name,
-        labels,
-        finalizers: [FINALIZER],
-        ownerReferences: cfg.metadata.uid
-          ? [{
-            apiVersion: API_VERSION,
-            kind: "BpfProgramConfig",
-            name: cfg.metadata.name,
-            uid: cfg.metadata.uid,
-            controller: true,
-            blockOwnerDeletion: true,
-          }]
-          : undefined,
-      },
-      spec: { node, programs: {} },
-    };
+  /** How many nodes `cfg` selects (kept per config by reconcileConfig; counted when unknown). */
+  #selectedCount(cfg: BpfProgramConfig): number {
+    const name = cfg.metadata.name;
+    let n = this.#selected.get(name);
+    if (n === undefined) {
+      n = this.store.nodes().filter((x) => selectorMatches(cfg.spec.nodeselector, x.labels)).length;
+      this.#selected.set(name, n);
+    }
+    return n;
+  }
+
+  /** The config's pull secret as the node needs it, read through the store (cached briefly). */
+  async #pullSecret(cfg: BpfProgramConfig): Promise<{ dockerConfigJson: string } | undefined> {
+    const ref = cfg.spec.bytecode.imagepullsecret;
+    if (!ref || cfg.spec.bytecode.imageurl === undefined) return undefined;
+    return { dockerConfigJson: await this.#secrets.get(ref) };
   }
 
   /** Unloads a BpfProgram's programs on its node, then lets it go (finalizer off, deleted). */
@@ -441,56 +420,7 @@ export class Reconciler {
       return;
     }
     const selected = this.store.nodes().filter((n) => selectorMatches(cfg!.spec.nodeselector, n.labels));
-    const byNode = new Map(mine.map((bp) => [bp.spec.node, bp]));
-    const loaded: string[] = [], failing: string[] = [], pending: string[] = [];
-    for (const n of selected) {
-      const c = byNode.get(n.name)?.status?.conditions?.find((x) => x.type === LOADED);
-      if (c?.status === "True") loaded.push(n.name);
-      else if (c?.status === "False") failing.push(`${n.name}: ${c.message}`);
-      else pending.push(n.name);
-    }
-    const total = selected.length;
-    let cond: Omit<Condition, "lastTransitionTime">;
-    if (total === 0) {
-      cond = {
-        type: LOADED,
-        status: "False",
-        reason: REASON_NOT_SELECTED,
-        message: "no node matches the nodeselector",
-      };
-    } else if (loaded.length === total) {
-      cond = {
-        type: LOADED,
-        status: "True",
-        reason: REASON_LOADED,
-        message: `loaded on ${total}/${total} nodes`,
-      };
-    } else if (failing.length) {
-      cond = {
-        type: LOADED,
-        status: "False",
-        reason: REASON_NOT_LOADED,
-        message: `loaded on ${loaded.length}/${total} nodes; failing on ${failing.length}: ${
-          failing.slice(0, 5).join("; ")
-        }${failing.length > 5 ? "; ..." : ""}`,
-      };
-    } else {
-      cond = {
-        type: LOADED,
-        status: "False",
-        reason: REASON_PENDING,
-        message: `loaded on ${loaded.length}/${total} nodes; waiting for ${pending.length}`,
-      };
-    }
-    cond.observedGeneration = cfg.metadata.generation;
-    const status: BpfProgramConfigStatus = {
-      ...cfg.status,
-      conditions: setCondition(cfg.status?.conditions, cond),
-      nodes: { selected: total, loaded: loaded.length, failing: failing.length },
-      failingNodes: failing.length ? failing.map((f) => f.slice(0, f.indexOf(":"))).slice(0, 20) : undefined,
-      observedGeneration: cfg.metadata.generation,
-    };
-    if (!status.failingNodes) delete status.failingNodes;
+    const { status, cond } = summarize(cfg, selected, mine);
     if (jsonEqual(status, cfg.status ?? {})) return;
     const old = cfg.status?.conditions?.find((c) => c.type === LOADED);
     const cur = cfg;

@@ -171,6 +171,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         rule([""], ["serviceaccounts/token"], ["create"], [CONTROLLER_SERVICE_ACCOUNT]),
         // The pod behind a node runtime's certificate request: which node it runs on.
         rule([""], ["pods"], ["get"]),
+        // Pull secrets that configs name (bytecode.imagepullsecret), sent to the node with the call.
+        rule([""], ["secrets"], ["get"]),
       ],
     },
     bind("RoleBinding", "bpfd-controller", "bpfd-controller", ns),

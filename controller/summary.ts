@@ -1,0 +1,94 @@
+/**
+ * A config's status from its BpfPrograms: how many selected nodes run it, which fail (and why), which
+ * image digest each node runs, and the `Loaded` condition that sums it up.
+ *
+ * @example
+ * ```ts
+ * const { status, cond } = summarize(cfg, selectedNodes, bpfProgramsOfCfg);
+ * ```
+ * @module
+ */
+import type { BpfProgram, BpfProgramConfig, BpfProgramConfigStatus, Condition } from "../crds/schema.ts";
+import type { NodeInfo } from "./node_client.ts";
+import {
+  LOADED,
+  REASON_LOADED,
+  REASON_NOT_LOADED,
+  REASON_NOT_SELECTED,
+  REASON_PENDING,
+  setCondition,
+} from "./objects.ts";
+
+/** The status `cfg` should have, given its selected nodes and its BpfPrograms, and its Loaded condition. */
+export function summarize(
+  cfg: BpfProgramConfig,
+  selected: NodeInfo[],
+  mine: BpfProgram[],
+): { status: BpfProgramConfigStatus; cond: Omit<Condition, "lastTransitionTime"> } {
+  const byNode = new Map(mine.map((bp) => [bp.spec.node, bp]));
+  const loaded: string[] = [], failing: string[] = [], pending: string[] = [];
+  for (const n of selected) {
+    const c = byNode.get(n.name)?.status?.conditions?.find((x) => x.type === LOADED);
+    if (c?.status === "True") loaded.push(n.name);
+    else if (c?.status === "False") failing.push(`${n.name}: ${c.message}`);
+    else pending.push(n.name);
+  }
+  const total = selected.length;
+  let cond: Omit<Condition, "lastTransitionTime">;
+  if (total === 0) {
+    cond = {
+      type: LOADED,
+      status: "False",
+      reason: REASON_NOT_SELECTED,
+      message: "no node matches the nodeselector",
+    };
+  } else if (loaded.length === total) {
+    cond = {
+      type: LOADED,
+      status: "True",
+      reason: REASON_LOADED,
+      message: `loaded on ${total}/${total} nodes`,
+    };
+  } else if (failing.length) {
+    cond = {
+      type: LOADED,
+      status: "False",
+      reason: REASON_NOT_LOADED,
+      message: `loaded on ${loaded.length}/${total} nodes; failing on ${failing.length}: ${
+        failing.slice(0, 5).join("; ")
+      }${failing.length > 5 ? "; ..." : ""}`,
+    };
+  } else {
+    cond = {
+      type: LOADED,
+      status: "False",
+      reason: REASON_PENDING,
+      message: `loaded on ${loaded.length}/${total} nodes; waiting for ${pending.length}`,
+    };
+  }
+  cond.observedGeneration = cfg.metadata.generation;
+  const status: BpfProgramConfigStatus = {
+    ...cfg.status,
+    conditions: setCondition(cfg.status?.conditions, cond),
+    nodes: { selected: total, loaded: loaded.length, failing: failing.length },
+    failingNodes: failing.length ? failing.map((f) => f.slice(0, f.indexOf(":"))).slice(0, 20) : undefined,
+    observedGeneration: cfg.metadata.generation,
+  };
+  if (!status.failingNodes) delete status.failingNodes;
+  delete status.digests;
+  const digests = digestsOf(selected, byNode);
+  if (digests) status.digests = digests;
+  return { status, cond };
+}
+
+/** Image digest -> the selected nodes whose BpfProgram reports a program loaded from it (sorted). */
+function digestsOf(selected: NodeInfo[], byNode: Map<string | undefined, BpfProgram>) {
+  const out: Record<string, string[]> = {};
+  for (const n of selected) {
+    for (const p of Object.values(byNode.get(n.name)?.spec.programs ?? {})) {
+      if (p.digest) (out[p.digest] ??= []).push(n.name);
+    }
+  }
+  for (const nodes of Object.values(out)) nodes.sort();
+  return Object.keys(out).length ? out : undefined;
+}
