@@ -46,6 +46,8 @@ import type { WorkQueue } from "./queue.ts";
 import { Rollout } from "./rollout.ts";
 import { summarize } from "./summary.ts";
 
+/** A config's status is written at most this often while its nodes answer. */
+const SUMMARY_DELAY_MS = 200;
 /** A node held back by the roll-out is asked again after this long. */
 const ROLLOUT_RETRY_MS = 500;
 
@@ -109,6 +111,8 @@ export class Reconciler {
   /** Paces bytecode roll-outs (max unavailable per config). */
   readonly rollout = new Rollout();
   #selected = new Map<string, number>();
+  /** Each node's labels and address as last seen. */
+  #nodeKeys = new Map<string, string>();
   #secrets: PullSecrets;
 
   constructor(opts: ReconcilerOptions) {
@@ -129,6 +133,12 @@ export class Reconciler {
 
   /** A node was added, changed or deleted: every config may select or drop it. */
   nodeChanged(name: string): void {
+    // Status updates (kubelet heartbeats every 10 s per node) change neither labels nor address: no work.
+    const node = this.store.node(name);
+    const key = node ? JSON.stringify([node.labels, node.address]) : undefined;
+    if (key !== undefined && this.#nodeKeys.get(name) === key) return;
+    if (key === undefined) this.#nodeKeys.delete(name);
+    else this.#nodeKeys.set(name, key);
     this.#selected.clear();
     for (const c of this.store.configs()) this.queue.add(`pair:${c.metadata.name}/${name}`);
     for (const bp of this.store.programs()) {
@@ -290,8 +300,14 @@ export class Reconciler {
       const cur = bp;
       bp = await this.#write(() => this.store.updateProgram({ ...cur, spec: { ...cur.spec, programs } }));
     }
+    const kept = Object.keys(bp.spec.programs ?? {}).length > 0;
     const cond = failure
-      ? { type: LOADED, status: "False" as const, reason: REASON_NOT_LOADED, message: failure.message }
+      ? {
+        type: LOADED,
+        status: "False" as const,
+        reason: REASON_NOT_LOADED,
+        message: kept ? `${failure.message}; the previous version keeps running` : failure.message,
+      }
       : {
         type: LOADED,
         status: "True" as const,
@@ -299,7 +315,8 @@ export class Reconciler {
         message: waiting ? `${LOADED_MESSAGE}; ${waiting}` : LOADED_MESSAGE,
       };
     await this.#setProgramCondition(bp, cond);
-    this.queue.add(`summary:${configName}`);
+    // Summed up a moment later: one status write for many nodes' answers, not one per node.
+    this.queue.addAfter(`summary:${configName}`, SUMMARY_DELAY_MS);
     if (failure) throw failure;
   }
 
