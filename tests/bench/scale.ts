@@ -194,7 +194,7 @@ export async function runScaleBench(
       rolloutMs,
       peakBetweenVersions: sim.stats.peakBetweenVersions,
       statusDigests: Object.fromEntries(
-        Object.entries(digests).map(([d, ns]) => [d.slice(0, 16), ns.length]),
+        Object.entries(digests).map(([d, ns]) => [`…${d.slice(-8)}`, ns.length]),
       ),
     };
     log(JSON.stringify(rollout));

@@ -42,7 +42,14 @@ export class NodeRuntime {
   readonly port = 50052;
   #client = Deno.createHttpClient({});
 
-  constructor(readonly name: string, readonly net: NodeNet, readonly dir: string, readonly logFile: string) {}
+  constructor(
+    readonly name: string,
+    readonly net: NodeNet,
+    readonly dir: string,
+    readonly logFile: string,
+    /** A runtime configuration file (`--config`), e.g. with `images`; read at each start(). */
+    public configFile?: string,
+  ) {}
 
   get address(): string {
     return `${this.net.addr}:${this.port}`;
@@ -69,6 +76,7 @@ export class NodeRuntime {
         this.address,
         "--log-level",
         "info",
+        ...(this.configFile ? ["--config", this.configFile] : []),
       ],
       stdin: "null",
       stdout: "null",
