@@ -147,9 +147,9 @@ Deno.test("day two: modify, move, digest roll-out by resync, pull secrets, throu
           return c?.status?.digests?.[v1] ? c : undefined;
         }, 10000);
         assert.deepEqual(cfg.status.digests[v1], ["node-a"]);
-        // The node keeps no credentials: nothing under its state dir or image cache holds the password.
+        // The node keeps no credentials: nothing in its state dir, image cache or log holds the password.
         const found = await new Deno.Command("grep", {
-          args: ["-rl", auth.password, rt.dir, `${cluster.dir}/images`],
+          args: ["-rl", auth.password, rt.dir, `${cluster.dir}/images`, rt.logFile],
           stdout: "piped",
           stderr: "null",
         }).output();
