@@ -34,6 +34,10 @@ class Collection<T extends Obj> {
   #overlay = new Map<string, { obj: T | null; at: number }>();
   /** resourceVersions our own writes produced, by name (their watch events are not news). */
   #ours = new Map<string, Set<string>>();
+  /** Writes in flight by name, and the watch events that arrived meanwhile. */
+  #writing = new Map<string, number>();
+  #held = new Map<string, T[]>();
+  #seen: (obj: T, deleted: boolean) => void = () => {};
   #restart?: ReturnType<typeof setTimeout>;
   #stopped = false;
 
@@ -51,6 +55,11 @@ class Collection<T extends Obj> {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, undefined, fieldSelector);
     const seen = (obj: T, deleted: boolean) => {
       const name = obj.metadata.name!;
+      // The echo of a write still in flight can arrive before its answer: decide once the answer is in.
+      if (!deleted && this.#writing.has(name)) {
+        this.#held.set(name, [...this.#held.get(name) ?? [], obj]);
+        return;
+      }
       const o = this.#overlay.get(name);
       if (
         o && (deleted || !o.obj || !rvNewer(o.obj.metadata.resourceVersion, obj.metadata.resourceVersion))
@@ -67,6 +76,7 @@ class Collection<T extends Obj> {
       if (deleted) this.#ours.delete(name);
       onChange(obj, deleted);
     };
+    this.#seen = seen;
     this.informer.on("add", (o) => seen(o, false));
     this.informer.on("update", (o) => seen(o, false));
     this.informer.on("delete", (o) => seen(o, true));
@@ -108,6 +118,23 @@ class Collection<T extends Obj> {
   list(): T[] {
     const names = new Set([...this.informer.list().map((o) => o.metadata.name!), ...this.#overlay.keys()]);
     return [...names].map((n) => this.get(n)).filter((o): o is T => o !== undefined);
+  }
+
+  /** Runs a write of object `name`; its own watch event is recognised even when it comes first. */
+  async write(name: string, fn: () => Promise<T>): Promise<T> {
+    this.#writing.set(name, (this.#writing.get(name) ?? 0) + 1);
+    try {
+      return this.wrote(await fn());
+    } finally {
+      const left = this.#writing.get(name)! - 1;
+      if (left > 0) this.#writing.set(name, left);
+      else {
+        this.#writing.delete(name);
+        const held = this.#held.get(name) ?? [];
+        this.#held.delete(name);
+        for (const obj of held) this.#seen(obj, false);
+      }
+    }
   }
 
   wrote(obj: T): T {
@@ -271,13 +298,14 @@ export class KubeStore implements Store {
 
   async createProgram(obj: BpfProgram): Promise<BpfProgram> {
     this.#count("create", "bpfprograms");
-    const out = await this.custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: "bpfprograms",
-      body: obj,
-    });
-    return this.#programs.wrote(out as Obj) as unknown as BpfProgram;
+    const out = await this.#programs.write(obj.metadata.name, () =>
+      this.custom.createClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: "bpfprograms",
+        body: obj,
+      }) as Promise<Obj>);
+    return out as unknown as BpfProgram;
   }
 
   /** PUT of an object (or its status subresource); the informer's cache learns the answer at once. */
@@ -288,11 +316,15 @@ export class KubeStore implements Store {
   ): Promise<T> {
     this.#count("update", status ? `${plural}/status` : plural);
     const request = { group: GROUP, version: VERSION, plural, name: obj.metadata.name, body: obj };
-    const out = status
-      ? await this.custom.replaceClusterCustomObjectStatus(request)
-      : await this.custom.replaceClusterCustomObject(request);
     const cache = plural === "bpfprograms" ? this.#programs : this.#configs;
-    return cache.wrote(out as Obj) as unknown as T;
+    const out = await cache.write(
+      obj.metadata.name,
+      () =>
+        (status
+          ? this.custom.replaceClusterCustomObjectStatus(request)
+          : this.custom.replaceClusterCustomObject(request)) as Promise<Obj>,
+    );
+    return out as unknown as T;
   }
 
   updateProgram(obj: BpfProgram): Promise<BpfProgram> {

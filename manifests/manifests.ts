@@ -13,6 +13,7 @@
  * @module
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
+import { CONTROLLER_DENO_ARGS } from "../controller/launch.ts";
 import {
   CONTROLLER_SERVICE_ACCOUNT,
   NAMESPACE,
@@ -351,7 +352,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               name: "controller",
               image,
               imagePullPolicy,
-              command: ["deno", "run", "-A", "--cached-only", "controller/main.ts"],
+              command: ["deno", ...CONTROLLER_DENO_ARGS, "--cached-only", "controller/main.ts"],
               // The node runtimes' CA: to trust them, and to sign their certificates. Calls to a node carry
               // a token for that node only (TokenRequest).
               args: [

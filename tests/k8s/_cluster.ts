@@ -11,6 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import { type Kube, startKube, waitFor } from "../_kube.ts";
 import { NodeNet } from "./_nodes.ts";
 import { RUNTIME_DENO_ARGS } from "../../runtime/launch.ts";
+import { CONTROLLER_DENO_ARGS } from "../../controller/launch.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 export const CRDS_DIR = `${root}crds/`;
@@ -147,8 +148,7 @@ export class ControllerProcess {
         "--",
         ...toLog(this.logFile),
         Deno.execPath(),
-        "run",
-        "-A",
+        ...CONTROLLER_DENO_ARGS,
         `${root}controller/main.ts`,
         ...this.args,
       ],
