@@ -288,49 +288,50 @@ export const LOCK_UN = 8;
 /** `BPF_F_RDONLY` for `bpf_obj_get_opts`-style opens. */
 export const BPF_F_RDONLY = 1 << 3;
 
-/** errno values by name (x86-64 Linux) and the reverse map. */
-const ERRNO: Record<string, number> = {
-  EPERM: 1,
-  ENOENT: 2,
-  ESRCH: 3,
-  EINTR: 4,
-  EIO: 5,
-  ENXIO: 6,
-  E2BIG: 7,
-  EBADF: 9,
-  EAGAIN: 11,
-  ENOMEM: 12,
-  EACCES: 13,
-  EFAULT: 14,
-  EBUSY: 16,
-  EEXIST: 17,
-  EXDEV: 18,
-  ENODEV: 19,
-  ENOTDIR: 20,
-  EINVAL: 22,
-  ENOSPC: 28,
-  ERANGE: 34,
-  ENOSYS: 38,
-  ENOTEMPTY: 39,
-  ELOOP: 40,
-  ENODATA: 61,
-  EPROTO: 71,
-  EBADMSG: 74,
-  EOPNOTSUPP: 95,
-  EADDRNOTAVAIL: 99,
-  ESTALE: 116,
-  ENOTSUPP: 524,
-};
-const ERRNO_NAMES = new Map(Object.entries(ERRNO).map(([name, value]) => [value, name]));
-
-/** The symbolic name of an errno value, e.g. `errnoName(1) === "EPERM"`. */
-export function errnoName(errno: number): string {
-  return ERRNO_NAMES.get(Math.abs(errno)) ?? `errno ${Math.abs(errno)}`;
+/** One slot of a dispatcher's configuration. */
+export interface SlotConfig {
+  chainCallActions: number;
+  runPrio: number;
+  programFlags: number;
 }
 
-/** The errno value of a name, e.g. `errno("ENOENT") === 2`. */
-export function errno(name: keyof typeof ERRNO | string): number {
-  const value = ERRNO[name];
-  if (value === undefined) throw new Error(`unknown errno name ${name}`);
-  return value;
+/** A dispatcher's configuration, as in its read-only data. */
+export interface DispatcherState {
+  magic: number;
+  version: number;
+  isXdpFrags: boolean;
+  slots: SlotConfig[];
+}
+
+/** The 124 bytes of `struct xdp_dispatcher_config` for these slots. */
+export function encodeDispatcherConfig(slots: SlotConfig[], isXdpFrags = false): Uint8Array {
+  if (slots.length > DISPATCHER_SLOTS) throw new Error(`a dispatcher has ${DISPATCHER_SLOTS} slots`);
+  const bytes = new Uint8Array(DispatcherConfig.size);
+  const dv = new DataView(bytes.buffer);
+  dv.setUint8(DispatcherConfig.magic, DISPATCHER_MAGIC);
+  dv.setUint8(DispatcherConfig.version, DISPATCHER_VERSION);
+  dv.setUint8(DispatcherConfig.numProgsEnabled, slots.length);
+  dv.setUint8(DispatcherConfig.isXdpFrags, isXdpFrags ? 1 : 0);
+  slots.forEach((slot, i) => {
+    dv.setUint32(DispatcherConfig.chainCallActions + 4 * i, slot.chainCallActions >>> 0, true);
+    dv.setUint32(DispatcherConfig.runPrios + 4 * i, slot.runPrio >>> 0, true);
+    dv.setUint32(DispatcherConfig.programFlags + 4 * i, slot.programFlags >>> 0, true);
+  });
+  return bytes;
+}
+
+/** Reads a dispatcher configuration; undefined when the bytes are not a version-2 dispatcher's. */
+export function decodeDispatcherConfig(bytes: Uint8Array): DispatcherState | undefined {
+  if (bytes.length !== DispatcherConfig.size) return undefined;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = dv.getUint8(DispatcherConfig.magic);
+  const version = dv.getUint8(DispatcherConfig.version);
+  if (magic !== DISPATCHER_MAGIC || version !== DISPATCHER_VERSION) return undefined;
+  const count = Math.min(dv.getUint8(DispatcherConfig.numProgsEnabled), DISPATCHER_SLOTS);
+  const slots = Array.from({ length: count }, (_, i) => ({
+    chainCallActions: dv.getUint32(DispatcherConfig.chainCallActions + 4 * i, true),
+    runPrio: dv.getUint32(DispatcherConfig.runPrios + 4 * i, true),
+    programFlags: dv.getUint32(DispatcherConfig.programFlags + 4 * i, true),
+  }));
+  return { magic, version, isXdpFrags: dv.getUint8(DispatcherConfig.isXdpFrags) !== 0, slots };
 }

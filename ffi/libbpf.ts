@@ -1,58 +1,34 @@
 /**
- * Typed bindings to Debian's libbpf 1.1.2: the only module that speaks to libbpf. Symbols are bound on
- * first use. Every failure throws a {@link LibbpfError} carrying the operation, the errno name, libbpf's
- * own messages and, for loads the kernel refused, the verifier log.
+ * Typed bindings to Debian's libbpf 1.1.2: the only module that binds libbpf. Symbols are bound on first
+ * use. Every failure throws a {@link LibbpfError} carrying the operation, the errno name, libbpf's own
+ * messages and, for loads the kernel refused, the verifier log. Object files are in ./object.ts, tc and
+ * XDP over netlink in ./netlink.ts, both through {@link lib} and {@link check}.
  *
  * @example
  * ```ts
- * import { BpfObject } from "./ffi/libbpf.ts";
- * const obj = BpfObject.open("bytecode/build/xdp_counter.bpf.o");
- * try {
- *   obj.load();
- *   console.log(obj.programFd("xdp_counter"));
- * } finally {
- *   obj.close();
- * }
+ * import { objGet, programInfo, withFd } from "./ffi/libbpf.ts";
+ * const info = withFd(objGet("/sys/fs/bpf/bpfd/progs/42"), programInfo);
  * ```
  * @module
  */
 import {
-  AttrLinkCreate,
-  AttrLinkUpdate,
-  AttrProgQuery,
-  BPF_ATTR_SIZE,
   BPF_F_RDONLY,
-  BPF_TC_F_REPLACE,
-  BpfCmd,
-  BTF_KIND_DATASEC,
   BTF_KIND_FUNC,
-  BtfType,
-  BtfVarSecinfo,
-  errnoName,
   LINK_TYPE_NAMES,
   LinkCreateOpts,
   LinkInfo,
-  LOCK_EX,
-  LOCK_UN,
   MapInfo,
-  O_CLOEXEC,
-  O_DIRECTORY,
-  O_RDONLY,
   ObjGetOpts,
   PROG_TYPE_NAMES,
   ProgInfo,
-  SYS_bpf,
-  TcHook,
-  TcOpts,
   TestRunOpts,
-  XdpAttached,
-  XdpAttachOpts,
-  XdpQueryOpts,
 } from "./abi.ts";
+import { LibbpfError } from "./errno.ts";
 import { closeFd, vformat } from "./libc.ts";
-import { cstring, fixedString, lazyLibrary, readCString } from "./lazy.ts";
+import { cstring, fixedString, lazyLibrary } from "./lazy.ts";
 
-const lib = lazyLibrary("libbpf.so.1", {
+/** libbpf's symbols, bound on first use: for the ffi modules that wrap them, nobody else. */
+export const lib = lazyLibrary("libbpf.so.1", {
   libbpf_set_print: { parameters: ["function"], result: "pointer" },
   libbpf_get_error: { parameters: ["pointer"], result: "i64" },
   bpf_object__open_file: { parameters: ["buffer", "pointer"], result: "pointer" },
@@ -107,35 +83,6 @@ const lib = lazyLibrary("libbpf.so.1", {
   btf__free: { parameters: ["pointer"], result: "void" },
 });
 
-/** The raw bpf() syscall, for what libbpf 1.1.2 cannot express (TCX positions and revisions). */
-const sys = lazyLibrary("libc.so.6", {
-  syscall: { parameters: ["i64", "i64", "buffer", "u32"], result: "i64" },
-  __errno_location: { parameters: [], result: "pointer" },
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  flock: { parameters: ["i32", "i32"], result: "i32" },
-});
-
-/** A libbpf or bpf() call that failed. */
-export class LibbpfError extends Error {
-  /** The errno name, e.g. `EPERM`. */
-  readonly code: string;
-  constructor(
-    /** What was being done, e.g. `load program xdp_counter`. */
-    readonly op: string,
-    /** The positive errno value. */
-    readonly errno: number,
-    /** libbpf's own messages printed during the call (warnings and info). */
-    readonly libbpfLog: string[] = [],
-    /** The kernel verifier's log, when the kernel refused a program. */
-    readonly verifierLog?: string,
-  ) {
-    const code = errnoName(errno);
-    super(`${op}: ${code}${libbpfLog.length ? ` (${libbpfLog.at(-1)})` : ""}`);
-    this.name = "LibbpfError";
-    this.code = code;
-  }
-}
-
 // ---- libbpf's print callback: messages are collected while a call is in flight -------------------
 
 let captured: string[] | null = null;
@@ -151,7 +98,7 @@ const printCallback = new Deno.UnsafeCallback(
 let printInstalled = false;
 
 /** Runs `fn` and returns what libbpf printed meanwhile. */
-function withLog<T>(fn: () => T): { value: T; log: string[] } {
+export function withLog<T>(fn: () => T): { value: T; log: string[] } {
   if (!printInstalled) {
     lib.libbpf_set_print(printCallback.pointer);
     printInstalled = true;
@@ -181,7 +128,7 @@ function splitVerifierLog(log: string[]): { messages: string[]; verifierLog?: st
 }
 
 /** Calls an int-returning libbpf function; a negative result (-errno) becomes a LibbpfError. */
-function check(op: string, call: () => number): number {
+export function check(op: string, call: () => number): number {
   const { value, log } = withLog(call);
   if (value < 0) {
     const { messages, verifierLog } = splitVerifierLog(log);
@@ -191,216 +138,13 @@ function check(op: string, call: () => number): number {
 }
 
 /** Calls a pointer-returning libbpf function; null becomes a LibbpfError with libbpf_get_error's errno. */
-function checkPointer(op: string, call: () => Deno.PointerValue): Deno.PointerObject {
+export function checkPointer(op: string, call: () => Deno.PointerValue): Deno.PointerObject {
   const { value, log } = withLog(call);
   if (value === null) {
     const err = Number(lib.libbpf_get_error(null));
     throw new LibbpfError(op, err < 0 ? -err : 22, splitVerifierLog(log).messages);
   }
   return value;
-}
-
-// ---- bpf_object ----------------------------------------------------------------------------------
-
-/** A program inside an opened object file. */
-export interface ObjectProgram {
-  name: string;
-  section: string;
-  /** `enum bpf_prog_type` libbpf derived from the section name (0 when it could not tell). */
-  progType: number;
-  expectedAttachType: number;
-}
-
-/** A map inside an opened object file. */
-export interface ObjectMap {
-  name: string;
-  mapType: number;
-  /** `.rodata`, `.data`, `.bss`, `.kconfig`: maps libbpf makes for global variables. */
-  internal: boolean;
-}
-
-/** A global variable in `.rodata`, `.data` or `.bss`, from the object's BTF. */
-export interface GlobalVariable {
-  name: string;
-  section: string;
-  offset: number;
-  size: number;
-}
-
-/** An opened BPF object file (`struct bpf_object`). Close it when done; pins outlive it. */
-export class BpfObject {
-  #obj: Deno.PointerObject | null;
-  #programs = new Map<string, Deno.PointerObject>();
-  #maps = new Map<string, Deno.PointerObject>();
-
-  private constructor(obj: Deno.PointerObject, readonly path: string) {
-    this.#obj = obj;
-    for (let p = lib.bpf_object__next_program(obj, null); p; p = lib.bpf_object__next_program(obj, p)) {
-      this.#programs.set(readCString(lib.bpf_program__name(p)), p);
-    }
-    for (let m = lib.bpf_object__next_map(obj, null); m; m = lib.bpf_object__next_map(obj, m)) {
-      this.#maps.set(readCString(lib.bpf_map__name(m)), m);
-    }
-  }
-
-  /** Opens (parses) an ELF object file; nothing reaches the kernel until {@link load}. */
-  static open(path: string): BpfObject {
-    const obj = checkPointer(`open object ${path}`, () => lib.bpf_object__open_file(cstring(path), null));
-    return new BpfObject(obj, path);
-  }
-
-  get #handle(): Deno.PointerObject {
-    if (!this.#obj) throw new Error("bpf object is closed");
-    return this.#obj;
-  }
-
-  /** The programs in the object, in ELF order. */
-  programs(): ObjectProgram[] {
-    return [...this.#programs].map(([name, p]) => ({
-      name,
-      section: readCString(lib.bpf_program__section_name(p)),
-      progType: lib.bpf_program__type(p),
-      expectedAttachType: lib.bpf_program__expected_attach_type(p),
-    }));
-  }
-
-  /** The maps in the object. */
-  maps(): ObjectMap[] {
-    return [...this.#maps].map(([name, m]) => ({
-      name,
-      mapType: lib.bpf_map__type(m),
-      internal: lib.bpf_map__is_internal(m),
-    }));
-  }
-
-  #program(name: string): Deno.PointerObject {
-    const p = this.#programs.get(name);
-    if (!p) throw new LibbpfError(`find program ${name} in ${this.path}`, 2);
-    return p;
-  }
-
-  #map(name: string): Deno.PointerObject {
-    const m = this.#maps.get(name);
-    if (!m) throw new LibbpfError(`find map ${name} in ${this.path}`, 2);
-    return m;
-  }
-
-  /** Sets a program's type and expected attach type before load. */
-  setProgramType(name: string, progType: number, expectedAttachType?: number): void {
-    const p = this.#program(name);
-    check(`set type of ${name}`, () => lib.bpf_program__set_type(p, progType));
-    if (expectedAttachType !== undefined) {
-      check(
-        `set attach type of ${name}`,
-        () => lib.bpf_program__set_expected_attach_type(p, expectedAttachType),
-      );
-    }
-  }
-
-  /** Whether `load` loads this program (one failing program fails the whole object). */
-  setAutoload(name: string, autoload: boolean): void {
-    const p = this.#program(name);
-    check(`set autoload of ${name}`, () => lib.bpf_program__set_autoload(p, autoload));
-  }
-
-  /** The kernel function a tracing (fentry/fexit) program attaches to, resolved in vmlinux BTF at load. */
-  setAttachTarget(name: string, fnName: string): void {
-    const p = this.#program(name);
-    check(
-      `set attach target of ${name} to ${fnName}`,
-      () => lib.bpf_program__set_attach_target(p, 0, cstring(fnName)),
-    );
-  }
-
-  /**
-   * Makes `name` an extension (freplace) of function `fnName` inside the loaded program `targetFd`: the
-   * program is verified against that function's prototype and then attached with {@link freplaceAttach}.
-   */
-  setAttachProgram(name: string, targetFd: number, fnName: string): void {
-    const p = this.#program(name);
-    check(
-      `set attach target of ${name} to ${fnName} of program fd ${targetFd}`,
-      () => lib.bpf_program__set_attach_target(p, targetFd, cstring(fnName)),
-    );
-  }
-
-  /** Global variables of `.rodata`, `.data` and `.bss`, from the object's BTF. */
-  globals(): GlobalVariable[] {
-    const btf = lib.bpf_object__btf(this.#handle);
-    if (!btf) return [];
-    const vars: GlobalVariable[] = [];
-    for (const section of [".rodata", ".data", ".bss"]) {
-      const id = lib.btf__find_by_name_kind(btf, cstring(section), BTF_KIND_DATASEC);
-      if (id <= 0) continue;
-      const sec = lib.btf__type_by_id(btf, id);
-      if (!sec) continue;
-      const view = new Deno.UnsafePointerView(sec);
-      const vlen = view.getUint32(BtfType.info) & 0xffff;
-      for (let i = 0; i < vlen; i++) {
-        const at = BtfType.size + i * BtfVarSecinfo.size;
-        const varType = lib.btf__type_by_id(btf, view.getUint32(at + BtfVarSecinfo.type));
-        if (!varType) continue;
-        const nameOff = new Deno.UnsafePointerView(varType).getUint32(BtfType.nameOff);
-        vars.push({
-          name: readCString(lib.btf__name_by_offset(btf, nameOff)),
-          section,
-          offset: view.getUint32(at + BtfVarSecinfo.offset),
-          size: view.getUint32(at + BtfVarSecinfo.bytes),
-        });
-      }
-    }
-    return vars;
-  }
-
-  /** Overwrites a global variable's initial value before load; `value` must have the variable's size. */
-  setGlobal(variable: GlobalVariable, value: Uint8Array): void {
-    const entry = [...this.#maps].find(([name, m]) =>
-      lib.bpf_map__is_internal(m) && name.endsWith(variable.section)
-    );
-    if (!entry) throw new LibbpfError(`find map for ${variable.section}`, 2);
-    const [, map] = entry;
-    const sizeOut = new BigUint64Array(1);
-    const initial = lib.bpf_map__initial_value(map, new Uint8Array(sizeOut.buffer));
-    if (!initial) throw new LibbpfError(`read initial value of ${variable.section}`, 22);
-    const size = Number(sizeOut[0]);
-    const data = new Uint8Array(size);
-    data.set(new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(initial, size)));
-    data.set(value, variable.offset);
-    check(
-      `set ${variable.section} variable ${variable.name}`,
-      () => lib.bpf_map__set_initial_value(map, data, BigInt(size)),
-    );
-  }
-
-  /** Makes map `name` use an existing map (e.g. one pinned by another program) instead of creating one. */
-  reuseMapFd(name: string, fd: number): void {
-    const m = this.#map(name);
-    check(`reuse map ${name}`, () => lib.bpf_map__reuse_fd(m, fd));
-  }
-
-  /** Loads the object's maps and (autoload) programs into the kernel. */
-  load(): void {
-    const obj = this.#handle;
-    check(`load ${this.path}`, () => lib.bpf_object__load(obj));
-  }
-
-  /** The fd of a loaded program, owned by the object (closed with it). */
-  programFd(name: string): number {
-    const p = this.#program(name);
-    return check(`fd of program ${name}`, () => lib.bpf_program__fd(p));
-  }
-
-  /** The fd of a loaded map, owned by the object. */
-  mapFd(name: string): number {
-    const m = this.#map(name);
-    return check(`fd of map ${name}`, () => lib.bpf_map__fd(m));
-  }
-
-  /** Frees the object and its fds; pinned programs and maps stay in the kernel. */
-  close(): void {
-    if (this.#obj) lib.bpf_object__close(this.#obj);
-    this.#obj = null;
-  }
 }
 
 // ---- pins and fds --------------------------------------------------------------------------------
@@ -608,87 +352,6 @@ export function tracingAttach(op: string, progFd: number): number {
   return check(op, () => lib.bpf_raw_tracepoint_open(null, progFd));
 }
 
-// ---- tc (cls_bpf on a clsact qdisc) ----------------------------------------------------------------
-
-function tcHook(ifindex: number, attachPoint: number): Uint8Array {
-  const hook = new Uint8Array(TcHook.size);
-  const dv = new DataView(hook.buffer);
-  dv.setBigUint64(0, BigInt(TcHook.size), true);
-  dv.setInt32(TcHook.ifindex, ifindex, true);
-  dv.setUint32(TcHook.attachPoint, attachPoint, true);
-  return hook;
-}
-
-function tcOpts(fields: { progFd?: number; handle?: number; priority?: number }): Uint8Array {
-  const opts = new Uint8Array(TcOpts.size);
-  const dv = new DataView(opts.buffer);
-  dv.setBigUint64(0, BigInt(TcOpts.size), true);
-  dv.setInt32(TcOpts.progFd, fields.progFd ?? 0, true);
-  dv.setUint32(TcOpts.handle, fields.handle ?? 0, true);
-  dv.setUint32(TcOpts.priority, fields.priority ?? 0, true);
-  return opts;
-}
-
-/** Creates the clsact qdisc; returns false when one already exists (someone else's, or ours). */
-export function tcHookCreate(ifindex: number, attachPoint: number): boolean {
-  const r = withLog(() => lib.bpf_tc_hook_create(tcHook(ifindex, attachPoint))).value;
-  if (r === -17) return false;
-  if (r < 0) throw new LibbpfError(`create clsact qdisc on ifindex ${ifindex}`, -r);
-  return true;
-}
-
-/** Removes the clsact qdisc with every filter on it. Only for qdiscs bpfd created. */
-export function tcHookDestroy(ifindex: number, attachPoint: number): void {
-  check(
-    `remove clsact qdisc on ifindex ${ifindex}`,
-    () => lib.bpf_tc_hook_destroy(tcHook(ifindex, attachPoint)),
-  );
-}
-
-/**
- * Adds a cls_bpf filter (direct-action) with this handle and priority. With `replace`, swaps the program
- * of the existing filter with that handle and priority in one step (cls_bpf replaces it under RCU).
- */
-export function tcAttach(
-  ifindex: number,
-  attachPoint: number,
-  progFd: number,
-  handle: number,
-  priority: number,
-  replace = false,
-): { handle: number; priority: number } {
-  const opts = tcOpts({ progFd, handle, priority });
-  if (replace) new DataView(opts.buffer).setUint32(TcOpts.flags, BPF_TC_F_REPLACE, true);
-  check(
-    `attach tc filter on ifindex ${ifindex}`,
-    () => lib.bpf_tc_attach(tcHook(ifindex, attachPoint), opts),
-  );
-  const dv = new DataView(opts.buffer);
-  return { handle: dv.getUint32(TcOpts.handle, true), priority: dv.getUint32(TcOpts.priority, true) };
-}
-
-/** Removes the filter with this handle and priority (a fresh opts: prog_fd/prog_id/flags zero). */
-export function tcDetach(ifindex: number, attachPoint: number, handle: number, priority: number): void {
-  check(
-    `detach tc filter ${handle}/${priority} on ifindex ${ifindex}`,
-    () => lib.bpf_tc_detach(tcHook(ifindex, attachPoint), tcOpts({ handle, priority })),
-  );
-}
-
-/** The program id of the filter with this handle and priority, or undefined if there is none. */
-export function tcQuery(
-  ifindex: number,
-  attachPoint: number,
-  handle: number,
-  priority: number,
-): number | undefined {
-  const opts = tcOpts({ handle, priority });
-  const r = withLog(() => lib.bpf_tc_query(tcHook(ifindex, attachPoint), opts)).value;
-  if (r === -2 || r === -19 || r === -22) return undefined;
-  if (r < 0) throw new LibbpfError(`query tc filter on ifindex ${ifindex}`, -r);
-  return new DataView(opts.buffer).getUint32(TcOpts.progId, true);
-}
-
 // ---- maps and test runs ------------------------------------------------------------------------------
 
 /** Looks up `key` in a map; undefined when the key is absent. */
@@ -728,110 +391,6 @@ export function testRun(
   };
 }
 
-// ---- raw bpf(): TCX (mprog) positions and revisions, freplace targets, link updates ----------------
-
-function sysErrno(): number {
-  const p = sys.__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
-}
-
-/** Issues bpf(cmd, attr, size); returns the result (an fd or 0) or throws with errno. */
-function sysBpf(op: string, cmd: number, attr: Uint8Array<ArrayBuffer>): number {
-  const r = Number(sys.syscall(BigInt(SYS_bpf), BigInt(cmd), attr, attr.length));
-  if (r < 0) throw new LibbpfError(op, sysErrno() || 22);
-  return r;
-}
-
-/** Where a new program goes on an mprog hook (TCX): before/after a link given by fd, or first/last. */
-export interface MprogPosition {
-  /** `BpfAttachFlags` bits: BEFORE or AFTER, with LINK when `relativeFd` names a link. */
-  flags: number;
-  relativeFd?: number;
-}
-
-/**
- * `BPF_LINK_CREATE` for a TCX hook at a position, refused with ESTALE if the hook's revision is no longer
- * `expectedRevision` (0: do not check). Returns the link fd.
- */
-export function tcxLinkCreate(
-  op: string,
-  progFd: number,
-  ifindex: number,
-  attachType: number,
-  position: MprogPosition,
-  expectedRevision: bigint,
-): number {
-  const attr = new Uint8Array(BPF_ATTR_SIZE);
-  const dv = new DataView(attr.buffer);
-  dv.setUint32(AttrLinkCreate.progFd, progFd, true);
-  dv.setUint32(AttrLinkCreate.targetFd, ifindex, true);
-  dv.setUint32(AttrLinkCreate.attachType, attachType, true);
-  dv.setUint32(AttrLinkCreate.flags, position.flags, true);
-  dv.setUint32(AttrLinkCreate.tcxRelative, position.relativeFd ?? 0, true);
-  dv.setBigUint64(AttrLinkCreate.tcxExpectedRevision, expectedRevision, true);
-  return sysBpf(op, BpfCmd.LINK_CREATE, attr);
-}
-
-/** An mprog hook's programs and links in run order, and its revision (changes with every attach/detach). */
-export interface MprogState {
-  revision: bigint;
-  programIds: number[];
-  /** Link ids in run order; 0 for programs attached without a link. */
-  linkIds: number[];
-}
-
-/** `BPF_PROG_QUERY` on an mprog hook (TCX ingress/egress of an interface). */
-export function mprogQuery(ifindex: number, attachType: number): MprogState {
-  for (let room = 16;; room *= 4) {
-    const progIds = new Uint32Array(room);
-    const linkIds = new Uint32Array(room);
-    const attr = new Uint8Array(BPF_ATTR_SIZE);
-    const dv = new DataView(attr.buffer);
-    const ptr = (a: Uint32Array) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(a)));
-    dv.setUint32(AttrProgQuery.targetFd, ifindex, true);
-    dv.setUint32(AttrProgQuery.attachType, attachType, true);
-    dv.setBigUint64(AttrProgQuery.progIds, ptr(progIds), true);
-    dv.setUint32(AttrProgQuery.count, room, true);
-    dv.setBigUint64(AttrProgQuery.linkIds, ptr(linkIds), true);
-    try {
-      sysBpf(`query hook ${attachType} of ifindex ${ifindex}`, BpfCmd.PROG_QUERY, attr);
-    } catch (err) {
-      if (err instanceof LibbpfError && err.code === "ENOSPC") continue;
-      throw err;
-    }
-    const count = dv.getUint32(AttrProgQuery.count, true);
-    if (count > room) continue;
-    return {
-      revision: dv.getBigUint64(AttrProgQuery.revision, true),
-      programIds: [...progIds.subarray(0, count)],
-      linkIds: [...linkIds.subarray(0, count)],
-    };
-  }
-}
-
-/** Attaches a loaded extension program to function `btfId` of program `targetFd`; returns the link fd. */
-export function freplaceAttach(op: string, extFd: number, targetFd: number, btfId: number): number {
-  const attr = new Uint8Array(BPF_ATTR_SIZE);
-  const dv = new DataView(attr.buffer);
-  dv.setUint32(AttrLinkCreate.progFd, extFd, true);
-  dv.setUint32(AttrLinkCreate.targetFd, targetFd, true);
-  dv.setUint32(AttrLinkCreate.targetBtfId, btfId, true);
-  return sysBpf(op, BpfCmd.LINK_CREATE, attr);
-}
-
-/** `BPF_LINK_UPDATE`: swaps a link's program; with `oldProgFd`, only if the link still runs that one. */
-export function linkUpdate(op: string, linkFd: number, newProgFd: number, oldProgFd?: number): void {
-  const attr = new Uint8Array(BPF_ATTR_SIZE);
-  const dv = new DataView(attr.buffer);
-  dv.setUint32(AttrLinkUpdate.linkFd, linkFd, true);
-  dv.setUint32(AttrLinkUpdate.newProgFd, newProgFd, true);
-  if (oldProgFd !== undefined) {
-    dv.setUint32(AttrLinkUpdate.flags, 1 << 2, true); // BPF_F_REPLACE
-    dv.setUint32(AttrLinkUpdate.oldProgFd, oldProgFd, true);
-  }
-  sysBpf(op, BpfCmd.LINK_UPDATE, attr);
-}
-
 /** The BTF id of function `name` in a loaded program's BTF (the freplace target id), or 0. */
 export function btfFuncId(progFd: number, name: string): number {
   const btfId = programInfo(progFd).btfId;
@@ -843,59 +402,4 @@ export function btfFuncId(progFd: number, name: string): number {
   } finally {
     lib.btf__free(btf);
   }
-}
-
-// ---- XDP over netlink (what libxdp uses, so that several managers can share an interface) ----------
-
-/**
- * Attaches `progFd` (-1: detaches) as the interface's XDP program. With `oldProgFd`, replaces only if
- * that program is still the one attached (EEXIST otherwise); without, refuses when any is attached.
- */
-export function xdpAttach(
-  op: string,
-  ifindex: number,
-  progFd: number,
-  flags: number,
-  oldProgFd?: number,
-): void {
-  const opts = new Uint8Array(XdpAttachOpts.size);
-  const dv = new DataView(opts.buffer);
-  dv.setBigUint64(0, BigInt(XdpAttachOpts.size), true);
-  dv.setInt32(XdpAttachOpts.oldProgFd, oldProgFd ?? 0, true);
-  check(op, () => lib.bpf_xdp_attach(ifindex, progFd, flags, opts));
-}
-
-/** The XDP program attached to an interface (driver or generic mode), if any. */
-export function xdpQuery(ifindex: number): { programId: number; mode?: "native" | "skb" | "hw" } {
-  const opts = new Uint8Array(XdpQueryOpts.size);
-  const dv = new DataView(opts.buffer);
-  dv.setBigUint64(0, BigInt(XdpQueryOpts.size), true);
-  check(`query XDP on ifindex ${ifindex}`, () => lib.bpf_xdp_query(ifindex, 0, opts));
-  const drv = dv.getUint32(XdpQueryOpts.drvProgId, true);
-  const skb = dv.getUint32(XdpQueryOpts.skbProgId, true);
-  const hw = dv.getUint32(XdpQueryOpts.hwProgId, true);
-  const mode = dv.getUint8(XdpQueryOpts.attachMode);
-  if (mode === XdpAttached.NONE) return { programId: 0 };
-  if (drv) return { programId: drv, mode: "native" };
-  if (skb) return { programId: skb, mode: "skb" };
-  return { programId: hw, mode: "hw" };
-}
-
-/**
- * Takes libxdp's lock: an exclusive flock on its bpffs directory (`/sys/fs/bpf/xdp`), held while
- * dispatcher pins are read or changed, so bpfd and libxdp users (xdp-loader) never see each other's
- * half-written pin directories. Waits for the lock; returns the release.
- */
-export function lockDirectory(path: string): () => void {
-  const fd = sys.open(cstring(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw new LibbpfError(`open ${path}`, sysErrno());
-  if (sys.flock(fd, LOCK_EX) !== 0) {
-    const err = sysErrno();
-    closeFd(fd);
-    throw new LibbpfError(`lock ${path}`, err);
-  }
-  return () => {
-    sys.flock(fd, LOCK_UN);
-    closeFd(fd);
-  };
 }

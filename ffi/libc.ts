@@ -1,17 +1,27 @@
 /**
- * The few libc calls bpfd needs beside libbpf: closing kernel fds, entering network namespaces,
- * interface names, `perf_event_open`. Failures throw {@link SysError} with the errno name.
+ * The libc calls bpfd needs beside libbpf, bound once for all of ffi/: closing kernel fds, locks,
+ * entering network namespaces, interface names, `perf_event_open` and the raw `bpf()` syscall. Failures
+ * throw {@link SysError} with the errno name.
  *
+ * @example
+ * ```ts
+ * const ifindex = inNetns("/run/netns/blue", () => ifNameToIndex("veth0"));
+ * ```
  * @module
  */
 import {
   CLONE_NEWNET,
-  errnoName,
+  LOCK_EX,
+  LOCK_UN,
   O_CLOEXEC,
+  O_DIRECTORY,
   O_RDONLY,
   PERF_FLAG_FD_CLOEXEC,
+  PerfEventAttr,
+  SYS_bpf,
   SYS_perf_event_open,
 } from "./abi.ts";
+import { SysError } from "./errno.ts";
 import { cstring, lazyLibrary } from "./lazy.ts";
 
 const libc = lazyLibrary("libc.so.6", {
@@ -20,12 +30,17 @@ const libc = lazyLibrary("libc.so.6", {
   setns: { parameters: ["i32", "i32"], result: "i32" },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   __errno_location: { parameters: [], result: "pointer" },
-  syscall: { parameters: ["i64", "buffer", "i32", "i32", "i32", "u64"], result: "i64" },
+  syscall_perf_event_open: {
+    name: "syscall",
+    parameters: ["i64", "buffer", "i32", "i32", "i32", "u64"],
+    result: "i64",
+  },
+  syscall_bpf: { name: "syscall", parameters: ["i64", "i64", "buffer", "u32"], result: "i64" },
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
 });
 
-const LOCK_EX = 2, LOCK_NB = 4;
+const LOCK_NB = 4;
 
 /**
  * Takes an exclusive lock on `path` (created if missing) without waiting. Returns the fd that holds the
@@ -41,15 +56,22 @@ export function tryLockFile(path: string): number | null {
   throw new SysError("flock", err, path);
 }
 
-/** A failed system call: `errno` is the positive value, `code` its name (`ENOENT`, ...). */
-export class SysError extends Error {
-  readonly code: string;
-  constructor(readonly call: string, readonly errno: number, detail = "") {
-    const code = errnoName(errno);
-    super(`${call}${detail ? ` ${detail}` : ""}: ${code}`);
-    this.name = "SysError";
-    this.code = code;
+/**
+ * Takes an exclusive flock on a directory (libxdp's lock on its bpffs directory), waiting for it.
+ * Returns the release.
+ */
+export function lockDirectory(path: string): () => void {
+  const fd = libc.open(cstring(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw new SysError("open", lastErrno(), path);
+  if (libc.flock(fd, LOCK_EX) !== 0) {
+    const err = lastErrno();
+    closeFd(fd);
+    throw new SysError("flock", err, path);
   }
+  return () => {
+    libc.flock(fd, LOCK_UN);
+    closeFd(fd);
+  };
 }
 
 function lastErrno(): number {
@@ -105,13 +127,53 @@ export function inNetns<T>(nsPath: string | undefined, fn: () => T): T {
   }
 }
 
-/** `perf_event_open(attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC)`; `attr` is a filled `perf_event_attr`. */
-export function perfEventOpen(attr: Uint8Array<ArrayBuffer>, pid: number, cpu: number): number {
+/** A perf event to open: a tracepoint (`config` its id) or a kprobe/uprobe of a dynamic PMU. */
+export interface PerfEvent {
+  /** `PERF_TYPE_TRACEPOINT`, or the PMU's type from sysfs. */
+  type: number;
+  config: bigint;
+  /** Probes: the function name or file path the kernel reads through `config1`. */
+  probe?: string;
+  /** Probes: the offset (`config2`). */
+  offset?: bigint;
+}
+
+/** `perf_event_open(attr, pid, cpu, -1, PERF_FLAG_FD_CLOEXEC)` for `event`; returns the fd. */
+export function perfEventOpen(event: PerfEvent, pid: number, cpu: number): number {
+  const attr = new Uint8Array(PerfEventAttr.size);
+  const dv = new DataView(attr.buffer);
+  const probe = event.probe === undefined ? undefined : cstring(event.probe);
+  dv.setUint32(PerfEventAttr.type, event.type, true);
+  dv.setUint32(PerfEventAttr.sizeField, PerfEventAttr.size, true);
+  dv.setBigUint64(PerfEventAttr.config, event.config, true);
+  if (probe) {
+    dv.setBigUint64(
+      PerfEventAttr.config1,
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(probe))),
+      true,
+    );
+  }
+  dv.setBigUint64(PerfEventAttr.config2, event.offset ?? 0n, true);
   const fd = Number(
-    libc.syscall(BigInt(SYS_perf_event_open), attr, pid, cpu, -1, BigInt(PERF_FLAG_FD_CLOEXEC)),
+    libc.syscall_perf_event_open(
+      BigInt(SYS_perf_event_open),
+      attr,
+      pid,
+      cpu,
+      -1,
+      BigInt(PERF_FLAG_FD_CLOEXEC),
+    ),
   );
-  if (fd < 0) throw new SysError("perf_event_open", lastErrno());
+  const errno = fd < 0 ? lastErrno() : 0;
+  probe?.fill(0); // keeps the string referenced until the kernel has read it
+  if (fd < 0) throw new SysError("perf_event_open", errno);
   return fd;
+}
+
+/** The raw `bpf(cmd, attr, size)` syscall: the result (an fd or 0), or -errno. */
+export function bpfSyscall(cmd: number, attr: Uint8Array<ArrayBuffer>): number {
+  const r = Number(libc.syscall_bpf(BigInt(SYS_bpf), BigInt(cmd), attr, attr.length));
+  return r < 0 ? -(lastErrno() || 22) : r;
 }
 
 /** Formats a printf-style message from a `va_list` pointer (libbpf's print callback). */

@@ -15,7 +15,7 @@
  * @module
  */
 import { z } from "../model/zod.ts";
-import { BpfdError, fromZod } from "./_errors.ts";
+import { BpfdError, fromKernel, fromZod, type KernelFields } from "./_errors.ts";
 import type { Ctx } from "./_ctx.ts";
 
 /** Any zod schema: the runtime's are zod/mini, reconcile's CRD spec is classic zod. */
@@ -28,6 +28,8 @@ export interface BpfdFunction<I extends Schema = Schema, O extends Schema = Sche
   input: I;
   output: O;
   handler: (input: z.output<I>, ctx: Ctx) => Promise<z.input<O>>;
+  /** Where the kernel's objects sit in the input, so that kernel errors name the field. */
+  fields?: KernelFields;
 }
 
 /** Declares a function (the identity, typed). */
@@ -37,7 +39,10 @@ export function defineFunction<I extends Schema, O extends Schema>(
   return fn;
 }
 
-/** Validates `input`, runs the handler and validates what it returns. Bad input is a 400 naming the field. */
+/**
+ * Validates `input`, runs the handler and validates what it returns. Bad input is a 400 naming the field;
+ * kernel errors become answers naming the field from `fn.fields`.
+ */
 export async function invoke<I extends Schema, O extends Schema>(
   fn: BpfdFunction<I, O>,
   input: unknown,
@@ -45,7 +50,12 @@ export async function invoke<I extends Schema, O extends Schema>(
 ): Promise<z.output<O>> {
   const parsed = z.safeParse(fn.input, input ?? {});
   if (!parsed.success) throw fromZod(parsed.error);
-  const result = await fn.handler(parsed.data as z.output<I>, ctx);
+  let result: z.input<O>;
+  try {
+    result = await fn.handler(parsed.data as z.output<I>, ctx);
+  } catch (err) {
+    throw fromKernel(err, fn.fields);
+  }
   const checked = z.safeParse(fn.output, result);
   if (!checked.success) {
     throw new BpfdError(

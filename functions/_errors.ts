@@ -1,9 +1,11 @@
 /**
- * The errors functions raise. Each carries the HTTP status the runtime answers with and a body that
- * names what was wrong: the field for bad input, the errno and verifier log when the kernel refused.
+ * The errors functions raise, and the one place where lower layers' errors become answers: each carries
+ * the HTTP status the runtime answers with and a body that names what was wrong — the request field for
+ * bad input, the errno and verifier log when the kernel refused.
  *
  * @module
  */
+import { asKernelError, type KernelErrorKind } from "../kernel/errors.ts";
 import type { z } from "../model/zod.ts";
 import { ImageError, type ImageErrorCode } from "../image/errors.ts";
 
@@ -69,6 +71,41 @@ export function fromZod(error: z.core.$ZodError, prefix = ""): BpfdError {
     field: first?.field,
     issues,
   });
+}
+
+/**
+ * Where the kernel's objects sit in a function's input: object → field (`interface: "attach.iface"`), or a
+ * field per plan entry (`program: (i) => \`programs.${i}.name\``).
+ */
+export type KernelFields = Record<string, string | ((at: number | string) => string)>;
+
+const KERNEL_STATUS: Record<KernelErrorKind, BpfdError["status"]> = {
+  not_found: 404,
+  conflict: 409,
+  invalid: 400,
+  invalid_object: 400,
+  kernel_refused: 422,
+  kernel_unsupported: 422,
+};
+
+/**
+ * The answer for a kernel failure, naming the request field from `fields`: a {@link KernelError}, or a
+ * libbpf or system call failure that reached a function unwrapped (422 kernel_refused). Anything else is
+ * returned as it is.
+ */
+export function fromKernel(err: unknown, fields: KernelFields = {}): unknown {
+  const kernel = asKernelError(err);
+  if (!kernel) return err;
+  const { at, ...details } = kernel.details;
+  const entry = fields[kernel.object];
+  const field = typeof entry === "function" ? (at === undefined ? undefined : entry(at)) : entry;
+  const invalid = kernel.kind === "invalid" || kernel.kind === "invalid_object";
+  return new BpfdError(
+    KERNEL_STATUS[kernel.kind],
+    kernel.kind === "invalid" ? "invalid_argument" : kernel.kind,
+    invalid && field ? `${field}: ${kernel.message}` : kernel.message,
+    { ...(field ? { field } : {}), ...details },
+  );
 }
 
 /** The status of each image error code: bad input 400, refusals 403, registry trouble 503. */

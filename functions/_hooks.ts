@@ -1,20 +1,20 @@
 /**
- * What a change on a shared network hook needs from bpfd's records: the other links on the hook and
- * how to load a program again (as a dispatcher slot extension). Used by attach, detach and modify.
+ * What attach, detach, modify and unload share: bpfd's other links on a hook and how to load a program
+ * again (as a dispatcher slot extension), the records of peers a change moved, detaching a link, and
+ * TCX's proceed-on rule.
  *
  * @module
  */
-import type { HookContext, HookMember } from "../kernel/kernel.ts";
+import { type Attachment, type HookContext, type HookMember, isSharedHook } from "../kernel/attach/kind.ts";
 import type { ReloadPlan } from "../kernel/chains/dispatcher.ts";
 import type { Ctx } from "./_ctx.ts";
+import { invalid } from "./_errors.ts";
+import { globalDataBytes } from "./_global_data.ts";
 import type { AttachSpec, LinkRecord, ProgramRecord } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 import { pullImage } from "./_images.ts";
 
-/** Whether an attachment is on a network hook that several programs can share. */
-export function isSharedHook(spec: AttachSpec): spec is Extract<AttachSpec, { type: "xdp" | "tc" | "tcx" }> {
-  return spec.type === "xdp" || spec.type === "tc" || spec.type === "tcx";
-}
+export { isSharedHook };
 
 /** bpfd's links on the same hook as `spec` (same attach type), except `exclude`, with their programs. */
 export function hookMembers(ctx: Ctx, spec: AttachSpec, programId: number, exclude?: number): HookMember[] {
@@ -44,10 +44,54 @@ export async function reloadPlan(ctx: Ctx, program: ProgramRecord): Promise<Relo
     const pulled = await pullImage(ctx, { url: `${url.replace(/@sha256:[0-9a-f]+$/, "")}@${digest}` });
     objectPath = pulled.objectPath;
   }
-  const globalData = Object.fromEntries(
-    Object.entries(program.globalData).map((
-      [name, value],
-    ) => [name, Uint8Array.from(atob(value), (c) => c.charCodeAt(0))]),
+  return {
+    objectPath,
+    name: program.name,
+    globalData: globalDataBytes(program.globalData),
+    maps: program.maps,
+  };
+}
+
+/** The records of the peers a change on their hook moved: each peer's record with its new kernel side. */
+export function movedPeers(ctx: Ctx, peers: Map<number, Attachment>): LinkRecord[] {
+  const moved: LinkRecord[] = [];
+  for (const [id, attachment] of peers) {
+    const peer = ctx.state.link(id);
+    if (peer) moved.push({ ...peer, ...attachment });
+  }
+  return moved;
+}
+
+/**
+ * Detaches `link` and forgets it; the caller holds the hook's lock. On a shared hook the others stay, in
+ * order. A clsact qdisc bpfd created stays while bpfd has other tc filters on the interface (they
+ * inherit the duty to remove it) and goes with the last one, unless someone else's filters are on it.
+ */
+export async function detachLink(ctx: Ctx, link: LinkRecord): Promise<void> {
+  const others = ctx.state.links().filter((l) =>
+    l.id !== link.id && l.attach.type === "tc" && link.attach.type === "tc" && l.ifindex === link.ifindex &&
+    l.attach.netns === link.attach.netns
   );
-  return { objectPath, name: program.name, globalData, maps: program.maps };
+  const peers = await ctx.kernel.detach(link, {
+    hook: hookContext(ctx, link),
+    releaseQdisc: others.length === 0,
+  });
+  const heir = link.tc?.qdiscCreated && others[0]?.tc
+    ? [{ ...others[0], tc: { ...others[0].tc, qdiscCreated: true } }]
+    : [];
+  await ctx.state.update({ deleteLinks: [link.id], putLinks: [...heir, ...movedPeers(ctx, peers)] });
+  ctx.log.info("detached", { linkId: link.id, programId: link.programId, caller: ctx.caller });
+}
+
+/** TCX runs the next program only on TC_ACT_UNSPEC: proceed-on is the kernel's there, not a setting. */
+export function checkTcxProceedOn(spec: AttachSpec, field = "attach.proceedOn"): void {
+  if (spec.type !== "tcx") return;
+  const given = [...spec.proceedOn].sort().join(",");
+  if (given !== "dispatcher_return,pipe" && given !== "unspec") {
+    throw invalid(
+      field,
+      "TCX decides proceed-on in the kernel: the next program runs only when one returns TC_ACT_UNSPEC (-1); " +
+        'leave it at the default or ["unspec"] (type tc chains honour proceed-on in a dispatcher)',
+    );
+  }
 }

@@ -7,22 +7,19 @@
 import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { invalid, notFound } from "./_errors.ts";
-import { hookContext, isSharedHook } from "./_hooks.ts";
+import { checkTcxProceedOn, hookContext, isSharedHook, movedPeers } from "./_hooks.ts";
 import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 
-/** TCX runs the next program only on TC_ACT_UNSPEC: proceed-on is the kernel's there, not a setting. */
-export function checkTcxProceedOn(spec: AttachSpec, field = "attach.proceedOn"): void {
-  if (spec.type !== "tcx") return;
-  const given = [...spec.proceedOn].sort().join(",");
-  if (given !== "dispatcher_return,pipe" && given !== "unspec") {
-    throw invalid(
-      field,
-      "TCX decides proceed-on in the kernel: the next program runs only when one returns TC_ACT_UNSPEC (-1); " +
-        'leave it at the default or ["unspec"] (type tc chains honour proceed-on in a dispatcher)',
-    );
-  }
-}
+/** Where the kernel's objects sit in attach's input. */
+const ATTACH_FIELDS = {
+  interface: "attach.iface",
+  netns: "attach.netns",
+  tracepoint: "attach.tracepoint",
+  function: "attach.fnName",
+  target: "attach.target",
+  process: "attach.pid",
+};
 
 export const attach = defineFunction({
   name: "attach",
@@ -34,6 +31,7 @@ export const attach = defineFunction({
     programId: ProgramId,
     attach: AttachSpec,
   }),
+  fields: ATTACH_FIELDS,
   async handler({ programId, attach: spec }, ctx) {
     const program = ctx.state.program(programId);
     if (!program) throw notFound("program", programId, { field: "programId" });
@@ -58,16 +56,17 @@ export const attach = defineFunction({
       };
       await ctx.state.update({ putLinks: [pending] });
       let done: LinkRecord;
-      const moved: LinkRecord[] = [];
+      let moved: LinkRecord[] = [];
       try {
         if (isSharedHook(spec)) {
           // Several programs share the hook: bpfd's others there are placed around it by priority.
-          const change = await ctx.kernel.attachToHook(program, pending.id, spec, hookContext(ctx, pending));
+          const change = await ctx.kernel.attachToHook(
+            { ...pending, attach: spec },
+            program,
+            hookContext(ctx, pending),
+          );
           done = { ...pending, ...change.self, pending: undefined };
-          for (const [id, attachment] of change.peers) {
-            const peer = ctx.state.link(id);
-            if (peer) moved.push({ ...peer, ...attachment });
-          }
+          moved = movedPeers(ctx, change.peers);
         } else {
           const attachment = await ctx.kernel.attach(programId, pending.id, spec);
           done = { ...pending, ...attachment, pending: undefined };
@@ -79,7 +78,7 @@ export const attach = defineFunction({
       try {
         await ctx.state.update({ putLinks: [done, ...moved] });
       } catch (err) {
-        await ctx.kernel.detach(done);
+        await ctx.kernel.detach(done, { hook: hookContext(ctx, done) });
         await ctx.state.update({ deleteLinks: [pending.id] }).catch(() => {});
         throw err;
       }

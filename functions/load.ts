@@ -22,6 +22,7 @@ import {
   ProgramView,
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
+import { globalDataBytes } from "./_global_data.ts";
 import { pullImage } from "./_images.ts";
 import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
 
@@ -49,17 +50,19 @@ export const load = defineFunction({
   summary: "Load programs from an object file or image; pins programs and maps.",
   input: LoadInput,
   output: z.object({ programs: z.array(ProgramView) }),
+  fields: {
+    object: "bytecode.path",
+    program: (i) => `programs.${i}.name`,
+    program_type: (i) => `programs.${i}.type`,
+    global: (name) => `globalData.${name}`,
+  },
   async handler(input, ctx) {
     const reserved = Object.keys(input.metadata).find((k) => k.startsWith(RESERVED_METADATA_PREFIX));
     if (reserved && !ctx.reconciling) {
       throw invalid("metadata", `${reserved}: keys starting with ${RESERVED_METADATA_PREFIX} are bpfd's own`);
     }
     const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
-    const globalData = Object.fromEntries(
-      Object.entries(input.globalData).map((
-        [name, value],
-      ) => [name, Uint8Array.from(atob(value), (c) => c.charCodeAt(0))]),
-    );
+    const globalData = globalDataBytes(input.globalData);
     const keys = input.mapOwnerId ? [programKey(input.mapOwnerId)] : [];
     return await ctx.locks.with(keys, async () => {
       const owner = input.mapOwnerId ? ctx.state.program(input.mapOwnerId) : undefined;

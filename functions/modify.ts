@@ -11,10 +11,9 @@
  * @module
  */
 import { PositiveInt, z } from "../model/zod.ts";
-import { checkTcxProceedOn } from "./attach.ts";
 import { defineFunction } from "./_define.ts";
 import { fromZod, invalid, notFound } from "./_errors.ts";
-import { hookContext, isSharedHook } from "./_hooks.ts";
+import { checkTcxProceedOn, hookContext, isSharedHook, movedPeers } from "./_hooks.ts";
 import { AttachSpec, type LinkRecord, Priority, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 
@@ -39,6 +38,7 @@ export const modify = defineFunction({
     kernelLinkId: z.optional(z.int()),
     slotProgramId: z.optional(ProgramId),
   }),
+  fields: { interface: "attach.iface", netns: "attach.netns" },
   async handler({ linkId, priority, proceedOn }, ctx) {
     const link = ctx.state.link(linkId);
     if (!link) throw notFound("link", linkId, { field: "linkId" });
@@ -65,9 +65,9 @@ export const modify = defineFunction({
       if (!current) throw notFound("link", linkId, { field: "linkId" });
       const program = ctx.state.program(current.programId);
       if (!program) throw notFound("program", current.programId, { field: "linkId" });
-      const unchanged = (current.attach as { priority: number }).priority === spec.priority &&
-        JSON.stringify((current.attach as { proceedOn: string[] }).proceedOn) ===
-          JSON.stringify(spec.proceedOn);
+      const before = current.attach;
+      const unchanged = isSharedHook(before) && before.priority === spec.priority &&
+        JSON.stringify(before.proceedOn) === JSON.stringify(spec.proceedOn);
       if (unchanged) {
         return {
           linkId,
@@ -77,15 +77,10 @@ export const modify = defineFunction({
           slotProgramId: current.slotProgramId,
         };
       }
-      const changed: LinkRecord = { ...current, attach: spec };
+      const changed = { ...current, attach: spec };
       const change = await ctx.kernel.rechain(changed, program, hookContext(ctx, changed));
       const done: LinkRecord = { ...changed, ...change.self };
-      const moved: LinkRecord[] = [];
-      for (const [id, attachment] of change.peers) {
-        const peer = ctx.state.link(id);
-        if (peer) moved.push({ ...peer, ...attachment });
-      }
-      await ctx.state.update({ putLinks: [done, ...moved] });
+      await ctx.state.update({ putLinks: [done, ...movedPeers(ctx, change.peers)] });
       ctx.log.info("modified", {
         linkId,
         programId: done.programId,

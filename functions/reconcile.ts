@@ -30,6 +30,7 @@ import {
 } from "../model/schemas.ts";
 import { resolveImage } from "./_images.ts";
 import { orderChange, samePlacement, shortHash } from "./_placement.ts";
+import { pruneVanished } from "./_records.ts";
 import { hookKey } from "./_views.ts";
 import { modify } from "./modify.ts";
 import { attach } from "./attach.ts";
@@ -156,23 +157,16 @@ function stateOf(view: ProgramView, spec: Spec | undefined): z.input<typeof Prog
 
 /** Forgets records of programs and links the kernel no longer has (drift behind bpfd's back). */
 async function forgetVanished(ctx: Ctx, views: ProgramView[], actions: string[]): Promise<ProgramView[]> {
-  const alive: ProgramView[] = [];
+  const gone = await pruneVanished(ctx, views.map((v) => v.id));
+  for (const id of gone.programs) actions.push(`forgot ${id} (gone from the kernel)`);
   for (const v of views) {
-    if (!ctx.kernel.programAlive(v.id)) {
-      await ctx.state.update({ deletePrograms: [v.id], deleteLinks: ctx.state.links(v.id).map((l) => l.id) });
-      actions.push(`forgot ${v.id} (gone from the kernel)`);
-      continue;
-    }
-    const dead = ctx.state.links(v.id).filter((l) => !l.pending && !ctx.kernel.attachmentAlive(l));
-    if (dead.length) {
-      await ctx.state.update({ deleteLinks: dead.map((l) => l.id) });
-      actions.push(
-        `forgot link ${dead.map((l) => l.id).join(", ")} of ${v.id} (detached behind bpfd's back)`,
-      );
-    }
-    alive.push({ ...v, links: ctx.state.links(v.id) });
+    const dead = gone.links.filter((l) => l.programId === v.id).map((l) => l.id);
+    if (dead.length) actions.push(`forgot link ${dead.join(", ")} of ${v.id} (detached behind bpfd's back)`);
   }
-  return alive;
+  return views.filter((v) => !gone.programs.includes(v.id)).map((v) => ({
+    ...v,
+    links: ctx.state.links(v.id),
+  }));
 }
 
 /** The programs reconcile itself loaded for `owner` (metadata alone can be any caller's: not trusted). */

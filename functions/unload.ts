@@ -8,7 +8,7 @@ import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { notFound } from "./_errors.ts";
 import { ProgramId } from "../model/schemas.ts";
-import { detachLink } from "./detach.ts";
+import { detachLink } from "./_hooks.ts";
 import { hookKey, programKey } from "./_views.ts";
 
 export const unload = defineFunction({

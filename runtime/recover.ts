@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Ctx } from "../functions/mod.ts";
+import { type Ctx, pruneVanished } from "../functions/mod.ts";
 
 /** One thing recovery found and what it did about it. */
 export interface Finding {
@@ -20,27 +20,20 @@ export async function recover(ctx: Pick<Ctx, "kernel" | "state" | "log">): Promi
   const { kernel, state } = ctx;
   const findings: Finding[] = [];
 
-  for (const program of state.programs()) {
-    if (kernel.programAlive(program.id)) continue;
-    findings.push({ what: "program", id: program.id, action: "gone from the kernel; record dropped" });
-    await state.update({
-      deletePrograms: [program.id],
-      deleteLinks: state.links(program.id).map((l) => l.id),
-    });
+  const vanished = await pruneVanished(ctx);
+  for (const id of vanished.programs) {
+    findings.push({ what: "program", id, action: "gone from the kernel; record dropped" });
+  }
+  for (const link of vanished.links) {
+    findings.push({ what: "link", id: link.id, action: "detached behind bpfd's back; record dropped" });
+  }
+  for (const link of state.links().filter((l) => l.pending)) {
+    await kernel.detach(link).catch(() => {});
+    await state.update({ deleteLinks: [link.id] });
+    findings.push({ what: "link", id: link.id, action: "attach was interrupted; rolled back" });
   }
 
-  for (const link of state.links()) {
-    if (link.pending) {
-      await kernel.detach(link).catch(() => {});
-      await state.update({ deleteLinks: [link.id] });
-      findings.push({ what: "link", id: link.id, action: "attach was interrupted; rolled back" });
-    } else if (!kernel.attachmentAlive(link)) {
-      await state.update({ deleteLinks: [link.id] });
-      findings.push({ what: "link", id: link.id, action: "detached behind bpfd's back; record dropped" });
-    }
-  }
-
-  const pins = await kernel.pins();
+  const pins = await kernel.pinned();
   for (const id of pins.links) {
     if (state.link(id)) continue;
     await kernel.releaseLink(id);

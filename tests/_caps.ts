@@ -26,7 +26,10 @@
  */
 import { BpfProgType } from "../ffi/abi.ts";
 import { closeFd } from "../ffi/libc.ts";
-import { BpfObject, btfFuncId, freplaceAttach, LibbpfError } from "../ffi/libbpf.ts";
+import { freplaceAttach } from "../ffi/bpf.ts";
+import { hasErrno, LibbpfError } from "../ffi/errno.ts";
+import { btfFuncId } from "../ffi/libbpf.ts";
+import { BpfObject } from "../ffi/object.ts";
 
 /** What a test may need from the kernel. */
 export type Capability = "kprobes" | "fentry" | "fexit" | "freplace";
@@ -84,7 +87,7 @@ function probeTrampoline(kind: "fentry" | "fexit"): CapabilityState {
     return yes(`${kind} program on ${PROBE_FUNCTION} loaded`);
   } catch (err) {
     if (!(err instanceof LibbpfError)) throw err;
-    const refused = err.code === "EPERM" && !err.verifierLog;
+    const refused = hasErrno(err, "EPERM") && !err.verifierLog;
     return no(
       refused
         ? `this kernel refuses ${kind} programs (EPERM before verification)`
@@ -118,7 +121,7 @@ function probeFreplace(): CapabilityState {
     return yes("an extension program loaded and attached to an XDP program's function");
   } catch (err) {
     if (!(err instanceof LibbpfError)) throw err;
-    const refused = err.code === "EPERM" && !err.verifierLog;
+    const refused = hasErrno(err, "EPERM") && !err.verifierLog;
     return no(
       refused
         ? "this kernel refuses extension (freplace) programs (EPERM before verification)"

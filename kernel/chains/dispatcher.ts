@@ -9,66 +9,22 @@
  */
 import {
   BpfProgType,
-  DISPATCHER_MAGIC,
-  DISPATCHER_SLOTS,
-  DISPATCHER_VERSION,
+  decodeDispatcherConfig,
   DispatcherConfig,
+  type DispatcherState,
+  encodeDispatcherConfig,
+  type SlotConfig,
 } from "../../ffi/abi.ts";
+import { freplaceAttach } from "../../ffi/bpf.ts";
+import { hasErrno, LibbpfError } from "../../ffi/errno.ts";
 import * as bpf from "../../ffi/libbpf.ts";
-import { BpfdError } from "../../functions/_errors.ts";
+import { BpfObject } from "../../ffi/object.ts";
+import { conflict, KernelError } from "../errors.ts";
 import type { DispatcherKind } from "./order.ts";
 
 const BUILD = new URL("../../bytecode/build/", import.meta.url).pathname;
 const OBJECT = { xdp: `${BUILD}xdp_dispatcher.bpf.o`, tc: `${BUILD}tc_dispatcher.bpf.o` } as const;
 const MAIN = { xdp: "xdp_dispatcher", tc: "tc_dispatcher" } as const;
-
-/** One slot of a dispatcher's configuration. */
-export interface SlotConfig {
-  chainCallActions: number;
-  runPrio: number;
-  programFlags: number;
-}
-
-/** A dispatcher's configuration, as in its read-only data. */
-export interface DispatcherState {
-  magic: number;
-  version: number;
-  isXdpFrags: boolean;
-  slots: SlotConfig[];
-}
-
-/** The 124 bytes of `struct xdp_dispatcher_config` for these slots. */
-export function encodeConfig(slots: SlotConfig[], isXdpFrags = false): Uint8Array {
-  if (slots.length > DISPATCHER_SLOTS) throw new Error(`a dispatcher has ${DISPATCHER_SLOTS} slots`);
-  const bytes = new Uint8Array(DispatcherConfig.size);
-  const dv = new DataView(bytes.buffer);
-  dv.setUint8(DispatcherConfig.magic, DISPATCHER_MAGIC);
-  dv.setUint8(DispatcherConfig.version, DISPATCHER_VERSION);
-  dv.setUint8(DispatcherConfig.numProgsEnabled, slots.length);
-  dv.setUint8(DispatcherConfig.isXdpFrags, isXdpFrags ? 1 : 0);
-  slots.forEach((slot, i) => {
-    dv.setUint32(DispatcherConfig.chainCallActions + 4 * i, slot.chainCallActions >>> 0, true);
-    dv.setUint32(DispatcherConfig.runPrios + 4 * i, slot.runPrio >>> 0, true);
-    dv.setUint32(DispatcherConfig.programFlags + 4 * i, slot.programFlags >>> 0, true);
-  });
-  return bytes;
-}
-
-/** Reads a configuration; undefined when the bytes are not a version-2 dispatcher's. */
-export function decodeConfig(bytes: Uint8Array): DispatcherState | undefined {
-  if (bytes.length !== DispatcherConfig.size) return undefined;
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const magic = dv.getUint8(DispatcherConfig.magic);
-  const version = dv.getUint8(DispatcherConfig.version);
-  if (magic !== DISPATCHER_MAGIC || version !== DISPATCHER_VERSION) return undefined;
-  const count = Math.min(dv.getUint8(DispatcherConfig.numProgsEnabled), DISPATCHER_SLOTS);
-  const slots = Array.from({ length: count }, (_, i) => ({
-    chainCallActions: dv.getUint32(DispatcherConfig.chainCallActions + 4 * i, true),
-    runPrio: dv.getUint32(DispatcherConfig.runPrios + 4 * i, true),
-    programFlags: dv.getUint32(DispatcherConfig.programFlags + 4 * i, true),
-  }));
-  return { magic, version, isXdpFrags: dv.getUint8(DispatcherConfig.isXdpFrags) !== 0, slots };
-}
 
 /** If program `id` is a dispatcher of this kind, its configuration (read from its only map). */
 export function readDispatcher(kind: DispatcherKind, id: number): DispatcherState | undefined {
@@ -86,7 +42,7 @@ export function readDispatcher(kind: DispatcherKind, id: number): DispatcherStat
         return undefined;
       }
       const value = bpf.mapLookup(fd, new Uint8Array(4), map.valueSize);
-      return value ? decodeConfig(value) : undefined;
+      return value ? decodeDispatcherConfig(value) : undefined;
     });
   } catch {
     return undefined;
@@ -101,12 +57,12 @@ export interface HeldProgram {
 
 /** Loads a dispatcher with these slots; the caller closes the fd (attachments keep the program). */
 export function loadDispatcher(kind: DispatcherKind, slots: SlotConfig[]): HeldProgram {
-  const obj = bpf.BpfObject.open(OBJECT[kind]);
+  const obj = BpfObject.open(OBJECT[kind]);
   try {
     for (const p of obj.programs()) obj.setAutoload(p.name, p.name === MAIN[kind]);
     const conf = obj.globals().find((g) => g.name === "conf");
     if (!conf) throw new Error(`${OBJECT[kind]} has no conf variable`);
-    obj.setGlobal(conf, encodeConfig(slots));
+    obj.setGlobal(conf, encodeDispatcherConfig(slots));
     obj.load();
     const id = bpf.programInfo(obj.programFd(MAIN[kind])).id;
     return { fd: bpf.programFdById(id), id };
@@ -117,7 +73,7 @@ export function loadDispatcher(kind: DispatcherKind, slots: SlotConfig[]): HeldP
 
 /** A TCX placeholder program (returns TC_ACT_UNSPEC: the next program runs); the caller closes the fd. */
 export function loadPassOn(): HeldProgram {
-  const obj = bpf.BpfObject.open(OBJECT.tc);
+  const obj = BpfObject.open(OBJECT.tc);
   try {
     for (const p of obj.programs()) obj.setAutoload(p.name, p.name === "tc_pass_on");
     obj.load();
@@ -137,20 +93,51 @@ export interface ReloadPlan {
   maps: Record<string, string>;
 }
 
-/** The error for kernels that refuse extension programs (this project's host: EPERM before verification). */
-export function extensionsRefused(what: string, err: bpf.LibbpfError): BpfdError {
-  return new BpfdError(
-    409,
-    "conflict",
-    `${what}: the kernel does not allow extension (freplace) programs, which several programs on one hook ` +
-      `need (${err.code} loading the extension); the programs already there keep running`,
-    { errno: err.code, ...(err.verifierLog ? { verifierLog: err.verifierLog } : {}) },
-  );
+/**
+ * Loads `plan` as the extension for a dispatcher slot (see {@link loadExtension}); a kernel that refuses
+ * extension programs (this project's host: EPERM before verification) is a conflict on the hook
+ * (`where` says which and why the program cannot join), any other refusal is kernel_refused.
+ */
+export async function loadSlotExtension(
+  member: { programId: number; name: string; reload(): Promise<ReloadPlan> },
+  target: { dispatcherFd: number; fn: string },
+  where: { hook: string; kind: string; hint?: string },
+): Promise<HeldProgram> {
+  try {
+    return loadExtension(await member.reload(), target.dispatcherFd, target.fn);
+  } catch (err) {
+    if (err instanceof LibbpfError && hasErrno(err, "EPERM") && !err.verifierLog) {
+      throw conflict(
+        "hook",
+        `${where.hook}: cannot run program ${member.programId} beside the others${where.hint ?? ""}: the ` +
+          `kernel does not allow extension (freplace) programs, which several programs on one hook need ` +
+          `(${err.code} loading the extension); the programs already there keep running`,
+        { errno: err.code },
+        { cause: err },
+      );
+    }
+    if (err instanceof LibbpfError) {
+      throw new KernelError(
+        "kernel_refused",
+        "program",
+        `the kernel refused program ${member.programId} (${member.name}) as an extension for ${where.kind}: ` +
+          err.code,
+        { errno: err.code, ...(err.verifierLog ? { verifierLog: err.verifierLog } : {}) },
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
+/** Whether `err` says the kernel refuses extension programs (EPERM before verification). */
+export function extensionsRefused(err: unknown): boolean {
+  return err instanceof KernelError && hasErrno(err.cause, "EPERM");
 }
 
 /** Loads `plan` as an extension of function `slot` of the dispatcher `dispatcherFd`. */
 export function loadExtension(plan: ReloadPlan, dispatcherFd: number, slot: string): HeldProgram {
-  const obj = bpf.BpfObject.open(plan.objectPath);
+  const obj = BpfObject.open(plan.objectPath);
   try {
     for (const p of obj.programs()) obj.setAutoload(p.name, p.name === plan.name);
     obj.setProgramType(plan.name, BpfProgType.EXT, 0);
@@ -192,7 +179,7 @@ export async function fillSlots(
   for (const [i, target] of targets.entries()) {
     const prog = await load(i);
     held.push(prog.fd);
-    const link = bpf.freplaceAttach(`attach program ${prog.id} to slot ${i}`, prog.fd, dispatcherFd, target);
+    const link = freplaceAttach(`attach program ${prog.id} to slot ${i}`, prog.fd, dispatcherFd, target);
     held.push(link);
     filled.push({ prog, link });
   }

@@ -13,19 +13,18 @@
 import { DISPATCHER_SLOTS, TcAttachPoint } from "../../ffi/abi.ts";
 import * as bpf from "../../ffi/libbpf.ts";
 import { inNetns } from "../../ffi/libc.ts";
-import { BpfdError } from "../../functions/_errors.ts";
+import { tcAttach, tcQuery } from "../../ffi/netlink.ts";
+import { conflict } from "../errors.ts";
+import type { ChainEntry, ChainMember } from "./chain.ts";
 import {
-  extensionsRefused,
   fillSlots,
   type HeldProgram,
   loadDispatcher,
-  loadExtension,
+  loadSlotExtension,
   readDispatcher,
-  type ReloadPlan,
   slotTargets,
 } from "./dispatcher.ts";
 import { compareChainKeys, kernelName, proceedOnMask } from "./order.ts";
-import type { ChainEntry } from "./xdp.ts";
 
 /** One interface's tc ingress or egress hook, and the cls_bpf filter bpfd runs its chain in. */
 export interface TcHook {
@@ -35,17 +34,6 @@ export interface TcHook {
   direction: "ingress" | "egress";
   /** The filter (handle, priority) that runs the chain. */
   filter: { handle: number; priority: number };
-}
-
-/** One of bpfd's programs on the hook. */
-export interface TcMember {
-  linkId: number;
-  programId: number;
-  name: string;
-  priority: number;
-  proceedOn: readonly string[];
-  slotProgramId?: number;
-  reload(): Promise<ReloadPlan>;
 }
 
 /** Where each of bpfd's links runs after a change: its slot program, if in a dispatcher. */
@@ -71,7 +59,7 @@ export class TcChains {
   running(hook: TcHook): number | undefined {
     return inNetns(
       hook.netns,
-      () => bpf.tcQuery(hook.ifindex, this.#point(hook), hook.filter.handle, hook.filter.priority),
+      () => tcQuery(hook.ifindex, this.#point(hook), hook.filter.handle, hook.filter.priority),
     );
   }
 
@@ -93,7 +81,7 @@ export class TcChains {
   }
 
   /** The chain in run order. */
-  chain(hook: TcHook, members: TcMember[]): { dispatcherId?: number; entries: ChainEntry[] } {
+  chain(hook: TcHook, members: ChainMember[]): { dispatcherId?: number; entries: ChainEntry[] } {
     const slots = this.slots(hook);
     const sorted = [...members].sort((a, b) => compareChainKeys(keyOf(a), keyOf(b)));
     const entries = sorted.map((m, position) => ({
@@ -113,12 +101,11 @@ export class TcChains {
    * Makes the hook's filter run exactly `members` (at least one) in priority order: alone, a member's
    * program directly; several, a new dispatcher. One atomic replace of the filter's program.
    */
-  async apply(hook: TcHook, members: TcMember[]): Promise<TcPlacement> {
+  async apply(hook: TcHook, members: ChainMember[]): Promise<TcPlacement> {
     const sorted = [...members].sort((a, b) => compareChainKeys(keyOf(a), keyOf(b)));
     if (sorted.length > DISPATCHER_SLOTS) {
-      throw new BpfdError(
-        409,
-        "conflict",
+      throw conflict(
+        "hook",
         `${hook.iface} ${hook.direction} already runs ${DISPATCHER_SLOTS} tc programs, as many as a dispatcher has slots`,
         { iface: hook.iface, slots: DISPATCHER_SLOTS },
       );
@@ -134,7 +121,7 @@ export class TcChains {
     return placement;
   }
 
-  async #replaceWithDispatcher(hook: TcHook, sorted: TcMember[], placement: TcPlacement): Promise<void> {
+  async #replaceWithDispatcher(hook: TcHook, sorted: ChainMember[], placement: TcPlacement): Promise<void> {
     const dispatcher = loadDispatcher(
       "tc",
       sorted.map((m) => ({
@@ -172,8 +159,7 @@ export class TcChains {
   #replace(hook: TcHook, progFd: number): void {
     inNetns(
       hook.netns,
-      () =>
-        bpf.tcAttach(hook.ifindex, this.#point(hook), progFd, hook.filter.handle, hook.filter.priority, true),
+      () => tcAttach(hook.ifindex, this.#point(hook), progFd, hook.filter.handle, hook.filter.priority, true),
     );
   }
 
@@ -187,7 +173,7 @@ export class TcChains {
   }
 }
 
-const keyOf = (m: TcMember) => ({
+const keyOf = (m: ChainMember) => ({
   priority: m.priority,
   name: kernelName(m.name),
   linkId: m.linkId,
@@ -196,7 +182,7 @@ const keyOf = (m: TcMember) => ({
 
 async function slotProgram(
   hook: TcHook,
-  member: TcMember,
+  member: ChainMember,
   dispatcherFd: number,
   i: number,
 ): Promise<HeldProgram> {
@@ -205,24 +191,9 @@ async function slotProgram(
       return { fd: bpf.programFdById(member.slotProgramId), id: member.slotProgramId };
     } catch { /* gone: load it again */ }
   }
-  try {
-    return loadExtension(await member.reload(), dispatcherFd, `prog${i}`);
-  } catch (err) {
-    if (err instanceof bpf.LibbpfError && err.code === "EPERM" && !err.verifierLog) {
-      throw extensionsRefused(
-        `${hook.iface} ${hook.direction}: cannot run program ${member.programId} beside the others (on a ` +
-          `kernel with TCX, attach them as type tcx to order them natively)`,
-        err,
-      );
-    }
-    if (err instanceof bpf.LibbpfError) {
-      throw new BpfdError(
-        422,
-        "kernel_refused",
-        `the kernel refused program ${member.programId} (${member.name}) as an extension for a tc dispatcher slot: ${err.code}`,
-        { errno: err.code, ...(err.verifierLog ? { verifierLog: err.verifierLog } : {}) },
-      );
-    }
-    throw err;
-  }
+  return await loadSlotExtension(member, { dispatcherFd, fn: `prog${i}` }, {
+    hook: `${hook.iface} ${hook.direction}`,
+    kind: "a tc dispatcher slot",
+    hint: " (on a kernel with TCX, attach them as type tcx to order them natively)",
+  });
 }

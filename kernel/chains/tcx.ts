@@ -17,12 +17,15 @@
  * @module
  */
 import { BpfAttachFlags, BpfAttachType } from "../../ffi/abi.ts";
+import { linkUpdate, mprogQuery, type MprogState, tcxLinkCreate } from "../../ffi/bpf.ts";
+import { hasErrno } from "../../ffi/errno.ts";
 import * as bpf from "../../ffi/libbpf.ts";
 import { inNetns } from "../../ffi/libc.ts";
-import { conflict } from "../../functions/_errors.ts";
+import { conflict } from "../errors.ts";
+import { programName } from "../inspect.ts";
+import type { ChainEntry } from "./chain.ts";
 import { loadPassOn } from "./dispatcher.ts";
 import { compareChainKeys, kernelName } from "./order.ts";
-import type { ChainEntry } from "./xdp.ts";
 
 /** One interface's TCX ingress or egress hook. */
 export interface TcxHook {
@@ -58,8 +61,8 @@ const keyOf = (m: TcxMember) => ({
 
 export class TcxChains {
   /** The hook's programs, links and revision, in run order. */
-  state(hook: TcxHook): bpf.MprogState {
-    return inNetns(hook.netns, () => bpf.mprogQuery(hook.ifindex, attachTypeOf(hook)));
+  state(hook: TcxHook): MprogState {
+    return inNetns(hook.netns, () => mprogQuery(hook.ifindex, attachTypeOf(hook)));
   }
 
   /** The hook's programs in run order; `members` tells which are bpfd's. */
@@ -72,7 +75,7 @@ export class TcxChains {
       return {
         position,
         programId,
-        name: own?.name ?? nameOf(programId),
+        name: own?.name ?? programName(programId),
         priority: own?.priority ?? 0,
         proceedOn: ["unspec"],
         managed: own !== undefined,
@@ -104,17 +107,20 @@ export class TcxChains {
         return inNetns(
           hook.netns,
           () =>
-            bpf.tcxLinkCreate(what, progFd, hook.ifindex, attachTypeOf(hook), {
+            tcxLinkCreate(what, progFd, hook.ifindex, attachTypeOf(hook), {
               flags,
               relativeFd: anchorFd,
             }, state.revision),
         );
       } catch (err) {
         // ESTALE: the hook changed since the query; ENOENT/ERANGE: the anchor went away meanwhile.
-        const raced = err instanceof bpf.LibbpfError && ["ESTALE", "ENOENT", "ERANGE"].includes(err.code);
+        const raced = hasErrno(err, "ESTALE", "ENOENT", "ERANGE");
         if (!raced) throw err;
         if (attempt >= MAX_RETRIES) {
-          throw conflict(`${hook.iface} ${hook.direction}: the TCX hook kept changing under bpfd; try again`);
+          throw conflict(
+            "hook",
+            `${hook.iface} ${hook.direction}: the TCX hook kept changing under bpfd; try again`,
+          );
         }
       } finally {
         if (anchorFd !== undefined) bpf.closeFd(anchorFd);
@@ -132,11 +138,11 @@ export class TcxChains {
     let newLink = -1;
     try {
       newLink = this.attach(hook, parked.fd, member, peers);
-      bpf.linkUpdate(`take program ${member.programId} out of its place`, oldLinkFd, stand.fd, progFd);
+      linkUpdate(`take program ${member.programId} out of its place`, oldLinkFd, stand.fd, progFd);
       try {
-        bpf.linkUpdate(`put program ${member.programId} in its new place`, newLink, progFd, parked.fd);
+        linkUpdate(`put program ${member.programId} in its new place`, newLink, progFd, parked.fd);
       } catch (err) {
-        bpf.linkUpdate(`put program ${member.programId} back`, oldLinkFd, progFd, stand.fd);
+        linkUpdate(`put program ${member.programId} back`, oldLinkFd, progFd, stand.fd);
         throw err;
       }
       detachQuietly(oldLinkFd);
@@ -159,12 +165,4 @@ function detachQuietly(linkFd: number): void {
   try {
     bpf.linkDetach(linkFd);
   } catch { /* already detached */ }
-}
-
-function nameOf(programId: number): string {
-  try {
-    return bpf.withFd(bpf.programFdById(programId), bpf.programInfo).name;
-  } catch {
-    return "";
-  }
 }

@@ -13,17 +13,20 @@
  * @module
  */
 import { DISPATCHER_SLOTS, XdpFlags } from "../../ffi/abi.ts";
+import { hasErrno } from "../../ffi/errno.ts";
 import * as bpf from "../../ffi/libbpf.ts";
-import { inNetns } from "../../ffi/libc.ts";
-import { BpfdError, conflict } from "../../functions/_errors.ts";
+import { inNetns, lockDirectory } from "../../ffi/libc.ts";
+import { xdpAttach, xdpQuery } from "../../ffi/netlink.ts";
+import { conflict } from "../errors.ts";
+import { programName } from "../inspect.ts";
+import type { ChainEntry, ChainMember } from "./chain.ts";
 import {
   extensionsRefused,
   fillSlots,
   type HeldProgram,
   loadDispatcher,
-  loadExtension,
+  loadSlotExtension,
   readDispatcher,
-  type ReloadPlan,
   slotTargets,
 } from "./dispatcher.ts";
 import { compareChainKeys, kernelName, proceedOnMask, proceedOnNames } from "./order.ts";
@@ -44,20 +47,6 @@ export interface XdpHook {
   mode: XdpMode;
 }
 
-/** One of bpfd's programs on the hook. */
-export interface XdpMember {
-  linkId: number;
-  /** bpfd's XDP program: attached directly when it is the only one on the hook. */
-  programId: number;
-  name: string;
-  priority: number;
-  proceedOn: readonly string[];
-  /** Its extension program, while it runs in a dispatcher slot. */
-  slotProgramId?: number;
-  /** How to load it again as an extension (the first time it goes into a dispatcher). */
-  reload(): Promise<ReloadPlan>;
-}
-
 /** A dispatcher slot as found on the interface. */
 export interface XdpSlot {
   programId: number;
@@ -72,20 +61,6 @@ export type XdpHookState =
   | { kind: "empty" }
   | { kind: "program"; programId: number; mode: XdpMode }
   | { kind: "dispatcher"; programId: number; mode: XdpMode; slots: XdpSlot[] };
-
-/** One program of a chain, in run order, as `list` shows it. */
-export interface ChainEntry {
-  position: number;
-  /** The program that runs: bpfd's program id for its own, the kernel's id for someone else's. */
-  programId: number;
-  name: string;
-  priority: number;
-  proceedOn: string[];
-  managed: boolean;
-  linkId?: number;
-  /** The extension program that runs it in a dispatcher slot. */
-  slotProgramId?: number;
-}
 
 /** The kernel side of each of bpfd's links after a change: its slot program, if in a dispatcher. */
 export type XdpPlacement = Map<number, { slotProgramId?: number }>;
@@ -113,7 +88,7 @@ export class XdpChains {
 
   #locked<T>(fn: () => T): T {
     Deno.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const release = bpf.lockDirectory(this.dir);
+    const release = lockDirectory(this.dir);
     try {
       return fn();
     } finally {
@@ -123,7 +98,7 @@ export class XdpChains {
 
   /** What runs on the hook now. A dispatcher whose pins are missing is reported as a plain program. */
   read(hook: Pick<XdpHook, "ifindex" | "netns">): XdpHookState {
-    const { programId, mode } = inNetns(hook.netns, () => bpf.xdpQuery(hook.ifindex));
+    const { programId, mode } = inNetns(hook.netns, () => xdpQuery(hook.ifindex));
     if (!programId || !mode) return { kind: "empty" };
     const conf = readDispatcher("xdp", programId);
     if (!conf) return { kind: "program", programId, mode };
@@ -147,13 +122,15 @@ export class XdpChains {
   /** The hook's programs in run order (`members` tells which are bpfd's), and its dispatcher. */
   chain(
     hook: Pick<XdpHook, "ifindex" | "netns">,
-    members: XdpMember[],
+    members: ChainMember[],
   ): { dispatcherId?: number; entries: ChainEntry[] } {
     const state = this.read(hook);
     if (state.kind === "empty") return { entries: [] };
     if (state.kind === "program") {
       const own = members.find((m) => m.programId === state.programId);
-      return { entries: [entryOf(0, state.programId, own, { name: own?.name ?? nameOf(state.programId) })] };
+      return {
+        entries: [entryOf(0, state.programId, own, { name: own?.name ?? programName(state.programId) })],
+      };
     }
     const entries = state.slots.map((slot, i) => {
       const own = members.find((m) => m.slotProgramId === slot.programId);
@@ -172,14 +149,14 @@ export class XdpChains {
    * are in its dispatcher. `known` holds every program id of bpfd's on this hook, also of links being
    * removed, so that they are dropped rather than kept as someone else's. Returns where each member runs.
    */
-  async apply(hook: XdpHook, members: XdpMember[], known: Set<number>): Promise<XdpPlacement> {
+  async apply(hook: XdpHook, members: ChainMember[], known: Set<number>): Promise<XdpPlacement> {
     for (let attempt = 0;; attempt++) {
       try {
         return await this.#applyOnce(hook, members, known);
       } catch (err) {
         if (!(err instanceof HookChanged) || attempt >= MAX_RETRIES) {
           if (err instanceof HookChanged) {
-            throw conflict(`${hook.iface}: the XDP hook kept changing under bpfd; try again`);
+            throw conflict("hook", `${hook.iface}: the XDP hook kept changing under bpfd; try again`);
           }
           throw err;
         }
@@ -188,11 +165,12 @@ export class XdpChains {
     }
   }
 
-  async #applyOnce(hook: XdpHook, members: XdpMember[], known: Set<number>): Promise<XdpPlacement> {
+  async #applyOnce(hook: XdpHook, members: ChainMember[], known: Set<number>): Promise<XdpPlacement> {
     const state = this.read(hook);
     if (state.kind === "program" && !known.has(state.programId)) {
       if (members.length === 0) return new Map();
       throw conflict(
+        "hook",
         `${hook.iface} already has an XDP program that bpfd does not own (id ${state.programId}, not in a ` +
           `libxdp dispatcher); detach it first`,
         { iface: hook.iface, programId: state.programId },
@@ -200,12 +178,13 @@ export class XdpChains {
     }
     if (state.kind !== "empty" && members.length > 0 && state.mode !== hook.mode) {
       throw conflict(
+        "hook",
         `${hook.iface} runs its XDP programs in ${state.mode} mode; every program on one interface shares it`,
         { iface: hook.iface, mode: state.mode },
       );
     }
     const foreign = state.kind === "dispatcher" ? state.slots.filter((s) => !known.has(s.programId)) : [];
-    type Planned = { member: XdpMember; slot?: undefined } | { slot: XdpSlot; member?: undefined };
+    type Planned = { member: ChainMember; slot?: undefined } | { slot: XdpSlot; member?: undefined };
     const planned: Planned[] = [
       ...members.map((member) => ({ member })),
       ...foreign.map((slot) => ({ slot })),
@@ -221,9 +200,8 @@ export class XdpChains {
         : { priority: p.slot.runPrio, name: p.slot.name, programId: p.slot.programId };
     planned.sort((a, b) => compareChainKeys(keyOf(a), keyOf(b)));
     if (planned.length > DISPATCHER_SLOTS) {
-      throw new BpfdError(
-        409,
-        "conflict",
+      throw conflict(
+        "hook",
         `${hook.iface} already runs ${DISPATCHER_SLOTS} XDP programs, as many as a dispatcher has slots`,
         { iface: hook.iface, slots: DISPATCHER_SLOTS },
       );
@@ -244,7 +222,7 @@ export class XdpChains {
           await this.#swapInDispatcher(hook, state, planned, placement);
           inDispatcher = true;
         } catch (err) {
-          if (!(err instanceof BpfdError && err.details.errno === "EPERM")) throw err;
+          if (!extensionsRefused(err)) throw err;
           this.#extensionsRefused = true;
         }
       }
@@ -261,7 +239,7 @@ export class XdpChains {
   async #swapInDispatcher(
     hook: XdpHook,
     state: XdpHookState,
-    planned: Array<{ member?: XdpMember; slot?: XdpSlot }>,
+    planned: Array<{ member?: ChainMember; slot?: XdpSlot }>,
     placement: XdpPlacement,
   ): Promise<void> {
     const slots = planned.map((p) =>
@@ -315,7 +293,7 @@ export class XdpChains {
   /** The extension for slot `i`: the one the program already has, or a fresh load of it. */
   async #slotProgram(
     hook: XdpHook,
-    p: { member?: XdpMember; slot?: XdpSlot },
+    p: { member?: ChainMember; slot?: XdpSlot },
     dispatcherFd: number,
     fn: string,
   ): Promise<HeldProgram> {
@@ -327,27 +305,10 @@ export class XdpChains {
         if (!p.member) throw new HookChanged(); // someone else's program went away meanwhile
       }
     }
-    const member = p.member!;
-    try {
-      return loadExtension(await member.reload(), dispatcherFd, fn);
-    } catch (err) {
-      if (err instanceof bpf.LibbpfError && err.code === "EPERM" && !err.verifierLog) {
-        throw extensionsRefused(
-          `${hook.iface}: cannot run program ${member.programId} beside the others`,
-          err,
-        );
-      }
-      if (err instanceof bpf.LibbpfError) {
-        throw new BpfdError(
-          422,
-          "kernel_refused",
-          `the kernel refused program ${member.programId} (${member.name}) as an extension for an XDP ` +
-            `dispatcher slot: ${err.code}`,
-          { errno: err.code, ...(err.verifierLog ? { verifierLog: err.verifierLog } : {}) },
-        );
-      }
-      throw err;
-    }
+    return await loadSlotExtension(p.member!, { dispatcherFd, fn }, {
+      hook: hook.iface,
+      kind: "an XDP dispatcher slot",
+    });
   }
 
   /** Replaces what runs on the hook (`state`) with `progFd` (-1: nothing), atomically. */
@@ -365,12 +326,13 @@ export class XdpChains {
     try {
       inNetns(
         hook.netns,
-        () => bpf.xdpAttach(`attach XDP to ${hook.iface}`, hook.ifindex, progFd, flags, oldFd),
+        () => xdpAttach(`attach XDP to ${hook.iface}`, hook.ifindex, progFd, flags, oldFd),
       );
     } catch (err) {
-      if (err instanceof bpf.LibbpfError && err.code === "EEXIST") throw new HookChanged();
-      if (err instanceof bpf.LibbpfError && err.code === "EBUSY") {
+      if (hasErrno(err, "EEXIST")) throw new HookChanged();
+      if (hasErrno(err, "EBUSY")) {
         throw conflict(
+          "hook",
           `${hook.iface} already has an XDP program attached through a BPF link that bpfd does not own`,
           { errno: err.code, iface: hook.iface },
         );
@@ -394,18 +356,10 @@ export class XdpChains {
   }
 }
 
-function nameOf(programId: number): string {
-  try {
-    return bpf.withFd(bpf.programFdById(programId), bpf.programInfo).name;
-  } catch {
-    return "";
-  }
-}
-
 function entryOf(
   position: number,
   programId: number,
-  own: XdpMember | undefined,
+  own: ChainMember | undefined,
   seen: { name: string; priority?: number; proceedOn?: string[]; slotProgramId?: number },
 ): ChainEntry {
   return {

@@ -13,6 +13,9 @@
  */
 import { BpfProgType, XdpFlags } from "../../ffi/abi.ts";
 import * as bpf from "../../ffi/libbpf.ts";
+import { freplaceAttach } from "../../ffi/bpf.ts";
+import { xdpAttach } from "../../ffi/netlink.ts";
+import { BpfObject } from "../../ffi/object.ts";
 import { ifNameToIndex, inNetns } from "../../ffi/libc.ts";
 import { type HeldProgram, loadDispatcher, slotTargets } from "../../kernel/chains/dispatcher.ts";
 import { proceedOnMask } from "../../kernel/chains/order.ts";
@@ -36,7 +39,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** Loads the XDP counter as a plain XDP program, or as an extension of `slot` in `dispatcherFd`. */
 function loadCounter(dispatcherFd?: number, slot?: string): HeldProgram {
-  const obj = bpf.BpfObject.open(bytecodePath("xdp_counter"));
+  const obj = BpfObject.open(bytecodePath("xdp_counter"));
   try {
     if (dispatcherFd !== undefined) {
       obj.setProgramType("xdp_counter", BpfProgType.EXT, 0);
@@ -62,7 +65,7 @@ function dispatcherOf(n: number, extensions: boolean): { fd: number; held: numbe
     const targets = slotTargets(d.fd, n);
     for (let i = 0; i < n; i++) {
       const ext = loadCounter(d.fd, `prog${i}`);
-      held.push(ext.fd, bpf.freplaceAttach(`slot ${i}`, ext.fd, d.fd, targets[i]));
+      held.push(ext.fd, freplaceAttach(`slot ${i}`, ext.fd, d.fd, targets[i]));
     }
   }
   return { fd: d.fd, held };
@@ -109,7 +112,7 @@ export function benchPerPacket(repeat = 200_000): ChainFigure[] {
     // What bpfd runs for a single program: the copy replaces the dispatcher's main function itself.
     const d = loadDispatcher("xdp", [{ chainCallActions: 0, runPrio: 50, programFlags: 0 }]);
     const ext = loadCounter(d.fd, "xdp_dispatcher");
-    const link = bpf.freplaceAttach("main", ext.fd, d.fd, bpf.btfFuncId(d.fd, "xdp_dispatcher"));
+    const link = freplaceAttach("main", ext.fd, d.fd, bpf.btfFuncId(d.fd, "xdp_dispatcher"));
     try {
       figures.push({
         name: "1 × xdp_counter replacing the dispatcher's main function (bpfd's single program)",
@@ -145,7 +148,7 @@ async function benchSwap(changes: number, extensions: boolean): Promise<ChainFig
   let current = dispatcherOf(3, extensions);
   inNetns(
     ns,
-    () => bpf.xdpAttach("attach", ifindex, current.fd, XdpFlags.DRV_MODE | XdpFlags.UPDATE_IF_NOEXIST),
+    () => xdpAttach("attach", ifindex, current.fd, XdpFlags.DRV_MODE | XdpFlags.UPDATE_IF_NOEXIST),
   );
   const samples: number[] = [];
   try {
@@ -154,14 +157,14 @@ async function benchSwap(changes: number, extensions: boolean): Promise<ChainFig
       const next = dispatcherOf(3, extensions);
       inNetns(
         ns,
-        () => bpf.xdpAttach("swap", ifindex, next.fd, XdpFlags.DRV_MODE | XdpFlags.REPLACE, current.fd),
+        () => xdpAttach("swap", ifindex, next.fd, XdpFlags.DRV_MODE | XdpFlags.REPLACE, current.fd),
       );
       samples.push(performance.now() - t);
       current.held.forEach(bpf.closeFd);
       current = next;
     }
   } finally {
-    inNetns(ns, () => bpf.xdpAttach("detach", ifindex, -1, XdpFlags.DRV_MODE | XdpFlags.REPLACE, current.fd));
+    inNetns(ns, () => xdpAttach("detach", ifindex, -1, XdpFlags.DRV_MODE | XdpFlags.REPLACE, current.fd));
     current.held.forEach(bpf.closeFd);
   }
   return {

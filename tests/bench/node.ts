@@ -8,6 +8,7 @@
  */
 import { BpfAttachType, XdpFlags } from "../../ffi/abi.ts";
 import * as bpf from "../../ffi/libbpf.ts";
+import { BpfObject } from "../../ffi/object.ts";
 import { ifNameToIndex, inNetns } from "../../ffi/libc.ts";
 import { VethPair } from "../_netns.ts";
 import { bytecodePath, RuntimeProcess } from "../_runtime.ts";
@@ -142,9 +143,9 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
 
   // (a) in-process: open, load, attach (XDP link, native mode); then release everything (not timed).
   const inProcess = async () => {
-    let obj: bpf.BpfObject | undefined, link = -1;
+    let obj: BpfObject | undefined, link = -1;
     const ms = await time(() => {
-      obj = bpf.BpfObject.open(object);
+      obj = BpfObject.open(object);
       obj.load();
       link = inNetns(
         nsPath,

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import { BpfAttachType } from "../../../ffi/abi.ts";
 import * as bpf from "../../../ffi/libbpf.ts";
+import { mprogQuery, tcxLinkCreate } from "../../../ffi/bpf.ts";
+import { BpfObject } from "../../../ffi/object.ts";
 import { ifNameToIndex, inNetns } from "../../../ffi/libc.ts";
 import { VethPair } from "../../_netns.ts";
 import { bytecodePath, kernelSnapshot, leftovers, readCounter, startTestRuntime } from "../../_runtime.ts";
@@ -23,12 +25,12 @@ function tcxIngress(net: VethPair): number[] {
   const ifindex = ifIndexOf(net);
   return inNetns(
     `/run/netns/${net.hostNs}`,
-    () => bpf.mprogQuery(ifindex, BpfAttachType.TCX_INGRESS).programIds,
+    () => mprogQuery(ifindex, BpfAttachType.TCX_INGRESS).programIds,
   );
 }
 
 /** The foreign program's own counter (its map is not pinned; read it through the object). */
-function foreignCount(obj: bpf.BpfObject): number {
+function foreignCount(obj: BpfObject): number {
   const value = bpf.mapLookup(obj.mapFd("tc_packets"), new Uint8Array(4), 8);
   return value ? Number(new DataView(value.buffer).getBigUint64(0, true)) : 0;
 }
@@ -40,7 +42,7 @@ Deno.test("TCX: three programs run in priority order; modify reorders under traf
 
   // Someone else's TCX program, attached before bpfd's: it stays first and keeps counting (it returns
   // TC_ACT_UNSPEC, so the chain goes on to bpfd's programs).
-  const foreign = bpf.BpfObject.open(bytecodePath("tc_counter"));
+  const foreign = BpfObject.open(bytecodePath("tc_counter"));
   let foreignLink = -1;
   try {
     const verdict = foreign.globals().find((g) => g.name === "verdict")!;
@@ -50,7 +52,7 @@ Deno.test("TCX: three programs run in priority order; modify reorders under traf
     foreignLink = inNetns(
       `/run/netns/${net.hostNs}`,
       () =>
-        bpf.tcxLinkCreate(
+        tcxLinkCreate(
           "foreign tcx",
           foreign.programFd("tc_counter"),
           ifindex,

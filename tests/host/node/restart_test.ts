@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { VethPair } from "../../_netns.ts";
 import { bytecodePath, kernelSnapshot, leftovers, readCounter, RuntimeProcess } from "../../_runtime.ts";
 import * as bpf from "../../../ffi/libbpf.ts";
+import { BpfObject } from "../../../ffi/object.ts";
 import { BpfAttachType } from "../../../ffi/abi.ts";
 import { ifNameToIndex, inNetns } from "../../../ffi/libc.ts";
 
@@ -76,7 +77,7 @@ Deno.test("start-up recovery removes pins nobody recorded and rolls back an inte
 
     // Simulate a crash between the kernel step and the state write: a loaded-and-pinned program that the
     // state never recorded, and an attach recorded as pending whose link is pinned.
-    const orphan = bpf.BpfObject.open(bytecodePath("tc_counter"));
+    const orphan = BpfObject.open(bytecodePath("tc_counter"));
     let orphanId: number;
     try {
       orphan.load();

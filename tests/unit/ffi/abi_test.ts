@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import * as abi from "../../../ffi/abi.ts";
+import { errno } from "../../../ffi/errno.ts";
 
 const FIELDS: Array<[string, string, number]> = [
   ["bpf_object_open_opts", "kernel_log_buf", abi.ObjectOpenOpts.kernelLogBuf],
@@ -104,10 +105,10 @@ const CONSTANTS: Array<[string, number]> = [
   ["__NR_perf_event_open", abi.SYS_perf_event_open],
   ["CLONE_NEWNET", abi.CLONE_NEWNET],
   ["BPF_F_RDONLY", abi.BPF_F_RDONLY],
-  ["EPERM", abi.errno("EPERM")],
-  ["ENOENT", abi.errno("ENOENT")],
-  ["EBUSY", abi.errno("EBUSY")],
-  ["EOPNOTSUPP", abi.errno("EOPNOTSUPP")],
+  ["EPERM", errno("EPERM")],
+  ["ENOENT", errno("ENOENT")],
+  ["EBUSY", errno("EBUSY")],
+  ["EOPNOTSUPP", errno("EOPNOTSUPP")],
 ];
 
 Deno.test("ffi/abi.ts matches libbpf's and the kernel's C headers", async () => {
@@ -148,4 +149,25 @@ ${CONSTANTS.map(([c]) => `  printf("%ld\\n", (long)(${c}));`).join("\n")}
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("dispatcher config: slots encode into libxdp's 124 bytes and decode back", () => {
+  const slots = [
+    { chainCallActions: (1 << 2) | (1 << 31), runPrio: 10, programFlags: 0 },
+    { chainCallActions: 1 << 1, runPrio: 50, programFlags: abi.BPF_F_XDP_HAS_FRAGS },
+  ];
+  const bytes = abi.encodeDispatcherConfig(slots);
+  assert.equal(bytes.length, 124);
+  assert.deepEqual([...bytes.subarray(0, 4)], [abi.DISPATCHER_MAGIC, abi.DISPATCHER_VERSION, 2, 0]);
+  assert.deepEqual(abi.decodeDispatcherConfig(bytes), {
+    magic: abi.DISPATCHER_MAGIC,
+    version: abi.DISPATCHER_VERSION,
+    isXdpFrags: false,
+    slots: slots.map((s) => ({ ...s, chainCallActions: s.chainCallActions >>> 0 })),
+  });
+  const other = new Uint8Array(bytes);
+  other[0] = 1;
+  assert.equal(abi.decodeDispatcherConfig(other), undefined, "not libxdp's magic");
+  assert.equal(abi.decodeDispatcherConfig(new Uint8Array(10)), undefined);
+  assert.throws(() => abi.encodeDispatcherConfig(Array(11).fill(slots[0])), /10 slots/);
 });
