@@ -48,8 +48,8 @@ import { summarize } from "./summary.ts";
 
 /** A config's status is written at most this often while its nodes answer. */
 const SUMMARY_DELAY_MS = 200;
-/** A node held back by the roll-out is asked again after this long. */
-const ROLLOUT_RETRY_MS = 500;
+/** A node held back by the roll-out is asked again after this long at the latest. */
+const ROLLOUT_RETRY_MS = 5_000;
 
 export type { NodeInfo };
 
@@ -290,11 +290,16 @@ export class Reconciler {
       failure = err instanceof NodeError ? err : new NodeError(0, String((err as Error)?.message ?? err));
       // What ran before stays on the node when a change fails (make-before-break): spec.programs too.
     } finally {
-      if (slot) this.rollout.release(configName, nodeName, !!failure);
-      else this.rollout.setFailing(configName, nodeName, !!failure);
+      const next = slot ? this.rollout.release(configName, nodeName, !!failure) : undefined;
+      if (!slot) this.rollout.setFailing(configName, nodeName, !!failure);
+      if (next !== undefined) this.queue.add(`pair:${configName}/${next}`);
     }
-    // Held back by the roll-out: the old version runs; ask again when a slot may be free.
-    if (waiting) this.queue.addAfter(`pair:${configName}/${nodeName}`, ROLLOUT_RETRY_MS);
+    // Held back by the roll-out: the old version runs (still Loaded: no status write for the wait, the
+    // config's status.digests shows the progress). Asked again when a slot is released, or after a while.
+    if (waiting) {
+      this.rollout.wait(configName, nodeName);
+      this.queue.addAfter(`pair:${configName}/${nodeName}`, ROLLOUT_RETRY_MS);
+    }
 
     if (programs !== undefined && !jsonEqual(bp.spec.programs ?? {}, programs)) {
       const cur = bp;
@@ -312,7 +317,7 @@ export class Reconciler {
         type: LOADED,
         status: "True" as const,
         reason: REASON_LOADED,
-        message: waiting ? `${LOADED_MESSAGE}; ${waiting}` : LOADED_MESSAGE,
+        message: LOADED_MESSAGE,
       };
     await this.#setProgramCondition(bp, cond);
     // Summed up a moment later: one status write for many nodes' answers, not one per node.

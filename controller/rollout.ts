@@ -1,7 +1,8 @@
 /**
  * Paces bytecode roll-outs: per config, at most `maxunavailable` selected nodes (default 10%, at least 1)
  * may be between versions at once: reloading now, or failing. A node call holds a slot while it runs with
- * `allowReload: true`; without a slot the node makes every other change and answers `waiting`.
+ * `allowReload: true`; without a slot the node makes every other change and answers `waiting`, and is
+ * asked again when a slot is released.
  *
  * @example
  * ```ts
@@ -24,6 +25,7 @@ export function unavailableBudget(maxUnavailable: string | undefined, selected: 
 export class Rollout {
   #reloading = new Map<string, Set<string>>();
   #failing = new Map<string, Set<string>>();
+  #waiting = new Map<string, Set<string>>();
   /** The most nodes of one config that held a slot at once (for benchmarks). */
   readonly peak = new Map<string, number>();
 
@@ -40,10 +42,24 @@ export class Rollout {
     return true;
   }
 
-  /** Gives the slot back; `failed` records whether the node now counts as unavailable. */
-  release(config: string, node: string, failed: boolean): void {
+  /**
+   * Gives the slot back; `failed` records whether the node now counts as unavailable. Returns a node that
+   * waits for a slot of this config (to be asked again now), if any.
+   */
+  release(config: string, node: string, failed: boolean): string | undefined {
     this.#reloading.get(config)?.delete(node);
     this.setFailing(config, node, failed);
+    const waiting = this.#waiting.get(config);
+    const next = waiting?.values().next().value;
+    if (next !== undefined) waiting!.delete(next);
+    return next;
+  }
+
+  /** Records that `node` has a reload waiting for a slot of `config`. */
+  wait(config: string, node: string): void {
+    const set = this.#waiting.get(config) ?? new Set();
+    set.add(node);
+    this.#waiting.set(config, set);
   }
 
   /** Records whether `node` fails for `config` (a failing node uses up budget). */
@@ -58,6 +74,7 @@ export class Rollout {
   forget(config: string): void {
     this.#reloading.delete(config);
     this.#failing.delete(config);
+    this.#waiting.delete(config);
     this.peak.delete(config);
   }
 }

@@ -40,6 +40,8 @@ export interface RolloutFigure {
   maxUnavailable: string;
   rolloutMs: number;
   peakBetweenVersions: number;
+  /** API writes from the re-push until every node and the status show the new digest. */
+  writesRollout: number;
   statusDigests: Record<string, number>;
 }
 
@@ -175,6 +177,7 @@ export async function runScaleBench(
     await waitFor(`${m} loaded`, async () => (await status("rollout"))?.nodes?.loaded === m, 300_000, 50);
     sim.opts.reloadMs = 200;
     sim.stats.peakBetweenVersions = 0;
+    const wr0 = await writeCounts(cluster);
     sim.digests.set(IMAGE, digest(2));
     const t = performance.now();
     const on = (d: string) =>
@@ -187,12 +190,15 @@ export async function runScaleBench(
       60_000,
       100,
     );
+    await new Promise((r) => setTimeout(r, 1000));
+    const writesRollout = sum(diff(wr0, await writeCounts(cluster)), ["leases", "events"]);
     const digests = (await status("rollout")).digests as Record<string, string[]>;
     const rollout: RolloutFigure = {
       nodes: m,
       maxUnavailable: "10%",
       rolloutMs,
       peakBetweenVersions: sim.stats.peakBetweenVersions,
+      writesRollout,
       statusDigests: Object.fromEntries(
         Object.entries(digests).map(([d, ns]) => [`…${d.slice(-8)}`, ns.length]),
       ),
@@ -225,7 +231,8 @@ export function scaleMarkdown({ figures, rollout }: Awaited<ReturnType<typeof ru
     `Digest roll-out (a re-pushed tag found by the resync, \`imagepullpolicy: Always\`) across ${rollout.nodes} ` +
     `simulated nodes, \`maxunavailable: ${rollout.maxUnavailable}\`, 200 ms per reload: ` +
     `${(rollout.rolloutMs / 1000).toFixed(1)} s after the re-push (resync every ${RESYNC_S} s), at most ` +
-    `${rollout.peakBetweenVersions} nodes between versions at once; status.digests: ` +
+    `${rollout.peakBetweenVersions} nodes between versions at once, ${rollout.writesRollout} API writes; ` +
+    `status.digests: ` +
     `${JSON.stringify(rollout.statusDigests)}.`,
   ].join("\n");
 }

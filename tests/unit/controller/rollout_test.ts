@@ -29,3 +29,16 @@ Deno.test("roll-out: no more nodes between versions than the budget; failing nod
   r.release("c", "c", false);
   assert.equal(r.peak.get("c"), 2);
 });
+
+Deno.test("roll-out: a released slot wakes one waiting node of the same config", () => {
+  const r = new Rollout();
+  const opts = { selected: 10, maxUnavailable: "1" };
+  assert.equal(r.acquire("c", "a", opts), true);
+  assert.equal(r.acquire("c", "b", opts), false);
+  r.wait("c", "b");
+  r.wait("c", "x");
+  assert.equal(r.release("c", "a", false), "b");
+  assert.equal(r.acquire("c", "b", opts), true);
+  assert.equal(r.release("c", "b", false), "x");
+  assert.equal(r.release("c", "x", false), undefined);
+});
