@@ -28,6 +28,7 @@ commands:
   list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]   (programs, then each hook's chain)
   get    PROGRAM_ID
   image  build|push|pull ...   (bpfd image --help)
+  policy check --as USER -f FILE ...   what BpfPolicy would refuse (bpfd policy --help)
 
 types: xdp tc tcx tracepoint kprobe kretprobe uprobe uretprobe fentry fexit`;
 

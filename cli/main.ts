@@ -169,6 +169,7 @@ export async function main(args: string[]): Promise<number> {
     const { runImageCli } = await import("./image.ts");
     return await runImageCli(args.slice(1));
   }
+  if (args[0] === "policy") return await (await import("./policy.ts")).runPolicyCli(args.slice(1));
   let values: Values, request: { fn: string; input: Json };
   try {
     const parsed = parseCommandLine(args);

@@ -14,6 +14,8 @@ import { HttpNodeCaller, type NodeCaller } from "./node_client.ts";
 import { WorkQueue } from "./queue.ts";
 import { Reconciler } from "./reconciler.ts";
 import { CONFIGMAP_NAME, DEFAULT_NAMESPACE, parseSettings, type Settings } from "./settings.ts";
+import type { EffectivePolicy } from "../policy/evaluate.ts";
+import { PolicyGate } from "./policy_gate.ts";
 
 export interface ControllerOptions {
   kc: k8s.KubeConfig;
@@ -33,6 +35,8 @@ export interface ControllerOptions {
   /** How to call nodes (default: HTTP). */
   nodes?: NodeCaller;
   logLevel?: Settings["bpfd.log.level"];
+  /** Enforce BpfPolicy (controller/policy_gate.ts): requesters to the nodes, `PolicyAllowed` conditions. */
+  policy?: () => EffectivePolicy;
   /** On a lost Lease: exit the process (default, as client-go does) or only stop this controller. */
   exitOnLostLeadership?: boolean;
 }
@@ -71,9 +75,17 @@ export class Controller {
       node: (name) => this.reconciler.nodeChanged(name),
       settings: (data) => this.#applySettings(data),
     });
+    const gate = opts.policy &&
+      new PolicyGate(this.#nodes, {
+        policy: opts.policy,
+        store: () => this.store,
+        log: () => this.log,
+        event: (e) => this.store.event(e),
+      });
     this.reconciler = new Reconciler({
       store: this.store,
-      nodes: this.#nodes,
+      nodes: gate ?? this.#nodes,
+      conditions: gate && ((cfg) => [gate.condition(cfg)]),
       queue: this.queue,
       log: this.log,
     });

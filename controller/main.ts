@@ -15,6 +15,7 @@ import { Standalone } from "./standalone.ts";
 import { NodeTokens, serviceAccountOf } from "./node_tokens.ts";
 import { NodeSigner } from "./signer.ts";
 import { Logger } from "../lib/log.ts";
+import { Admission } from "./admission.ts";
 import { CONTROLLER_SERVICE_ACCOUNT } from "../model/names.ts";
 
 const USAGE = `usage: deno task controller [options]
@@ -33,6 +34,10 @@ Cluster mode (default): watches BpfProgramConfig and Node objects and drives eve
                            token per node from the TokenRequest API, bound to audience bpfd.io/node/<node>)
   --service-account NS/SA  the ServiceAccount those tokens are for (default: the one of the in-cluster or
                            kubeconfig token, else <namespace>/bpfd-controller)
+  --policy                 enforce BpfPolicy: requesters to the nodes, PolicyAllowed conditions, no new loads
+                           of forbidden configs (implied by --webhook-listen; docs/policy.md)
+  --webhook-listen H:P     serve the admission webhooks (TLS) there, e.g. 0.0.0.0:9443
+  --webhook-cert FILE      --webhook-key FILE   the webhook's serving certificate and key (PEM)
 
 Standalone mode: the same logic on BpfProgramConfig files, for one machine.
   --standalone DIR         directory of BpfProgramConfig YAML/JSON files
@@ -58,6 +63,10 @@ const { values } = parseArgs({
     "node-ca": { type: "string" },
     "node-ca-key": { type: "string" },
     "node-token-file": { type: "string" },
+    policy: { type: "boolean" },
+    "webhook-listen": { type: "string" },
+    "webhook-cert": { type: "string" },
+    "webhook-key": { type: "string" },
     "service-account": { type: "string" },
     standalone: { type: "string" },
     runtime: { type: "string" },
@@ -140,8 +149,20 @@ if (values.standalone) {
   const kc = new k8s.KubeConfig();
   if (values.kubeconfig) kc.loadFromFile(values.kubeconfig);
   else kc.loadFromDefault();
+  const admission = await Admission.start(
+    {
+      enforce: values.policy,
+      listen: values["webhook-listen"],
+      certFile: values["webhook-cert"],
+      keyFile: values["webhook-key"],
+      kubeconfig: values.kubeconfig,
+    },
+    kc,
+    new Logger(logLevel ?? "info"),
+  );
   const c = new Controller({
     kc,
+    policy: admission?.policy,
     nodes: new HttpNodeCaller(undefined, {}, await nodeAuth(kc)),
     namespace: values.namespace,
     identity: values.id,
@@ -154,6 +175,7 @@ if (values.standalone) {
     logLevel,
   });
   await c.start();
+  await admission?.serve(c);
   const signer = values["node-ca-key"] && values["node-ca"]
     ? new NodeSigner(kc, {
       ca: {
@@ -167,6 +189,7 @@ if (values.standalone) {
   signer?.start();
   stop = async () => {
     await signer?.stop();
+    await admission?.stop();
     await c.stop();
   };
 }

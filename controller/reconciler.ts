@@ -98,6 +98,8 @@ export interface ReconcilerOptions {
   log: Logger;
   /** Whether configs get the controller's finalizer (deletion waits until every node unloaded). */
   configFinalizer?: boolean;
+  /** More conditions for a config's status (the controller's `PolicyAllowed`). */
+  conditions?: (cfg: BpfProgramConfig) => Omit<Condition, "lastTransitionTime">[];
 }
 
 export class Reconciler {
@@ -107,6 +109,7 @@ export class Reconciler {
   log: Logger;
   #nodes: NodeCaller;
   #configFinalizer: boolean;
+  #conditions: ReconcilerOptions["conditions"];
   #pendingEvents = new Set<Promise<void>>();
   /** Paces bytecode roll-outs (max unavailable per config). */
   readonly rollout = new Rollout();
@@ -122,6 +125,7 @@ export class Reconciler {
     this.queue = opts.queue;
     this.log = opts.log;
     this.#configFinalizer = opts.configFinalizer ?? true;
+    this.#conditions = opts.conditions;
   }
 
   // ---- what to queue when something changes ----
@@ -442,7 +446,7 @@ export class Reconciler {
       return;
     }
     const selected = this.store.nodes().filter((n) => selectorMatches(cfg!.spec.nodeselector, n.labels));
-    const { status, cond } = summarize(cfg, selected, mine);
+    const { status, cond } = summarize(cfg, { selected, mine, conditions: this.#conditions?.(cfg) });
     if (jsonEqual(status, cfg.status ?? {})) return;
     const old = cfg.status?.conditions?.find((c) => c.type === LOADED);
     const cur = cfg;

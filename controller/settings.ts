@@ -12,8 +12,9 @@
  *   bpfd.node.timeout.seconds: "30"    # how long one call to a node may take
  *   bpfd.resync.seconds: "30"          # periodic resync: every config and node checked again
  *   bpfd.log.level: info               # debug, info, warn, error
- *   bpfd.signature.policy: allowUnsigned   # or requireSigned: passed to the nodes with each call
  * ```
+ * Image signatures are required per BpfPolicy rule (`signers`, docs/policy.md), and verified by each node's
+ * image store; the former `bpfd.signature.policy` key is gone (reported as unknown, ignored).
  * @module
  */
 import { z } from "zod";
@@ -28,7 +29,6 @@ export const Settings = z.object({
   "bpfd.node.timeout.seconds": seconds(30),
   "bpfd.resync.seconds": seconds(30),
   "bpfd.log.level": z.enum(["debug", "info", "warn", "error"]).default("info"),
-  "bpfd.signature.policy": z.enum(["allowUnsigned", "requireSigned"]).default("allowUnsigned"),
 });
 export type Settings = z.output<typeof Settings>;
 

@@ -4,7 +4,7 @@
  *
  * @example
  * ```ts
- * const { status, cond } = summarize(cfg, selectedNodes, bpfProgramsOfCfg);
+ * const { status, cond } = summarize(cfg, { selected: selectedNodes, mine: bpfProgramsOfCfg });
  * ```
  * @module
  */
@@ -22,8 +22,12 @@ import {
 /** The status `cfg` should have, given its selected nodes and its BpfPrograms, and its Loaded condition. */
 export function summarize(
   cfg: BpfProgramConfig,
-  selected: NodeInfo[],
-  mine: BpfProgram[],
+  { selected, mine, conditions = [] }: {
+    selected: NodeInfo[];
+    mine: BpfProgram[];
+    /** More conditions to set (the controller's `PolicyAllowed`). */
+    conditions?: Omit<Condition, "lastTransitionTime">[];
+  },
 ): { status: BpfProgramConfigStatus; cond: Omit<Condition, "lastTransitionTime"> } {
   const byNode = new Map(mine.map((bp) => [bp.spec.node, bp]));
   const loaded: string[] = [], failing: string[] = [], pending: string[] = [];
@@ -69,7 +73,7 @@ export function summarize(
   cond.observedGeneration = cfg.metadata.generation;
   const status: BpfProgramConfigStatus = {
     ...cfg.status,
-    conditions: setCondition(cfg.status?.conditions, cond),
+    conditions: conditions.reduce(setCondition, setCondition(cfg.status?.conditions, cond)),
     nodes: { selected: total, loaded: loaded.length, failing: failing.length },
     failingNodes: failing.length ? failing.map((f) => f.slice(0, f.indexOf(":"))).slice(0, 20) : undefined,
     observedGeneration: cfg.metadata.generation,

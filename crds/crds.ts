@@ -15,6 +15,7 @@ import {
   VERSION,
 } from "./schema.ts";
 import { type Schema, toStructural } from "./structural.ts";
+import { BpfPolicySpec, BpfPolicyStatus } from "../model/policy.ts";
 
 function jsonSchema(s: z.ZodType): Schema {
   return toStructural(
@@ -77,7 +78,7 @@ function crd(names: Names, schema: Schema, columns: Schema[]) {
 
 const loaded = (field: string) => `.status.conditions[?(@.type=="Loaded")].${field}`;
 
-/** The two CRDs, BpfProgramConfig first. */
+/** The CRDs: BpfProgramConfig, BpfProgram, BpfPolicy. */
 export function crdDocuments() {
   return [
     crd(
@@ -119,6 +120,15 @@ export function crdDocuments() {
         { name: "Message", type: "string", jsonPath: loaded("message"), priority: 1 },
         { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
       ],
+    ),
+    crd(
+      { kind: "BpfPolicy", plural: "bpfpolicies", singular: "bpfpolicy", shortNames: ["bpol"] },
+      rootSchema(
+        "BpfPolicy: who may load which BPF programs, where (docs/policy.md).",
+        BpfPolicySpec,
+        BpfPolicyStatus,
+      ),
+      [{ name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }],
     ),
   ];
 }

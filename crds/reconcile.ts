@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { BpfProgramConfigSpec, ProgramState } from "./schema.ts";
+import { Requester } from "../model/policy.ts";
 
 const k8sName = z.string().min(1).max(253).regex(
   /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
@@ -24,6 +25,8 @@ export const ReconcileInput = z.object({
   spec: BpfProgramConfigSpec.nullable(),
   /** Map sharing: the BpfProgram name whose program's maps this one uses (its config's `mapowner`). */
   mapOwner: k8sName.optional(),
+  /** Who asked for the config (its `bpfd.io/requested-by`): the policy subject, if the caller is trusted. */
+  requester: Requester.optional(),
   /**
    * The pull secret's `.dockerconfigjson`, read by the controller and sent over the authenticated TLS
    * connection; used for this call's pulls only, never written to disk.

@@ -25,6 +25,7 @@ import {
   NODE_CA_SECRET,
 } from "../manifests/manifests.ts";
 import { ensureNodeCa, removeNodeCa } from "./tls.ts";
+import { deployWebhook, undeployWebhook } from "./webhook.ts";
 
 export const FIELD_MANAGER = "bpfd-deploy";
 
@@ -165,6 +166,8 @@ export interface DeployOptions extends ManifestOptions {
   timeoutMs?: number;
   /** Called after each object. */
   onChange?: (c: Change) => void;
+  /** Where the API server reaches the admission webhook (default: the controllers' Service). */
+  webhookUrl?: string;
 }
 
 /** Applies the CRDs, waits until they are Established, then applies the manifests. */
@@ -184,6 +187,7 @@ export async function deploy(opts: DeployOptions): Promise<Change[]> {
   const tls = await ensureNodeCa(opts.kc);
   note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
   for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) note(await applyOne(via(o), o));
+  for (const c of await deployWebhook(opts.kc, opts)) note(c);
   return changes;
 }
 
@@ -277,6 +281,8 @@ export async function undeploy(opts: UndeployOptions): Promise<Change[]> {
       await new Promise((r) => setTimeout(r, 250));
     }
   }
+  // The webhooks go before their controller, or what remains could not be changed (failurePolicy Fail).
+  for (const c of await undeployWebhook(opts.kc)) note(c);
   const manifests = manifestDocuments().reverse();
   for (const o of manifests.filter((o) => o.kind !== "Namespace")) note(await deleteOne(api, o));
   if (opts.all) {
@@ -302,7 +308,7 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--aggregate-to-edit] [--dry-run]
+                         [--aggregate-to-edit] [--webhook-url URL] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
@@ -324,6 +330,7 @@ if (import.meta.main) {
       replicas: { type: "string" },
       "dry-run": { type: "boolean" },
       "aggregate-to-edit": { type: "boolean" },
+      "webhook-url": { type: "string" },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -367,6 +374,7 @@ if (import.meta.main) {
           ...mo,
           kc: kubeConfigFrom(values.kubeconfig),
           onChange: show,
+          webhookUrl: values["webhook-url"],
         });
         const n = (a: Action) => changes.filter((c) => c.action === a).length;
         console.log(`${n("created")} created, ${n("configured")} configured, ${n("unchanged")} unchanged`);

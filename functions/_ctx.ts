@@ -8,6 +8,8 @@ import type { Logger } from "../lib/log.ts";
 import type { NodeKernel } from "../kernel/kernel.ts";
 import type { ImageSource, PulledImage, PullOptions } from "../model/image.ts";
 import type { Identity, LinkRecord, ProgramRecord } from "../model/schemas.ts";
+import type { Requester } from "../model/policy.ts";
+import type { EffectivePolicy } from "../policy/evaluate.ts";
 
 /** bpfd's records of programs and links (runtime/state.ts keeps them in a file written atomically). */
 export interface Records {
@@ -43,6 +45,16 @@ export interface ImagePuller {
   resolve?(source: ImageSource, opts?: PullOptions): Promise<string>;
 }
 
+/** The BpfPolicy a node enforces (runtime/policy.ts keeps it current); functions/_policy.ts applies it. */
+export interface PolicyGate {
+  /** The effective policy now. */
+  current(): EffectivePolicy;
+  /** Whether `user` may call on behalf of another (the controller's identity, for `reconcile`). */
+  trusts(user: string): boolean;
+  /** Set by `reconcile`: the config's requester, checked instead of the caller. */
+  subject?: Requester;
+}
+
 /** What a function may use. */
 export interface Ctx {
   /** The kernel: load, attach, detach, unload, enumerate (pins under bpfd's bpffs). */
@@ -55,6 +67,8 @@ export interface Ctx {
   images?: ImagePuller;
   /** Who is calling. */
   caller: Identity;
+  /** The BpfPolicy to enforce; absent: none configured, every call allowed. */
+  policy?: PolicyGate;
   /** The BpfProgram `reconcile` is converging when it is the one calling (in-process, never a request). */
   reconciling?: string;
   log: Logger;

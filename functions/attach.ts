@@ -10,6 +10,7 @@ import { invalid, notFound } from "./_errors.ts";
 import { checkTcxProceedOn, hookContext, isSharedHook, movedPeers } from "./_hooks.ts";
 import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
+import { enforceAttach } from "./_policy.ts";
 
 /** Where the kernel's objects sit in attach's input. */
 const ATTACH_FIELDS = {
@@ -44,6 +45,7 @@ export const attach = defineFunction({
       );
     }
     checkTcxProceedOn(spec);
+    enforceAttach(ctx, program, spec);
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {
       const pending: LinkRecord = {

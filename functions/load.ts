@@ -22,6 +22,7 @@ import {
   ProgramView,
 } from "../model/schemas.ts";
 import { managedView, programKey } from "./_views.ts";
+import { enforceLoad } from "./_policy.ts";
 import { globalDataBytes } from "./_global_data.ts";
 import { pullImage } from "./_images.ts";
 import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
@@ -61,7 +62,13 @@ export const load = defineFunction({
     if (reserved && !ctx.reconciling) {
       throw invalid("metadata", `${reserved}: keys starting with ${RESERVED_METADATA_PREFIX} are bpfd's own`);
     }
-    const { objectPath, source, programs } = await resolveBytecode(input.bytecode, ctx, input.programs);
+    await enforceLoad(ctx, input.bytecode, { programs: input.programs });
+    const { objectPath, source, programs, signer } = await resolveBytecode(
+      input.bytecode,
+      ctx,
+      input.programs,
+    );
+    await enforceLoad(ctx, input.bytecode, { programs, signer });
     const globalData = globalDataBytes(input.globalData);
     const keys = input.mapOwnerId ? [programKey(input.mapOwnerId)] : [];
     return await ctx.locks.with(keys, async () => {
@@ -117,7 +124,9 @@ async function resolveBytecode(
   bytecode: z.output<typeof BytecodeSource>,
   ctx: Parameters<typeof load.handler>[1],
   programs: ProgramSpec[] | undefined,
-): Promise<{ objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[] }> {
+): Promise<
+  { objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[]; signer?: string | null }
+> {
   if ("path" in bytecode) {
     if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
     try {
@@ -140,6 +149,7 @@ async function resolveBytecode(
     objectPath: pulled.objectPath,
     source: { image: { url: pulled.url, digest: pulled.digest } },
     programs: programs ?? programsFromLabels(pulled.programs),
+    signer: pulled.signature?.verified ? pulled.signature.by ?? null : null,
   };
 }
 

@@ -13,7 +13,7 @@ import type { BpfdFunction } from "./_define.ts";
 
 export { type BpfdFunction, invoke } from "./_define.ts";
 export { BpfdError } from "./_errors.ts";
-export type { Ctx, ImagePuller, Locks, Records } from "./_ctx.ts";
+export type { Ctx, ImagePuller, Locks, PolicyGate, Records } from "./_ctx.ts";
 export { pruneVanished, type Vanished } from "./_records.ts";
 
 /** Imports one function. */

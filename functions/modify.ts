@@ -16,6 +16,7 @@ import { fromZod, invalid, notFound } from "./_errors.ts";
 import { checkTcxProceedOn, hookContext, isSharedHook, movedPeers } from "./_hooks.ts";
 import { AttachSpec, type LinkRecord, Priority, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
+import { enforceAttach } from "./_policy.ts";
 
 export const modify = defineFunction({
   name: "modify",
@@ -77,6 +78,7 @@ export const modify = defineFunction({
           slotProgramId: current.slotProgramId,
         };
       }
+      enforceAttach(ctx, program, spec);
       const changed = { ...current, attach: spec };
       const change = await ctx.kernel.rechain(changed, program, hookContext(ctx, changed));
       const done: LinkRecord = { ...changed, ...change.self };

@@ -38,6 +38,9 @@ import { detach } from "./detach.ts";
 import { list } from "./list.ts";
 import { load, LoadInput } from "./load.ts";
 import { unload } from "./unload.ts";
+import { actingFor, enforce } from "./_policy.ts";
+import { CONFIG_FIELDS } from "../policy/evaluate.ts";
+import { configRequest } from "../policy/config.ts";
 import {
   type AttachPoint,
   BpfProgramConfigSpec,
@@ -190,7 +193,8 @@ export const reconcile = defineFunction({
   },
 });
 
-async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promise<ReconcileOutput> {
+async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Promise<ReconcileOutput> {
+  const ctx = actingFor(caller, input.requester);
   const actions: string[] = [];
   const current = await forgetVanished(ctx, await owned(ctx, input.name), actions);
   const spec = input.spec;
@@ -240,6 +244,8 @@ async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promi
     [view, ...old] = old;
     waiting = "a bytecode change waits for its turn in the roll-out";
   } else if (!view) {
+    // Nothing new passes a policy that forbids it (what is loaded stays: a newer policy does not unload it).
+    enforce(ctx, configRequest(spec), CONFIG_FIELDS);
     const reuse = !mapOwnerId && spec.mapreuse === "Keep" ? old[0]?.id : undefined;
     const loaded = await invoke(load, {
       ...loadReq,
@@ -255,6 +261,11 @@ async function converge(input: z.output<typeof ReconcileInput>, ctx: Ctx): Promi
     actions.push(`loaded ${view.id}${reuse ? ` (maps of ${reuse} kept)` : ""}`);
   }
   if (attachReq) {
+    // A new attachment of a kept program (attached again, or moved) passes the policy too.
+    const want = AttachSpec.parse(attachReq);
+    if (!fresh && !ctx.state.links(view.id).some((l) => !l.pending && samePlacement(l.attach, want))) {
+      enforce(ctx, configRequest(spec), CONFIG_FIELDS);
+    }
     try {
       await placeLinks(ctx, view, { attachReq, actions });
     } catch (err) {

@@ -14,6 +14,7 @@
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
 import { CONTROLLER_DENO_ARGS } from "../controller/launch.ts";
+import { withPolicy } from "./policy.ts";
 import {
   CONTROLLER_SERVICE_ACCOUNT,
   NAMESPACE,
@@ -114,7 +115,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
     subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns }],
   });
 
-  return [
+  return withPolicy([
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(NODE_SERVICE_ACCOUNT, "node") },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(CONTROLLER_SERVICE_ACCOUNT, "controller") },
@@ -235,7 +236,6 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         "bpfd.node.timeout.seconds": "30",
         "bpfd.resync.seconds": "30",
         "bpfd.log.level": "info",
-        "bpfd.signature.policy": "allowUnsigned",
       },
     },
     {
@@ -383,7 +383,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         },
       },
     },
-  ];
+  ]);
 }
 
 function tlsItems(keys: string[]) {

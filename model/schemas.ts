@@ -191,6 +191,8 @@ export const Identity = z.object({
   user: z.string(),
   /** How it was established: `unix-socket`, `token`, `in-process`. */
   via: z.string(),
+  /** The groups the authenticator reported (TokenReview, token file); BpfPolicy rules name them. */
+  groups: z.optional(z.array(z.string())),
 });
 export type Identity = z.infer<typeof Identity>;
 

@@ -6,6 +6,7 @@
  */
 import { NonEmpty, z } from "../model/zod.ts";
 import { ImageStoreConfig } from "../model/image.ts";
+import { CONTROLLER_SERVICE_ACCOUNT, NAMESPACE } from "../model/names.ts";
 
 export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */
@@ -51,6 +52,22 @@ export const RuntimeConfig = z.strictObject({
       message: "mode tokenFile needs tokenFile",
       path: ["tokenFile"],
     })),
+  ),
+  /** BpfPolicy enforcement (runtime/policy.ts); absent: no policy, every call is allowed. */
+  policy: z.optional(
+    z.strictObject({
+      /** kubernetes: every BpfPolicy of the cluster (watched); file: BpfPolicy documents in `file`. */
+      source: z.enum(["kubernetes", "file"]),
+      file: z.optional(NonEmpty),
+      /** kubernetes: credentials to read BpfPolicies (default: auth.kubeconfig, in-cluster, ...). */
+      kubeconfig: z.optional(NonEmpty),
+      /** Users trusted to name a config's requester in `reconcile` (the controller's ServiceAccount). */
+      controllers: z._default(z.array(NonEmpty), [
+        `system:serviceaccount:${NAMESPACE}:${CONTROLLER_SERVICE_ACCOUNT}`,
+      ]),
+    }).check(
+      z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] }),
+    ),
   ),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;

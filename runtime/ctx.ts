@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import type { Ctx, ImagePuller } from "../functions/mod.ts";
+import type { Ctx, ImagePuller, PolicyGate } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import { closeFd, tryLockFile } from "../ffi/libc.ts";
 import { programIds } from "../ffi/libbpf.ts";
@@ -29,6 +29,8 @@ export interface Node {
   locks: KeyedLocks;
   log: Logger;
   images?: ImagePuller;
+  /** The BpfPolicy every ctx enforces (runtime/policy.ts); undefined: none. */
+  policy?: PolicyGate;
   /** What start-up recovery found. */
   findings: Finding[];
   /** A ctx for one caller. */
@@ -62,7 +64,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     const state = await StateStore.open(config.stateDir);
     const locks = new KeyedLocks();
     const findings = await recover({ kernel, state, log });
-    return {
+    const node: Node = {
       config,
       kernel,
       state,
@@ -70,7 +72,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
       log,
       images,
       findings,
-      ctxFor: (caller) => ({ kernel, state, locks, images, caller, log }),
+      ctxFor: (caller) => ({ kernel, state, locks, images, caller, log, policy: node.policy }),
       readiness: () => {
         try {
           if (!Deno.statSync(kernel.progDir).isDirectory) return `${kernel.progDir} is not a directory`;
@@ -82,6 +84,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
       },
       close: () => closeFd(lockFd),
     };
+    return node;
   } catch (err) {
     closeFd(lockFd);
     throw err;

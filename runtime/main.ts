@@ -10,6 +10,7 @@ import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 import { startStandalone } from "./standalone.ts";
+import { policyGateFrom } from "./policy.ts";
 import { ensureServingCertificate } from "./auth/serving_cert.ts";
 
 const USAGE = `usage: deno task start [options]
@@ -77,6 +78,8 @@ if (import.meta.main) {
   }
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
+  const policy = await policyGateFrom(config, node.log);
+  node.policy = policy;
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stop.abort());
@@ -87,6 +90,7 @@ if (import.meta.main) {
   await ensureServingCertificate(config, node.log);
   await serve(node, stop.signal);
   await standalone?.stop();
+  await policy?.stop();
   node.close();
   node.log.info("stopped; programs stay loaded", { programs: node.state.programs().length });
 }

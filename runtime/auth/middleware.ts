@@ -56,7 +56,11 @@ export function authMiddleware(auth: Authenticator, log: () => Logger, via: stri
       if (verdict.status === 401) c.header("WWW-Authenticate", 'Bearer realm="bpfd"');
       return c.json(new BpfdError(verdict.status, code, verdict.reason).toBody(), verdict.status);
     }
-    identities.set(c.req.raw, { user: verdict.identity.user, via: `${via} ${verdict.identity.via}` });
+    identities.set(c.req.raw, {
+      user: verdict.identity.user,
+      via: `${via} ${verdict.identity.via}`,
+      groups: verdict.groups,
+    });
     await next();
   };
 }

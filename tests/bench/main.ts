@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `scale` (100/500/1,000 simulated nodes). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `policy` (BpfPolicy's cost), `scale` (100/500/1,000 simulated nodes). `deno task bench node` runs only the named ones.
  *
  * @module
  */
@@ -8,6 +8,7 @@ import { benchChain } from "./chain.ts";
 import { benchController } from "./controller.ts";
 import { benchImages } from "./image.ts";
 import { benchNode, type BenchSection } from "./node.ts";
+import { benchPolicy } from "./policy.ts";
 import { benchScale } from "./scale.ts";
 
 /** The image pull figures as a table, each with its ratio to a cold `skopeo copy` of the same image. */
@@ -28,6 +29,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   images,
   chain: () => benchChain(),
   controller: () => benchController(),
+  policy: () => benchPolicy(),
   scale: () => benchScale(),
 };
 

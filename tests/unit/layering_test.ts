@@ -22,6 +22,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["crds"],
   ["image"],
   ["kernel"],
+  ["policy"],
   ["model"],
   ["lib"],
   ["ffi"],

@@ -164,7 +164,7 @@ export class SecureRuntime {
     dir: string,
     tls: { ca: string; cert: string; key: string },
     auth: Record<string, unknown>,
-    opts: { host?: string; request?: boolean } = {},
+    opts: { host?: string; request?: boolean; config?: Record<string, unknown> } = {},
   ): Promise<SecureRuntime> {
     const host = opts.host ?? "127.0.0.1";
     const rt = new SecureRuntime(dir, await Deno.readTextFile(tls.ca), `${dir}/runtime.log`, host);
@@ -176,6 +176,7 @@ export class SecureRuntime {
       logLevel: "info",
       tls: { certFile: tls.cert, keyFile: tls.key, request: opts.request ?? false },
       auth,
+      ...opts.config,
     };
     await Deno.writeTextFile(`${dir}/node.json`, JSON.stringify(config));
     rt.child = new Deno.Command("setpriv", {

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { KUBE_CACHE, startKube, waitFor } from "../../_kube.ts";
 import { deploy } from "../../../deploy/deploy.ts";
+import { removeWebhooks } from "../policy/_policy.ts";
 
 const config = JSON.stringify({
   apiVersion: "bpfd.io/v1alpha1",
@@ -91,6 +92,7 @@ Deno.test("deploy: `edit` may create BpfProgramConfigs only with --aggregate-to-
       30000,
       250,
     );
+    await removeWebhooks(kube); // no controller answers them here; tests/k8s/policy/ covers admission
     const created = await kube.kubectl(["create", "-f", "-"], { user: "carol", stdin: config });
     assert.equal(created.code, 0, created.stderr);
     assert.equal(await can("create", "bpfprogramconfigs.bpfd.io"), true);

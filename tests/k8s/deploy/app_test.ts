@@ -14,6 +14,7 @@ import { startKube, waitFor } from "../../_kube.ts";
 import { bytecodePath } from "../../_runtime.ts";
 import { NodeNet } from "../_nodes.ts";
 import { deploy } from "../../../deploy/deploy.ts";
+import { removeWebhooks } from "../policy/_policy.ts";
 import { BpfProgramConfigs, findNodeProgram, InvalidSpecError } from "../../../mod.ts";
 import { nodeToken, SecureRuntime, serviceAccountToken, tokenKubeconfig } from "./_secure.ts";
 
@@ -87,6 +88,7 @@ Deno.test("models 2 and 3: operator creates a config with the library, unprivile
   const controllerLog = `${dir}/controller.log`;
   try {
     await deploy({ kc: kube.kubeConfig(), image: "registry.example/bpfd:test" });
+    await removeWebhooks(kube); // BpfPolicy's admission is tested in tests/k8s/policy/
     // The controller trusts, and signs node runtimes' certificates with, the CA deploy made.
     const core = kube.kubeConfig().makeApiClient(k8s.CoreV1Api);
     const secret = await core.readNamespacedSecret({ name: "bpfd-node-ca", namespace: "bpfd" });

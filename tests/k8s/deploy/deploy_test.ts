@@ -7,6 +7,11 @@ import { startKube } from "../../_kube.ts";
 import { manifestDocuments } from "../../../manifests/manifests.ts";
 import { manifestsYaml } from "../../../manifests/generate.ts";
 import { certificateFacts } from "../../../lib/pki.ts";
+import { crdDocuments } from "../../../crds/crds.ts";
+import { removeWebhooks } from "../policy/_policy.ts";
+
+/** What deploy applies beyond the manifests: the CRDs, the node CA, the webhook's Secret and registrations. */
+const EXTRA = crdDocuments().length + 4;
 
 const root = new URL("../../..", import.meta.url).pathname;
 
@@ -73,7 +78,7 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     const first = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t1");
     assert.equal(first.code, 0, first.stderr + first.stdout);
     const docs = manifestDocuments();
-    assert.match(first.stdout, new RegExp(`${docs.length + 3} created, 0 configured, 0 unchanged`));
+    assert.match(first.stdout, new RegExp(`${docs.length + EXTRA} created, 0 configured, 0 unchanged`));
     assert.match(first.stdout, /secret\/bpfd-node-ca \(bpfd\) created/);
     assert.match(first.stdout, /daemonset\/bpfd-node \(bpfd\) created/);
 
@@ -165,17 +170,17 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     // 2. Second run: nothing changes.
     const second = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t1");
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stdout, new RegExp(`0 created, 0 configured, ${docs.length + 3} unchanged`));
+    assert.match(second.stdout, new RegExp(`0 created, 0 configured, ${docs.length + EXTRA} unchanged`));
     // A new image: only the two workloads change.
     const third = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t2");
     assert.equal(third.code, 0, third.stderr);
-    assert.match(third.stdout, new RegExp(`0 created, 2 configured, ${docs.length + 1} unchanged`));
+    assert.match(third.stdout, new RegExp(`0 created, 2 configured, ${docs.length + EXTRA - 2} unchanged`));
     assert.match(third.stdout, /deployment\/bpfd-controller \(bpfd\) configured/);
     // A new node changes nothing: its runtime asks for its own certificate.
     await addNode("n2", "10.9.0.2");
     const fourth = await deployCli("deploy", "--kubeconfig", kcFile, "--image", "registry.example/bpfd:t2");
     assert.equal(fourth.code, 0, fourth.stderr);
-    assert.match(fourth.stdout, new RegExp(`0 created, 0 configured, ${docs.length + 3} unchanged`));
+    assert.match(fourth.stdout, new RegExp(`0 created, 0 configured, ${docs.length + EXTRA} unchanged`));
 
     // 3. The seed's roles with real tokens: alice views, bob edits, carol has nothing.
     const bindTo = (user: string, role: string) =>
@@ -189,6 +194,7 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
     assert.equal((await bindTo("alice", "bpfd-bpfprogram-viewer")).code, 0);
     assert.equal((await bindTo("bob", "bpfd-bpfprogramconfig-editor")).code, 0);
     const cfgYaml = JSON.stringify(config("by-bob"));
+    await removeWebhooks(kube); // no controller answers them here; tests/k8s/policy/ covers admission
     const asAlice = await kube.kubectl(["get", "bpfprograms"], { user: "alice" });
     assert.equal(asAlice.code, 0, asAlice.stderr);
     const aliceCreate = await kube.kubectl(["create", "-f", "-"], { user: "alice", stdin: cfgYaml });

@@ -63,7 +63,7 @@ Deno.test("standalone: a runtime with a static token file over TLS", async () =>
     assert.equal(loaded.status, 200, JSON.stringify(loaded.body));
     const id = loaded.body.programs[0].id;
     const got = await rt.call("get", { programId: id }, token);
-    assert.deepEqual(got.body.program.loadedBy, { user: "ops-admin", via: "tls token" });
+    assert.deepEqual(got.body.program.loadedBy, { user: "ops-admin", via: "tls token", groups: ["ops"] });
     assert.equal(got.body.program.metadata.ticket, "OPS-1");
     assert.equal((await rt.call("unload", { programId: id }, token)).status, 200);
   } finally {

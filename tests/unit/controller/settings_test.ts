@@ -7,7 +7,6 @@ const DEFAULTS = {
   "bpfd.node.timeout.seconds": 30,
   "bpfd.resync.seconds": 30,
   "bpfd.log.level": "info",
-  "bpfd.signature.policy": "allowUnsigned",
 };
 
 Deno.test("settings: a missing or empty ConfigMap means every default, with no problems", () => {
@@ -21,7 +20,6 @@ Deno.test("settings: ConfigMap strings become numbers and names", () => {
     "bpfd.node.timeout.seconds": "2.5",
     "bpfd.resync.seconds": "86400",
     "bpfd.log.level": "debug",
-    "bpfd.signature.policy": "requireSigned",
   });
   assert.deepEqual(problems, []);
   assert.deepEqual(settings, {
@@ -29,8 +27,13 @@ Deno.test("settings: ConfigMap strings become numbers and names", () => {
     "bpfd.node.timeout.seconds": 2.5,
     "bpfd.resync.seconds": 86400,
     "bpfd.log.level": "debug",
-    "bpfd.signature.policy": "requireSigned",
   });
+});
+
+Deno.test("settings: bpfd.signature.policy is gone (BpfPolicy signers replace it): unknown, ignored", () => {
+  const { settings, problems } = parseSettings({ "bpfd.signature.policy": "requireSigned" });
+  assert.deepEqual(settings, DEFAULTS);
+  assert.deepEqual(problems, ["bpfd.signature.policy: unknown key (ignored)"]);
 });
 
 Deno.test("settings: a bad value is reported and replaced by its default; the good ones beside it stay", () => {
@@ -54,7 +57,6 @@ Deno.test("settings: ports outside 1-65535, periods outside (0, 1 day] and unkno
     "bpfd.node.timeout.seconds": ["0", "86401", "soon"],
     "bpfd.resync.seconds": ["-5"],
     "bpfd.log.level": ["trace", "INFO"],
-    "bpfd.signature.policy": ["requiresigned", "none"],
   };
   for (const [key, values] of Object.entries(bad)) {
     for (const value of values) {

@@ -33,11 +33,8 @@ const bp = (node: string, ok: boolean, digest?: string): BpfProgram => ({
 
 Deno.test("summary: counts and names failing nodes, groups nodes by the digest they run", () => {
   const nodes = ["a", "b", "c"].map((name) => ({ name, labels: {} }));
-  const { status, cond } = summarize(cfg(), nodes, [
-    bp("a", true, "sha256:1"),
-    bp("b", true, "sha256:2"),
-    bp("c", false, "sha256:1"),
-  ]);
+  const mine = [bp("a", true, "sha256:1"), bp("b", true, "sha256:2"), bp("c", false, "sha256:1")];
+  const { status, cond } = summarize(cfg(), { selected: nodes, mine });
   assert.deepEqual(status.nodes, { selected: 3, loaded: 2, failing: 1 });
   assert.deepEqual(status.failingNodes, ["c"]);
   assert.deepEqual(status.digests, { "sha256:1": ["a", "c"], "sha256:2": ["b"] });
@@ -47,7 +44,10 @@ Deno.test("summary: counts and names failing nodes, groups nodes by the digest t
 
 Deno.test("summary: digests no longer run are dropped; path bytecode has none", () => {
   const nodes = [{ name: "a", labels: {} }];
-  const { status } = summarize(cfg({ digests: { "sha256:old": ["a"] } }), nodes, [bp("a", true)]);
+  const { status } = summarize(cfg({ digests: { "sha256:old": ["a"] } }), {
+    selected: nodes,
+    mine: [bp("a", true)],
+  });
   assert.equal(status.digests, undefined);
-  assert.equal(summarize(cfg(), nodes, [bp("a", true)]).cond.status, "True");
+  assert.equal(summarize(cfg(), { selected: nodes, mine: [bp("a", true)] }).cond.status, "True");
 });
