@@ -37,14 +37,14 @@ import {
   programName,
   REASON_LOADED,
   REASON_NOT_LOADED,
-  REASON_NOT_SELECTED,
-  REASON_PENDING,
-  setCondition,
 } from "./objects.ts";
-import { PullSecretError, PullSecrets, type SecretRef } from "./pull_secrets.ts";
+import { PullSecretError, PullSecrets } from "./pull_secrets.ts";
 import type { WorkQueue } from "./queue.ts";
+import { retire } from "./retire.ts";
 import { Rollout } from "./rollout.ts";
-import { summarize } from "./summary.ts";
+import type { ReconcilerStats, Store } from "./store.ts";
+import { writeSummary } from "./summary.ts";
+import { type ReconcileContext, Writer } from "./writer.ts";
 
 /** A config's status is written at most this often while its nodes answer. */
 const SUMMARY_DELAY_MS = 200;
@@ -53,43 +53,7 @@ const ROLLOUT_RETRY_MS = 5_000;
 
 export type { NodeInfo };
 
-/** A Kubernetes event about one object. */
-export interface EventSpec {
-  kind: "BpfProgram" | "BpfProgramConfig";
-  name: string;
-  uid?: string;
-  type: "Normal" | "Warning";
-  reason: string;
-  message: string;
-}
-
-/** Where the controller reads and writes: the API server, or memory in standalone mode. */
-export interface Store {
-  configs(): BpfProgramConfig[];
-  config(name: string): BpfProgramConfig | undefined;
-  nodes(): NodeInfo[];
-  node(name: string): NodeInfo | undefined;
-  programs(): BpfProgram[];
-  program(name: string): BpfProgram | undefined;
-  createProgram(obj: BpfProgram): Promise<BpfProgram>;
-  /** Replaces metadata (labels, finalizers) and spec; fails on a stale resourceVersion. */
-  updateProgram(obj: BpfProgram): Promise<BpfProgram>;
-  updateProgramStatus(obj: BpfProgram): Promise<BpfProgram>;
-  deleteProgram(obj: BpfProgram): Promise<void>;
-  updateConfig(obj: BpfProgramConfig): Promise<BpfProgramConfig>;
-  updateConfigStatus(obj: BpfProgramConfig): Promise<BpfProgramConfig>;
-  event(e: EventSpec): Promise<void>;
-  /** A pull secret's `.dockerconfigjson` (namespace default: bpfd's own); throws PullSecretError. */
-  pullSecret(ref: SecretRef): Promise<string>;
-}
-
-/** Counters a benchmark or a test can read. */
-export interface ReconcilerStats {
-  nodeCalls: number;
-  nodeErrors: number;
-  writes: number;
-  events: number;
-}
+export type { EventSpec, ReconcilerStats, Store } from "./store.ts";
 
 export interface ReconcilerOptions {
   store: Store;
@@ -103,14 +67,19 @@ export interface ReconcilerOptions {
 }
 
 export class Reconciler {
-  readonly stats: ReconcilerStats = { nodeCalls: 0, nodeErrors: 0, writes: 0, events: 0 };
+  /** Counters a benchmark or a test can read. */
+  get stats(): ReconcilerStats {
+    return this.writer.stats;
+  }
   readonly store: Store;
   readonly queue: WorkQueue;
   log: Logger;
   #nodes: NodeCaller;
   #configFinalizer: boolean;
   #conditions: ReconcilerOptions["conditions"];
-  #pendingEvents = new Set<Promise<void>>();
+  /** Counted writes and Events. */
+  readonly writer: Writer;
+  #ctx: ReconcileContext;
   /** Paces bytecode roll-outs (max unavailable per config). */
   readonly rollout = new Rollout();
   #selected = new Map<string, number>();
@@ -120,6 +89,8 @@ export class Reconciler {
 
   constructor(opts: ReconcilerOptions) {
     this.store = opts.store;
+    this.writer = new Writer(opts.store, () => this.log);
+    this.#ctx = { store: opts.store, nodes: opts.nodes, writer: this.writer, log: () => this.log };
     this.#secrets = new PullSecrets((ref) => opts.store.pullSecret(ref));
     this.#nodes = opts.nodes;
     this.queue = opts.queue;
@@ -194,7 +165,7 @@ export class Reconciler {
     }
     if (!isDeleting(cfg)) {
       if (this.#configFinalizer && !(cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
-        cfg = await this.#write(() =>
+        cfg = await this.writer.write(() =>
           this.store.updateConfig({
             ...cfg!,
             metadata: {
@@ -227,12 +198,11 @@ export class Reconciler {
 
     if (!selected || isDeleting(bp)) {
       if (bp) {
-        await this.#retire(
-          bp,
+        await retire(this.#ctx, bp, {
           cfg,
           node,
-          selected ? "deleted" : cfg && !isDeleting(cfg) ? "unselected" : "gone",
-        );
+          why: selected ? "deleted" : cfg && !isDeleting(cfg) ? "unselected" : "gone",
+        });
       }
       if (cfg) this.queue.add(`summary:${configName}`);
       return;
@@ -240,7 +210,7 @@ export class Reconciler {
 
     // Selected: the BpfProgram exists (with its finalizer) before anything is loaded for it.
     if (!bp) {
-      bp = await this.#write(() => this.store.createProgram(newProgram(cfg!, nodeName, name)));
+      bp = await this.writer.write(() => this.store.createProgram(newProgram(cfg!, nodeName, name)));
     } else {
       // Someone removed the finalizer or labels, or the config was re-created (new uid): put them back.
       const fixed = newProgram(cfg!, nodeName, name);
@@ -251,7 +221,7 @@ export class Reconciler {
         (cfg!.metadata.uid && owner?.uid !== cfg!.metadata.uid)
       ) {
         const cur = bp;
-        bp = await this.#write(() =>
+        bp = await this.writer.write(() =>
           this.store.updateProgram({
             ...cur,
             metadata: {
@@ -275,7 +245,7 @@ export class Reconciler {
     });
     try {
       const pullSecret = await this.#pullSecret(cfg!);
-      this.stats.nodeCalls++;
+      this.writer.stats.nodeCalls++;
       const out = await this.#nodes.reconcile(node!, {
         name,
         config: configName,
@@ -290,7 +260,7 @@ export class Reconciler {
         this.log.info("node converged", { bpfProgram: name, node: nodeName, actions: out.actions });
       }
     } catch (err) {
-      if (!(err instanceof PullSecretError)) this.stats.nodeErrors++;
+      if (!(err instanceof PullSecretError)) this.writer.stats.nodeErrors++;
       failure = err instanceof NodeError ? err : new NodeError(0, String((err as Error)?.message ?? err));
       // What ran before stays on the node when a change fails (make-before-break): spec.programs too.
     } finally {
@@ -307,7 +277,9 @@ export class Reconciler {
 
     if (programs !== undefined && !jsonEqual(bp.spec.programs ?? {}, programs)) {
       const cur = bp;
-      bp = await this.#write(() => this.store.updateProgram({ ...cur, spec: { ...cur.spec, programs } }));
+      bp = await this.writer.write(() =>
+        this.store.updateProgram({ ...cur, spec: { ...cur.spec, programs } })
+      );
     }
     const kept = Object.keys(bp.spec.programs ?? {}).length > 0;
     const cond = failure
@@ -323,7 +295,7 @@ export class Reconciler {
         reason: REASON_LOADED,
         message: LOADED_MESSAGE,
       };
-    await this.#setProgramCondition(bp, cond);
+    await this.writer.setProgramCondition(bp, cond);
     // Summed up a moment later: one status write for many nodes' answers, not one per node.
     this.queue.addAfter(`summary:${configName}`, SUMMARY_DELAY_MS);
     if (failure) throw failure;
@@ -347,139 +319,13 @@ export class Reconciler {
     return { dockerConfigJson: await this.#secrets.get(ref) };
   }
 
-  /** Unloads a BpfProgram's programs on its node, then lets it go (finalizer off, deleted). */
-  async #retire(bp: BpfProgram, cfg: BpfProgramConfig | undefined, node: NodeInfo | undefined, why: string) {
-    const name = bp.metadata.name;
-    if (node && (bp.metadata.finalizers ?? []).includes(FINALIZER)) {
-      try {
-        this.stats.nodeCalls++;
-        const out = await this.#nodes.reconcile(node, { name, spec: null });
-        if (out.changed) {
-          this.log.info("node unloaded", { bpfProgram: name, node: node.name, actions: out.actions });
-        }
-      } catch (err) {
-        this.stats.nodeErrors++;
-        const reason = why === "unselected" ? REASON_NOT_SELECTED : REASON_NOT_LOADED;
-        await this.#setProgramCondition(bp, {
-          type: LOADED,
-          status: "False",
-          reason,
-          message: `unloading failed: ${(err as Error).message}`,
-        });
-        throw err;
-      }
-    }
-    if (cfg && !isDeleting(cfg)) {
-      const message = why === "unselected"
-        ? `node ${node?.name} no longer selected: unloaded`
-        : why === "deleted"
-        ? `BpfProgram ${name} deleted: unloaded from ${node?.name}`
-        : `unloaded from ${node?.name ?? bp.spec.node}`;
-      await this.#event({
-        kind: "BpfProgramConfig",
-        name: cfg.metadata.name,
-        uid: cfg.metadata.uid,
-        type: "Normal",
-        reason: why === "unselected" ? REASON_NOT_SELECTED : "Unloaded",
-        message,
-      });
-    }
-    if ((bp.metadata.finalizers ?? []).includes(FINALIZER)) {
-      const cur = bp;
-      bp = await this.#write(() =>
-        this.store.updateProgram({
-          ...cur,
-          metadata: {
-            ...cur.metadata,
-            finalizers: (cur.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
-          },
-        })
-      );
-    }
-    // Not yet being deleted: delete it (with the finalizer off it goes at once).
-    if (!isDeleting(bp)) await this.#write(() => this.store.deleteProgram(bp));
-  }
-
-  async #setProgramCondition(
-    bp: BpfProgram,
-    cond: Omit<Condition, "lastTransitionTime">,
-  ): Promise<BpfProgram> {
-    const conditions = setCondition(bp.status?.conditions, cond);
-    if (jsonEqual(conditions, bp.status?.conditions ?? [])) return bp;
-    const old = bp.status?.conditions?.find((c) => c.type === cond.type);
-    const updated = await this.#write(() =>
-      this.store.updateProgramStatus({ ...bp, status: { ...bp.status, conditions } })
-    );
-    // Failures get an Event per BpfProgram; loads are summed up in the config's Event (one write, not N).
-    if (cond.status !== "True" && (!old || old.status !== cond.status || old.message !== cond.message)) {
-      await this.#event({
-        kind: "BpfProgram",
-        name: bp.metadata.name,
-        uid: updated.metadata.uid ?? bp.metadata.uid,
-        type: "Warning",
-        reason: cond.reason,
-        message: cond.message,
-      });
-    }
-    return updated;
-  }
-
-  // ---- config summary ----
-
-  async reconcileSummary(name: string): Promise<void> {
-    let cfg = this.store.config(name);
-    if (!cfg) return;
-    const mine = this.store.programs().filter((bp) => pairOf(bp)?.config === name);
-    if (isDeleting(cfg)) {
-      if (mine.length === 0 && (cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
-        const cur = cfg;
-        await this.#write(() =>
-          this.store.updateConfig({
-            ...cur,
-            metadata: {
-              ...cur.metadata,
-              finalizers: (cur.metadata.finalizers ?? []).filter((f) => f !== CONFIG_FINALIZER),
-            },
-          })
-        );
-      }
-      return;
-    }
-    const selected = this.store.nodes().filter((n) => selectorMatches(cfg!.spec.nodeselector, n.labels));
-    const { status, cond } = summarize(cfg, { selected, mine, conditions: this.#conditions?.(cfg) });
-    if (jsonEqual(status, cfg.status ?? {})) return;
-    const old = cfg.status?.conditions?.find((c) => c.type === LOADED);
-    const cur = cfg;
-    cfg = await this.#write(() => this.store.updateConfigStatus({ ...cur, status }));
-    if ((!old || old.reason !== cond.reason) && cond.reason !== REASON_PENDING) {
-      await this.#event({
-        kind: "BpfProgramConfig",
-        name,
-        uid: cfg.metadata.uid,
-        type: cond.status === "True" ? "Normal" : "Warning",
-        reason: cond.reason,
-        message: cond.message,
-      });
-    }
-  }
-
-  async #write<T>(fn: () => Promise<T>): Promise<T> {
-    this.stats.writes++;
-    return await fn();
-  }
-
-  /** Records an Event without holding up the reconcile (Events are best effort, as in client-go). */
-  #event(e: EventSpec): Promise<void> {
-    this.stats.events++;
-    const p = this.store.event(e).catch((err) =>
-      this.log.warn("event not recorded", { event: e, error: String(err) })
-    ).finally(() => this.#pendingEvents.delete(p));
-    this.#pendingEvents.add(p);
-    return Promise.resolve();
-  }
-
   /** Waits for Events still being written. */
-  async flushEvents(): Promise<void> {
-    await Promise.all([...this.#pendingEvents]);
+  flushEvents(): Promise<void> {
+    return this.writer.flushEvents();
+  }
+
+  /** A config's status: counts, failing nodes, digests, its Loaded condition (see summary.ts). */
+  reconcileSummary(name: string): Promise<void> {
+    return writeSummary(this.#ctx, name, this.#conditions);
   }
 }

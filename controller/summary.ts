@@ -1,6 +1,6 @@
 /**
  * A config's status from its BpfPrograms: how many selected nodes run it, which fail (and why), which
- * image digest each node runs, and the `Loaded` condition that sums it up.
+ * image digest each node runs, and the `Loaded` condition that sums it up; written only when it changes.
  *
  * @example
  * ```ts
@@ -8,16 +8,27 @@
  * ```
  * @module
  */
-import type { BpfProgram, BpfProgramConfig, BpfProgramConfigStatus, Condition } from "../crds/schema.ts";
+import {
+  type BpfProgram,
+  type BpfProgramConfig,
+  type BpfProgramConfigStatus,
+  type Condition,
+  CONFIG_FINALIZER,
+  selectorMatches,
+} from "../crds/schema.ts";
 import type { NodeInfo } from "./node_client.ts";
 import {
+  isDeleting,
+  jsonEqual,
   LOADED,
+  pairOf,
   REASON_LOADED,
   REASON_NOT_LOADED,
   REASON_NOT_SELECTED,
   REASON_PENDING,
   setCondition,
 } from "./objects.ts";
+import type { ReconcileContext } from "./writer.ts";
 
 /** The status `cfg` should have, given its selected nodes and its BpfPrograms, and its Loaded condition. */
 export function summarize(
@@ -95,4 +106,49 @@ function digestsOf(selected: NodeInfo[], byNode: Map<string | undefined, BpfProg
   }
   for (const nodes of Object.values(out)) nodes.sort();
   return Object.keys(out).length ? out : undefined;
+}
+
+/**
+ * Writes config `name`'s status when it differs (an Event when its Loaded reason changes); a deleting
+ * config loses the controller's finalizer once none of its BpfPrograms is left.
+ */
+export async function writeSummary(
+  ctx: ReconcileContext,
+  name: string,
+  conditions?: (cfg: BpfProgramConfig) => Omit<Condition, "lastTransitionTime">[],
+): Promise<void> {
+  let cfg = ctx.store.config(name);
+  if (!cfg) return;
+  const mine = ctx.store.programs().filter((bp) => pairOf(bp)?.config === name);
+  if (isDeleting(cfg)) {
+    if (mine.length === 0 && (cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
+      const cur = cfg;
+      await ctx.writer.write(() =>
+        ctx.store.updateConfig({
+          ...cur,
+          metadata: {
+            ...cur.metadata,
+            finalizers: (cur.metadata.finalizers ?? []).filter((f) => f !== CONFIG_FINALIZER),
+          },
+        })
+      );
+    }
+    return;
+  }
+  const selected = ctx.store.nodes().filter((n) => selectorMatches(cfg!.spec.nodeselector, n.labels));
+  const { status, cond } = summarize(cfg, { selected, mine, conditions: conditions?.(cfg) });
+  if (jsonEqual(status, cfg.status ?? {})) return;
+  const old = cfg.status?.conditions?.find((c) => c.type === LOADED);
+  const cur = cfg;
+  cfg = await ctx.writer.write(() => ctx.store.updateConfigStatus({ ...cur, status }));
+  if ((!old || old.reason !== cond.reason) && cond.reason !== REASON_PENDING) {
+    await ctx.writer.event({
+      kind: "BpfProgramConfig",
+      name,
+      uid: cfg.metadata.uid,
+      type: cond.status === "True" ? "Normal" : "Warning",
+      reason: cond.reason,
+      message: cond.message,
+    });
+  }
 }

@@ -338,13 +338,20 @@ async function placeLinks(
   }
   const sameHook = (l: LinkRecord) => hookKey(view.id, l.attach) === hookKey(view.id, want);
   const extra = links.filter((l) => l !== here);
-  for (const link of here ? [] : extra.filter(sameHook)) {
+  const moving = here ? [] : extra.filter(sameHook);
+  for (const link of moving) {
     await invoke(detach, { linkId: link.id }, ctx);
     actions.push(`detached link ${link.id} of ${view.id} (moves on its hook)`);
   }
   if (!here) {
-    const a = await invoke(attach, { programId: view.id, attach: attachReq }, ctx);
-    actions.push(`attached ${view.id} as link ${a.linkId}`);
+    try {
+      const a = await invoke(attach, { programId: view.id, attach: attachReq }, ctx);
+      actions.push(`attached ${view.id} as link ${a.linkId}`);
+    } catch (err) {
+      // The link that moved on its hook goes back where it was.
+      for (const link of moving) await invoke(attach, { programId: view.id, attach: link.attach }, ctx);
+      throw err;
+    }
   }
   for (const link of extra.filter((l) => here || !sameHook(l))) {
     await invoke(detach, { linkId: link.id }, ctx);

@@ -87,7 +87,14 @@ export async function runScaleBench(
   });
   active = { cluster, sim };
   try {
-    const ctl = await cluster.startController("scale", ["--log-level", "warn", "--workers", "32"]);
+    // One replica without leader election: on a machine this loaded the test's 2 s renew deadline is missed.
+    const ctl = await cluster.startController("scale", [
+      "--log-level",
+      "warn",
+      "--workers",
+      "32",
+      "--no-leader-election",
+    ]);
     const pid = ctl.child!.pid;
     const kubectl = (args: string[], stdin?: string) =>
       cluster.kube.kubectl(args, stdin ? { stdin } : undefined).then((r) => {

@@ -186,7 +186,7 @@ Deno.test("day two: modify, move, digest roll-out by resync, pull secrets, throu
           ["opaque", /pull secret bpfd\/opaque has no \.dockerconfigjson/],
           ["wrong", /401|unauthori[sz]ed|credentials/i],
         ];
-        for (const [name, re] of cases) {
+        for (const [name] of cases) {
           await kubectl(["apply", "-f", "-"], xdpConfig(`bad-${name}`, imageSpec(name)));
         }
         for (const [name, re] of cases) {

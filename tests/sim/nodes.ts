@@ -71,13 +71,13 @@ export class SimulatedNodes implements AsyncDisposable {
 
   /** Starts the server on a free loopback port. */
   static start(opts: SimulationOptions = {}): Promise<SimulatedNodes> {
-    let sim: SimulatedNodes | undefined;
+    const holder: { sim?: SimulatedNodes } = {};
     const server = Deno.serve(
       { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (req) => sim!.handle(req),
+      (req) => holder.sim!.handle(req),
     );
-    sim = new SimulatedNodes(server, opts);
-    return Promise.resolve(sim);
+    holder.sim = new SimulatedNodes(server, opts);
+    return Promise.resolve(holder.sim);
   }
 
   /** The address a Node's `bpfd.io/address` annotation gives for simulated node `name`. */
