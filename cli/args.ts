@@ -27,6 +27,8 @@ commands:
   unload PROGRAM_ID
   list   [--all] [--type TYPE] [--metadata KEY=VALUE ...]   (programs, then each hook's chain)
   get    PROGRAM_ID
+  list   --cluster [--node NODE] [--type TYPE] [--namespace NS]   (every node, from the inventories)
+  get    --node NODE PROGRAM_ID   (--kubeconfig FILE, --token TOKEN, --ca FILE, --server URL)
   image  build|push|pull ...   (bpfd image --help)
   policy check --as USER -f FILE ...   what BpfPolicy would refuse (bpfd policy --help)
 

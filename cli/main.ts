@@ -11,17 +11,11 @@
  * @module
  */
 import { parseCommandLine, requestFor, USAGE, UsageError, type Values } from "./args.ts";
+import { isClusterCommand } from "./cluster.ts";
+import { table } from "./table.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-/** Formats rows as an aligned table with a header. */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  return [header, ...rows].map((r) => r.map((c, i) => (c ?? "").padEnd(widths[i])).join("  ").trimEnd()).join(
-    "\n",
-  );
-}
 
 /** Where a link is attached, in one short phrase (`xdp veth0@ns1 prio 50`). */
 function describeAttach(a: Json): string {
@@ -165,6 +159,7 @@ async function call(v: Values, fn: string, input: Json): Promise<{ status: numbe
 
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
+  if (isClusterCommand(args)) return await (await import("./cluster.ts")).runClusterCli(args);
   if (args[0] === "image") {
     const { runImageCli } = await import("./image.ts");
     return await runImageCli(args.slice(1));

@@ -50,6 +50,8 @@ export class Controller {
   readonly leader?: LeaderElector;
   settings: Settings;
   log: Logger;
+  /** Told how long each reconcile took and whether it failed (controller/metrics.ts). */
+  onReconciled?: (ms: number, failed: boolean) => void;
   #nodes: NodeCaller;
   #workers?: Promise<void>;
   #resync?: ReturnType<typeof setInterval>;
@@ -161,7 +163,14 @@ export class Controller {
           this.log.warn("not acting: leadership not confirmed within the renew deadline", { key });
           return Promise.resolve();
         }
-        return this.reconciler.handle(key);
+        const started = performance.now();
+        return this.reconciler.handle(key).then(
+          () => this.onReconciled?.(performance.now() - started, false),
+          (err) => {
+            this.onReconciled?.(performance.now() - started, true);
+            throw err;
+          },
+        );
       },
       (key, err, retryIn) => {
         const e = err as { code?: number; message?: string; body?: unknown };

@@ -46,6 +46,9 @@ Standalone mode: the same logic on BpfProgramConfig files, for one machine.
   --node-labels k=v,...    this node's labels, for nodeselectors
   --status-dir DIR         write each BpfProgram as JSON there
 
+  --web-listen HOST:PORT   serve the inventory page and /metrics (controller/web.ts; docs/inventory.md)
+  --web-cert FILE          --web-key FILE: TLS for it (plain HTTP without: keep it on loopback)
+
   --log-level LEVEL        debug, info, warn, error`;
 
 const { values } = parseArgs({
@@ -74,6 +77,9 @@ const { values } = parseArgs({
     "node-labels": { type: "string" },
     "status-dir": { type: "string" },
     "log-level": { type: "string" },
+    "web-listen": { type: "string" },
+    "web-cert": { type: "string" },
+    "web-key": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
   strict: true,
@@ -175,6 +181,13 @@ if (values.standalone) {
     logLevel,
   });
   await c.start();
+  const web = values["web-listen"]
+    ? await (await import("./web.ts")).startWeb(kc, c, {
+      listen: values["web-listen"],
+      certFile: values["web-cert"],
+      keyFile: values["web-key"],
+    })
+    : undefined;
   await admission?.serve(c);
   const signer = values["node-ca-key"] && values["node-ca"]
     ? new NodeSigner(kc, {
@@ -188,6 +201,7 @@ if (values.standalone) {
     : undefined;
   signer?.start();
   stop = async () => {
+    await web?.shutdown();
     await signer?.stop();
     await admission?.stop();
     await c.stop();

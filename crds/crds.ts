@@ -15,15 +15,21 @@ import {
   VERSION,
 } from "./schema.ts";
 import { type Schema, toStructural } from "./structural.ts";
+import {
+  BpfNodeInventorySpec,
+  BpfNodeInventoryStatus,
+  INVENTORY,
+  INVENTORY_COLUMNS,
+} from "../model/inventory.ts";
 import { BpfPolicySpec, BpfPolicyStatus } from "../model/policy.ts";
 
-function jsonSchema(s: z.ZodType): Schema {
+function jsonSchema(s: z.core.$ZodType): Schema {
   return toStructural(
     z.toJSONSchema(s, { target: "openapi-3.0", io: "input", unrepresentable: "any" }) as Schema,
   );
 }
 
-function rootSchema(description: string, spec: z.ZodType, status: z.ZodType): Schema {
+function rootSchema(description: string, spec: z.core.$ZodType, status: z.core.$ZodType): Schema {
   return {
     description,
     type: "object",
@@ -78,7 +84,7 @@ function crd(names: Names, schema: Schema, columns: Schema[]) {
 
 const loaded = (field: string) => `.status.conditions[?(@.type=="Loaded")].${field}`;
 
-/** The CRDs: BpfProgramConfig, BpfProgram, BpfPolicy. */
+/** The CRDs: BpfProgramConfig, BpfProgram, BpfPolicy, BpfNodeInventory. */
 export function crdDocuments() {
   return [
     crd(
@@ -129,6 +135,15 @@ export function crdDocuments() {
         BpfPolicyStatus,
       ),
       [{ name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }],
+    ),
+    crd(
+      { kind: INVENTORY.kind, plural: INVENTORY.plural, singular: INVENTORY.singular, shortNames: ["bni"] },
+      rootSchema(
+        "BpfNodeInventory: every BPF program in one node's kernel (written by that node's runtime).",
+        BpfNodeInventorySpec,
+        BpfNodeInventoryStatus,
+      ),
+      INVENTORY_COLUMNS,
     ),
   ];
 }

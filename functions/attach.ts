@@ -10,6 +10,8 @@ import { invalid, notFound } from "./_errors.ts";
 import { checkTcxProceedOn, hookContext, isSharedHook, movedPeers } from "./_hooks.ts";
 import { ATTACH_TYPES_FOR, AttachSpec, type LinkRecord, ProgramId } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
+import { openForCaller } from "./_files.ts";
+import { MAX_TARGET_BYTES } from "../kernel/files.ts";
 import { enforceAttach } from "./_policy.ts";
 
 /** Where the kernel's objects sit in attach's input. */
@@ -45,6 +47,16 @@ export const attach = defineFunction({
       );
     }
     checkTcxProceedOn(spec);
+    if ((spec.type === "uprobe" || spec.type === "uretprobe") && spec.target.startsWith("/")) {
+      // A regular file the caller may read itself, or the same 404 as a missing one (no FIFO, no leak).
+      openForCaller(ctx, {
+        path: spec.target,
+        field: "attach.target",
+        what: "target",
+        maxBytes: MAX_TARGET_BYTES,
+      })
+        .close();
+    }
     enforceAttach(ctx, program, spec);
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {

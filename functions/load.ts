@@ -26,6 +26,8 @@ import { enforceLoad } from "./_policy.ts";
 import { globalDataBytes } from "./_global_data.ts";
 import { pullImage } from "./_images.ts";
 import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
+import { MAX_OBJECT_BYTES, type UserFile } from "../kernel/files.ts";
+import { openForCaller } from "./_files.ts";
 
 const base64 = z.string().check(
   z.regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64"),
@@ -63,11 +65,12 @@ export const load = defineFunction({
       throw invalid("metadata", `${reserved}: keys starting with ${RESERVED_METADATA_PREFIX} are bpfd's own`);
     }
     await enforceLoad(ctx, input.bytecode, { programs: input.programs });
-    const { objectPath, source, programs, signer } = await resolveBytecode(
+    const { objectPath, source, programs, signer, file } = await resolveBytecode(
       input.bytecode,
       ctx,
       input.programs,
     );
+    using _checked = file; // libbpf reads the checked file through /proc/self/fd/N; closed on return
     await enforceLoad(ctx, input.bytecode, { programs, signer });
     const globalData = globalDataBytes(input.globalData);
     const keys = input.mapOwnerId ? [programKey(input.mapOwnerId)] : [];
@@ -76,6 +79,7 @@ export const load = defineFunction({
       if (input.mapOwnerId && !owner) throw notFound("program", input.mapOwnerId, { field: "mapOwnerId" });
       const loaded = await ctx.kernel.load({
         objectPath,
+        shownPath: "path" in source ? source.path : undefined,
         programs,
         globalData,
         sharedMaps: owner?.maps,
@@ -125,23 +129,27 @@ async function resolveBytecode(
   ctx: Parameters<typeof load.handler>[1],
   programs: ProgramSpec[] | undefined,
 ): Promise<
-  { objectPath: string; source: ProgramRecord["bytecode"]; programs: ProgramSpec[]; signer?: string | null }
+  {
+    objectPath: string;
+    source: ProgramRecord["bytecode"];
+    programs: ProgramSpec[];
+    signer?: string | null;
+    file?: UserFile;
+  }
 > {
   if ("path" in bytecode) {
-    if (!bytecode.path.startsWith("/")) throw invalid("bytecode.path", "must be an absolute path");
-    try {
-      const stat = await Deno.stat(bytecode.path);
-      if (!stat.isFile) throw invalid("bytecode.path", `${bytecode.path} is not a file`);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) {
-        throw notFound("file", bytecode.path, { field: "bytecode.path" });
-      }
-      throw err;
-    }
+    // Opened without blocking and checked on the fd; libbpf reads it through /proc/self/fd/N.
+    const file = openForCaller(ctx, {
+      path: bytecode.path,
+      field: "bytecode.path",
+      what: "file",
+      maxBytes: MAX_OBJECT_BYTES,
+    });
     if (!programs) {
+      file.close();
       throw invalid("programs", "required with bytecode.path (only images declare their programs)");
     }
-    return { objectPath: bytecode.path, source: { path: bytecode.path }, programs };
+    return { objectPath: file.path, source: { path: bytecode.path }, programs, file };
   }
   const pulled = await pullImage(ctx, bytecode.image, "bytecode.image");
   if (programs) checkAgainstLabels(programs, pulled.programs);

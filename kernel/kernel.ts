@@ -38,6 +38,9 @@ import { TcChains } from "./chains/tc.ts";
 import { TcxChains } from "./chains/tcx.ts";
 import { XdpChains } from "./chains/xdp.ts";
 import { allLinks, allPrograms, programInfo } from "./inspect.ts";
+import { type AttachmentScan, kernelAttachments } from "./attachments.ts";
+import { type Holder, scanHolders, type ScanOptions } from "./holders.ts";
+import type { InventoryAttachment } from "../model/inventory.ts";
 import { load, type LoadedProgram, type LoadPlan, programAlive, unload } from "./load.ts";
 import { ifindexOf } from "./netns.ts";
 import { Pins } from "./pins.ts";
@@ -208,6 +211,16 @@ export class NodeKernel implements KernelParts {
   /** Every BPF link in the kernel. */
   allLinks(): bpf.LinkInfoValue[] {
     return allLinks();
+  }
+
+  /** Where each program is attached, as the kernel reports it (kernel/attachments.ts), by program id. */
+  attachments(scan?: AttachmentScan): Map<number, InventoryAttachment[]> {
+    return kernelAttachments(scan);
+  }
+
+  /** The processes holding programs (kernel/holders.ts), by program id. */
+  holders(scan?: ScanOptions): Promise<Map<number, Holder[]>> {
+    return scanHolders(scan);
   }
 
   /** Pins under bpfd's directories: program ids, link ids and map directories found on the bpffs. */

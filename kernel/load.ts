@@ -30,6 +30,8 @@ export interface LoadedProgram {
 /** A load request, already validated. */
 export interface LoadPlan {
   objectPath: string;
+  /** The path to name in errors when `objectPath` is a checked `/proc/self/fd/N` (kernel/files.ts). */
+  shownPath?: string;
   programs: ProgramSpec[];
   globalData: Record<string, Uint8Array>;
   /** Maps to reuse instead of creating: name → pin path (the map owner's maps). */
@@ -59,9 +61,14 @@ export async function load(pins: Pins, plan: LoadPlan): Promise<LoadedProgram[]>
   try {
     obj = BpfObject.open(plan.objectPath);
   } catch (err) {
-    throw new KernelError("invalid_object", "object", `${plan.objectPath} is not a BPF object file`, {
-      ...(err instanceof LibbpfError ? { errno: err.code, libbpfLog: err.libbpfLog } : {}),
-    });
+    throw new KernelError(
+      "invalid_object",
+      "object",
+      `${plan.shownPath ?? plan.objectPath} is not a BPF object file`,
+      {
+        ...(err instanceof LibbpfError ? { errno: err.code, libbpfLog: err.libbpfLog } : {}),
+      },
+    );
   }
   const pinned: string[] = [];
   try {

@@ -14,6 +14,7 @@
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
 import { CONTROLLER_DENO_ARGS } from "../controller/launch.ts";
+import { withInventory } from "./inventory.ts";
 import { withPolicy } from "./policy.ts";
 import {
   CONTROLLER_SERVICE_ACCOUNT,
@@ -115,7 +116,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
     subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns }],
   });
 
-  return withPolicy([
+  return withInventory(withPolicy([
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(NODE_SERVICE_ACCOUNT, "node") },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(CONTROLLER_SERVICE_ACCOUNT, "controller") },
@@ -383,7 +384,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         },
       },
     },
-  ]);
+  ]));
 }
 
 function tlsItems(keys: string[]) {

@@ -191,6 +191,12 @@ export const Identity = z.object({
   user: z.string(),
   /** How it was established: `unix-socket`, `token`, `in-process`. */
   via: z.string(),
+  /** Unix socket callers: the kernel's credentials of the caller (SO_PEERCRED). */
+  uid: z.optional(z.number()),
+  gid: z.optional(z.number()),
+  pid: z.optional(z.number()),
+  /** Unix socket callers: their supplementary group ids (SO_PEERGROUPS), for file access checks. */
+  gids: z.optional(z.array(z.number())),
   /** The groups the authenticator reported (TokenReview, token file); BpfPolicy rules name them. */
   groups: z.optional(z.array(z.string())),
 });

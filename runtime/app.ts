@@ -15,6 +15,7 @@ import type { Context } from "hono";
 import { allFunctions, BpfdError, FUNCTIONS, invoke } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
+import { instrument } from "./metrics.ts";
 
 /** Establishes who is calling (the listener decides how). */
 export type Identify = (c: Context) => Identity | Promise<Identity>;
@@ -22,6 +23,7 @@ export type Identify = (c: Context) => Identity | Promise<Identity>;
 /** The API app for one node. */
 export function createApp(node: Node, identify: Identify): Hono {
   const app = new Hono();
+  instrument(app, node);
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.get("/readyz", (c) => {
@@ -53,6 +55,8 @@ export function createApp(node: Node, identify: Identify): Hono {
     let body: unknown;
     try {
       const text = await c.req.text();
+      const problem = jsonShapeProblem(text);
+      if (problem) throw new Error(problem);
       body = text.trim() ? JSON.parse(text) : {};
     } catch (err) {
       return c.json(
@@ -77,8 +81,58 @@ export function createApp(node: Node, identify: Identify): Hono {
         error: error.message,
         ...(error.status >= 500 ? { stack: (err as Error)?.stack } : {}),
       });
-      return c.json(error.toBody(), error.status);
+      return c.json(boundedError(error.toBody()), error.status);
     }
   });
   return app;
+}
+
+/**
+ * Bounds on a request's JSON beyond its size: no function takes anything near them, and validating a
+ * body of hundreds of thousands of values (or parsing one nested 100,000 deep) costs the runtime hundreds
+ * of MiB (BENCHMARKS.md, "Bad input over the socket").
+ */
+const MAX_JSON_DEPTH = 64, MAX_JSON_VALUES = 2048;
+
+/**
+ * Why JSON `text` is refused before it is parsed, or undefined: arrays and objects nested more than
+ * MAX_JSON_DEPTH deep, or more than MAX_JSON_VALUES values (counted by their separators; strings skipped).
+ */
+export function jsonShapeProblem(text: string): string | undefined {
+  let depth = 0, values = 1, inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // a backslash escapes the next character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > MAX_JSON_DEPTH) return `nested deeper than ${MAX_JSON_DEPTH} levels`;
+      values++;
+    } else if (c === 93 || c === 125) depth--;
+    else if (c === 44 && ++values > MAX_JSON_VALUES) return `more than ${MAX_JSON_VALUES} values`;
+  }
+  return undefined;
+}
+
+/**
+ * An error body no larger than a few hundred KiB, whatever the request was: the message up to 4 KiB, other
+ * texts (verifier logs) up to 64 KiB, lists (validation issues) up to 100 entries, each cut with a marker.
+ */
+export function boundedError(body: ReturnType<BpfdError["toBody"]>): ReturnType<BpfdError["toBody"]> {
+  const cut = (value: unknown, max: number): unknown => {
+    if (typeof value === "string") {
+      return value.length > max ? `${value.slice(0, max)}… [${value.length - max} more characters]` : value;
+    }
+    if (Array.isArray(value)) {
+      const kept = value.slice(0, 100).map((v) => cut(v, 1024));
+      return value.length > 100 ? [...kept, `… [${value.length - 100} more]`] : kept;
+    }
+    if (value && typeof value === "object") {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, cut(v, max)]));
+    }
+    return value;
+  };
+  const { code, message, ...rest } = body.error;
+  return { error: { code, message: cut(message, 4096) as string, ...(cut(rest, 64 << 10) as typeof rest) } };
 }

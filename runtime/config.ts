@@ -1,6 +1,6 @@
 /**
  * The node runtime's configuration, with the embedded default: state under /run/bpfd, bpffs at
- * /run/bpfd/fs, the API on /run/bpfd/bpfd.sock and 127.0.0.1:50052.
+ * /run/bpfd/fs, the API on the unix socket /run/bpfd/bpfd.sock only (root and group bpfd-admin).
  *
  * @module
  */
@@ -8,23 +8,40 @@ import { NonEmpty, z } from "../model/zod.ts";
 import { ImageStoreConfig } from "../model/image.ts";
 import { CONTROLLER_SERVICE_ACCOUNT, NAMESPACE } from "../model/names.ts";
 
+/** Bounds of every listener (runtime/http1.ts). */
+const HttpBounds = z.strictObject({
+  maxConnections: z._default(z.int().check(z.minimum(1), z.maximum(65536)), 256),
+  maxBodyBytes: z._default(z.int().check(z.minimum(1024), z.maximum(1 << 30)), 1 << 20),
+  headerTimeoutMs: z._default(z.int().check(z.minimum(100), z.maximum(600_000)), 10_000),
+  idleTimeoutMs: z._default(z.int().check(z.minimum(100), z.maximum(3_600_000)), 60_000),
+});
+
+/** The runtime configuration (a JSON file and command-line options). */
 export const RuntimeConfig = z.strictObject({
   /** Where the state file and the lock live. */
   stateDir: z._default(z.string(), "/run/bpfd"),
   /** The bpffs bpfd pins under (mounted there if it is not). */
   bpffs: z._default(z.string(), "/run/bpfd/fs"),
-  /** The unix socket for local callers (root and the `group`); empty for none. */
+  /** The unix socket for local callers (root and `apiGroup`); empty for none. */
   socket: z._default(z.string(), "/run/bpfd/bpfd.sock"),
-  /** host:port for the TCP listener; empty for none. */
-  listen: z._default(z.string(), "127.0.0.1:50052"),
-  /** The group that may read map pins and use the socket. */
+  /** host:port for the TCP listener (needs `tls` and `auth`); empty (the default) for none. */
+  listen: z._default(z.string(), ""),
+  /** The group that may read map pins (read-only; it does not reach the API). */
   group: z._default(z.string(), "bpfd"),
+  /** The group whose members may use the socket: root-equivalent, like Docker's `docker` group. */
+  apiGroup: z._default(z.string(), "bpfd-admin"),
+  /** Serve TCP without TLS or authentication: anyone who reaches the port is root on this machine. */
+  insecureTcpWithoutAuthIUnderstandThisIsRoot: z._default(z.boolean(), false),
+  /** Host names the TCP listener answers to besides its address, localhost names and the hostname. */
+  allowedHosts: z._default(z.array(NonEmpty), []),
+  /** Bounds of every listener (runtime/http1.ts). */
+  http: z._default(HttpBounds, () => HttpBounds.parse({})),
   logLevel: z._default(z.enum(["debug", "info", "warn", "error"]), "info"),
   /** The bytecode image store (cache, registries, signature policy). */
   images: z.optional(ImageStoreConfig),
   /** Standalone mode: a directory of BpfProgramConfig files this node converges to; empty for none. */
   configs: z._default(z.string(), ""),
-  /** TLS for the TCP listener (PEM files); without it the listener speaks plain HTTP. */
+  /** TLS for the TCP listener (PEM files). */
   tls: z.optional(z.strictObject({
     certFile: NonEmpty,
     keyFile: NonEmpty,
@@ -35,7 +52,7 @@ export const RuntimeConfig = z.strictObject({
      */
     request: z.optional(z.boolean()),
   })),
-  /** Who may call over TCP (runtime/auth/auth.ts); the unix socket is guarded by its file permissions. */
+  /** Who may call over TCP (runtime/auth/auth.ts); the unix socket knows its callers from the kernel. */
   auth: z.optional(
     z.strictObject({
       /** none (default), kubernetes (TokenReview + SubjectAccessReview), tokenFile (standalone). */
@@ -69,6 +86,29 @@ export const RuntimeConfig = z.strictObject({
       z.refine((p) => p.source !== "file" || p.file, { message: "source file needs file", path: ["file"] }),
     ),
   ),
+  /**
+   * Turn on the kernel's run statistics (BPF_ENABLE_STATS) while the runtime runs, for the run count and
+   * run time metrics; each program run then costs a little more (two clock reads).
+   */
+  bpfStats: z.optional(z.boolean()),
+  /** Serve Prometheus metrics at /metrics (runtime/metrics.ts); on unless false. */
+  metrics: z.optional(z.boolean()),
+  /**
+   * The node inventory (runtime/inventory_kube.ts, docs/inventory.md): this node's BpfNodeInventory
+   * object, kept current on the API server; absent for none.
+   */
+  inventory: z.optional(z.strictObject({
+    /** The runtime's credentials (default: auth.kubeconfig, then $KUBECONFIG, then the pod's ServiceAccount). */
+    kubeconfig: z.optional(NonEmpty),
+    /** At most one write per this many seconds. */
+    minWriteSeconds: z._default(z.number().check(z.minimum(0), z.maximum(3600)), 5),
+    /** A full snapshot (holders, pods) at least this often even when no id changed. */
+    fullSeconds: z._default(z.number().check(z.minimum(1), z.maximum(3600)), 30),
+    /** The most the object's spec may take as JSON; programs past it are counted in `omitted`. */
+    maxBytes: z._default(z.int().check(z.minimum(10_000), z.maximum(1_400_000)), 1_000_000),
+    /** Find the processes holding programs bpfd does not manage (/proc). */
+    holders: z._default(z.boolean(), true),
+  })),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

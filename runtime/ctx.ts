@@ -11,7 +11,7 @@
  */
 import type { Ctx, ImagePuller, PolicyGate } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
-import { closeFd, tryLockFile } from "../ffi/libc.ts";
+import { closeFd } from "../ffi/libc.ts";
 import { programIds } from "../ffi/libbpf.ts";
 import type { RuntimeConfig } from "./config.ts";
 import { NodeKernel } from "../kernel/kernel.ts";
@@ -19,7 +19,7 @@ import { KeyedLocks } from "./locks.ts";
 import { Logger } from "../lib/log.ts";
 import { ensureBpffs } from "../kernel/mounts.ts";
 import { type Finding, recover } from "./recover.ts";
-import { StateStore } from "./state.ts";
+import { lockStateDir, StateStore } from "./state.ts";
 
 /** A running node: everything a ctx is made of. */
 export interface Node {
@@ -51,7 +51,7 @@ export async function groupId(name: string): Promise<number | undefined> {
 export async function createNode(config: RuntimeConfig, images?: ImagePuller): Promise<Node> {
   const log = new Logger(config.logLevel);
   await Deno.mkdir(config.stateDir, { recursive: true, mode: 0o750 });
-  const lockFd = tryLockFile(`${config.stateDir}/lock`);
+  const lockFd = lockStateDir(config.stateDir);
   if (lockFd === null) {
     throw new Error(
       `another bpfd runtime is using ${config.stateDir} (talk to it with the CLI, or choose --state-dir)`,

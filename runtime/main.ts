@@ -1,17 +1,17 @@
 /**
- * The node runtime: `deno task start`. Serves bpfd's functions on a unix socket (root and group bpfd)
- * and on a TCP address, until SIGINT/SIGTERM. Programs stay loaded and attached when it stops.
+ * The node runtime: `deno task start`. Serves bpfd's functions on a unix socket (root and group
+ * bpfd-admin, callers known by their kernel credentials) and, when configured, on a TCP address with TLS
+ * and authentication, until SIGINT/SIGTERM. Programs stay loaded and attached when it stops.
  *
  * @module
  */
-import { Hono } from "hono";
-import { createApp } from "./app.ts";
-import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware.ts";
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
+import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 import { startStandalone } from "./standalone.ts";
 import { policyGateFrom } from "./policy.ts";
-import { ensureServingCertificate } from "./auth/serving_cert.ts";
+import { ensureServingCertificate, nodeNameOf } from "./auth/serving_cert.ts";
+import { startInventory } from "./inventory_kube.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -22,44 +22,20 @@ ${NODE_OPTIONS_HELP}`;
 /** Serves `node` on its socket and TCP address; resolves when both listeners are closed. */
 export async function serve(node: Node, signal: AbortSignal): Promise<void> {
   const { socket, listen } = node.config;
-  const servers: Deno.HttpServer[] = [];
-  // Group bpfd reaches the socket and the map pins through the state directory when they are inside it.
-  const gid = node.kernel.groupId;
+  const listeners: Served[] = [];
+  // Root alone lists the state directory; the groups traverse it to the socket and the map pins.
   const state = node.config.stateDir.replace(/\/+$/, "");
   const inState = (p: string) => p.startsWith(`${state}/`);
-  if (gid !== undefined && (inState(node.config.bpffs) || (socket && inState(socket)))) {
-    await Deno.chown(state, 0, gid);
-    await Deno.chmod(state, 0o750);
+  await Deno.chmod(state, inState(node.config.bpffs) || (socket && inState(socket)) ? 0o711 : 0o700);
+  try {
+    // TCP first: once the socket answers, every listener does.
+    if (listen) listeners.push(await serveTcp(node, listen));
+    if (socket) listeners.push(await serveSocket(node, socket));
+  } catch (err) {
+    for (const l of listeners) l.close();
+    throw err;
   }
-  if (socket) {
-    await Deno.remove(socket).catch(() => {});
-    const app = createApp(node, () => ({ user: "local", via: "unix-socket" }));
-    servers.push(Deno.serve({ path: socket, signal, onListen: () => {} }, app.fetch));
-    await Deno.chmod(socket, 0o660);
-    if (gid !== undefined) await Deno.chown(socket, 0, gid);
-  }
-  if (listen) {
-    const at = listen.lastIndexOf(":");
-    const hostname = listen.slice(0, at), port = Number(listen.slice(at + 1));
-    const { tls } = node.config;
-    const via = tls ? "tls" : "tcp";
-    const auth = await authenticatorFrom(node.config);
-    if (!auth && !/^(127\.|\[?::1\]?$|localhost$)/.test(hostname)) {
-      node.log.warn("the TCP listener is not loopback and has no authentication (auth.mode none)", {
-        listen,
-      });
-    }
-    const inner = createApp(
-      node,
-      (c) => identityOf(c) ?? { user: "anonymous", via: `${via} ${c.req.header("host") ?? hostname}` },
-    );
-    // With authentication, every /v1/ request passes the guard first (401/403 never reach a function).
-    const app = auth ? new Hono().use(authMiddleware(auth, () => node.log, via)).route("/", inner) : inner;
-    const certs = tls
-      ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) }
-      : {};
-    servers.push(Deno.serve({ hostname, port, signal, onListen: () => {}, ...certs }, app.fetch));
-  }
+  signal.addEventListener("abort", () => listeners.forEach((l) => l.close()), { once: true });
   node.log.info("serving", {
     socket: socket || undefined,
     listen: listen || undefined,
@@ -67,7 +43,7 @@ export async function serve(node: Node, signal: AbortSignal): Promise<void> {
     auth: node.config.auth?.mode ?? "none",
     programs: node.state.programs().length,
   });
-  await Promise.all(servers.map((s) => s.finished));
+  await Promise.all(listeners.map((l) => l.finished));
 }
 
 if (import.meta.main) {
@@ -88,7 +64,9 @@ if (import.meta.main) {
     ? startStandalone(config, node.log.with({ component: "standalone" }))
     : undefined;
   await ensureServingCertificate(config, node.log);
+  const inventory = await startInventory(node, nodeNameOf(config));
   await serve(node, stop.signal);
+  await inventory?.stop();
   await standalone?.stop();
   await policy?.stop();
   node.close();

@@ -8,10 +8,12 @@ import { loadConfig, type RuntimeConfig } from "./config.ts";
 
 const VALUE_OPTIONS = ["config", "state-dir", "bpffs", "socket", "listen", "log-level", "configs"] as const;
 type NodeOption = typeof VALUE_OPTIONS[number];
+/** The only way to serve TCP without TLS and authentication, named so nobody types it by accident. */
+export const INSECURE_TCP_OPTION = "insecure-tcp-without-auth-i-understand-this-is-root";
 
-/** Parsed options: values by name, `help`, and the positional arguments. */
+/** Parsed options: values by name, `help`, the insecure TCP flag, and the positional arguments. */
 export interface NodeArgs {
-  values: Partial<Record<NodeOption, string>> & { help?: boolean };
+  values: Partial<Record<NodeOption, string>> & { help?: boolean; insecureTcp?: boolean };
   positionals: string[];
 }
 
@@ -23,6 +25,10 @@ export function parseNodeArgs(args: string[]): NodeArgs {
     const arg = args[i];
     if (arg === "-h" || arg === "--help") {
       values.help = true;
+      continue;
+    }
+    if (arg === `--${INSECURE_TCP_OPTION}`) {
+      values.insecureTcp = true;
       continue;
     }
     if (!arg.startsWith("--")) {
@@ -47,13 +53,16 @@ export function configFrom(values: NodeArgs["values"]): Promise<RuntimeConfig> {
     listen: values.listen,
     logLevel: values["log-level"] as RuntimeConfig["logLevel"] | undefined,
     configs: values.configs,
+    insecureTcpWithoutAuthIUnderstandThisIsRoot: values.insecureTcp,
   });
 }
 
 export const NODE_OPTIONS_HELP = `  --config FILE       JSON configuration (see runtime/config.ts)
   --state-dir DIR     state and lock (default /run/bpfd)
   --bpffs DIR         bpffs for pins, mounted if needed (default /run/bpfd/fs)
-  --socket PATH       unix socket, "" for none (default /run/bpfd/bpfd.sock)
-  --listen HOST:PORT  TCP listener, "" for none (default 127.0.0.1:50052)
+  --socket PATH       unix socket, "" for none (default /run/bpfd/bpfd.sock; root and group bpfd-admin)
+  --listen HOST:PORT  TCP listener (default none); needs tls and auth in the --config file
+  --${INSECURE_TCP_OPTION}
+                      serve --listen without TLS or authentication: whoever reaches it is root here
   --log-level LEVEL   debug, info, warn, error (default info)
   --configs DIR       standalone mode: converge this node to the BpfProgramConfig files (YAML/JSON) in DIR`;

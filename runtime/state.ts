@@ -7,6 +7,7 @@
  */
 import { PositiveInt, z } from "../model/zod.ts";
 import { LinkRecord, ProgramRecord } from "../model/schemas.ts";
+import { tryLockFile } from "../ffi/libc.ts";
 
 const StateFile = z.object({
   version: z.literal(1),
@@ -15,6 +16,19 @@ const StateFile = z.object({
   links: z.array(LinkRecord),
 });
 type StateFile = z.infer<typeof StateFile>;
+
+/**
+ * Takes the state directory's lock, `dir/lock`: a root-owned 0600 file (made so if an older runtime left
+ * it readable), so only root can open it, and no group member can hold it to keep the runtime from
+ * starting. The fd holding the lock, or null when another process holds it.
+ */
+export function lockStateDir(dir: string): number | null {
+  const path = `${dir}/lock`;
+  Deno.writeTextFileSync(path, "", { append: true, mode: 0o600 });
+  Deno.chmodSync(path, 0o600);
+  if (Deno.uid() === 0) Deno.chownSync(path, 0, 0);
+  return tryLockFile(path);
+}
 
 /** bpfd's records, persisted under `dir/state.json`. */
 export class StateStore {

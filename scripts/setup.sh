@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 iputils-ping xdp-tools gcc libc6-dev util-linux)
+packages=(libbpf1 libbpf-dev clang llvm bpftool iproute2 iputils-ping xdp-tools gcc libc6-dev util-linux curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,7 +21,9 @@ if ! toolchain/node_modules/.bin/deno --version 2>/dev/null | grep -q "^deno $pi
   (cd toolchain && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
+# bpfd: may read map pins (read-only). bpfd-admin: may use the API socket, which is root-equivalent.
 getent group bpfd >/dev/null || groupadd --system bpfd
+getent group bpfd-admin >/dev/null || groupadd --system bpfd-admin
 
 deno=toolchain/node_modules/.bin/deno
 "$deno" install --quiet >/dev/null

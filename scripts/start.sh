@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the machine if needed, then runs bpfd's node runtime on its embedded default: state under
-# /run/bpfd, bpffs at /run/bpfd/fs, API on /run/bpfd/bpfd.sock and 127.0.0.1:50052. Extra arguments go
-# to the runtime (see `deno task start --help`).
+# /run/bpfd, bpffs at /run/bpfd/fs, API on the unix socket /run/bpfd/bpfd.sock only (root and group
+# bpfd-admin; no TCP listener). Extra arguments go to the runtime (see `deno task start --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -91,7 +91,11 @@ export async function startTestRuntime(opts: { dir?: string } = {}): Promise<Tes
       return invokeFunction(fn, input, node.ctxFor(caller));
     },
     async call(name, input) {
-      const res = await app.request(`/v1/functions/${name}`, { method: "POST", body: JSON.stringify(input) });
+      const res = await app.request(`/v1/functions/${name}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(input),
+      });
       return { status: res.status, body: await res.json() };
     },
     async close() {
@@ -209,10 +213,17 @@ export class RuntimeProcess {
 
   #client?: Deno.HttpClient;
 
-  /** An HTTP request to the runtime over its unix socket (one kept-alive client per process). */
+  /**
+   * An HTTP request to the runtime over its unix socket (one kept-alive client per process); a body is
+   * sent as `application/json` unless `init` names another type.
+   */
   async fetch(path: string, init?: RequestInit): Promise<Response> {
     this.#client ??= Deno.createHttpClient({ proxy: { transport: "unix", path: this.socket } });
-    const res = await fetch(`http://bpfd${path}`, { ...init, client: this.#client });
+    const headers = new Headers(init?.headers);
+    if (init?.body !== undefined && !headers.has("content-type")) {
+      headers.set("content-type", "application/json");
+    }
+    const res = await fetch(`http://bpfd${path}`, { ...init, headers, client: this.#client });
     const body = await res.arrayBuffer();
     return new Response(body, { status: res.status, headers: res.headers });
   }

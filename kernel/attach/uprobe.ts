@@ -11,6 +11,7 @@
 import { ElfError, functionOffset } from "../../ffi/elf.ts";
 import type { AttachSpec } from "../../model/schemas.ts";
 import { KernelError, notFound } from "../errors.ts";
+import { MAX_TARGET_BYTES, openUserFile, UserFileError } from "../files.ts";
 import { pinnedLink, type PlainKind } from "./kind.ts";
 import { perfLink, probePmu } from "./perf.ts";
 
@@ -51,8 +52,11 @@ export const uprobe: PlainKind<UprobeAttach> = {
     let offset = spec.offset;
     if (spec.fnName) {
       try {
-        offset += await functionOffset(path, spec.fnName);
+        // Opened with O_NONBLOCK and checked on the fd (regular, size limit), then read in bounded chunks.
+        using file = openUserFile(path, { maxBytes: MAX_TARGET_BYTES });
+        offset += await functionOffset(file.path, spec.fnName, { shownAs: path });
       } catch (err) {
+        if (err instanceof UserFileError) throw new KernelError("invalid", "target", err.message);
         if (err instanceof ElfError) {
           throw err.kind === "no_symbol"
             ? notFound("function", spec.fnName, { target: path })

@@ -1,12 +1,14 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `policy` (BpfPolicy's cost), `scale` (100/500/1,000 simulated nodes). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `scale` (100/500/1,000 simulated nodes). `deno task bench node` runs only the named ones.
  *
  * @module
  */
 import { benchChain } from "./chain.ts";
 import { benchController } from "./controller.ts";
+import { benchFuzz } from "./fuzz.ts";
 import { benchImages } from "./image.ts";
+import { benchInventory } from "./inventory.ts";
 import { benchNode, type BenchSection } from "./node.ts";
 import { benchPolicy } from "./policy.ts";
 import { benchScale } from "./scale.ts";
@@ -29,7 +31,9 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   images,
   chain: () => benchChain(),
   controller: () => benchController(),
+  fuzz: () => benchFuzz(),
   policy: () => benchPolicy(),
+  inventory: () => benchInventory(),
   scale: () => benchScale(),
 };
 

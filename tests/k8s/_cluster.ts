@@ -48,7 +48,7 @@ export class NodeRuntime {
     readonly net: NodeNet,
     readonly dir: string,
     readonly logFile: string,
-    /** A runtime configuration file (`--config`), e.g. with `images`; read at each start(). */
+    /** A runtime configuration file (--config), for options that have no flag; read at each start(). */
     public configFile?: string,
   ) {}
 
@@ -67,6 +67,7 @@ export class NodeRuntime {
         Deno.execPath(),
         ...RUNTIME_DENO_ARGS,
         `${root}runtime/main.ts`,
+        ...(this.configFile ? ["--config", this.configFile] : []),
         "--state-dir",
         this.dir,
         "--bpffs",
@@ -75,9 +76,10 @@ export class NodeRuntime {
         "",
         "--listen",
         this.address,
+        // Plain HTTP inside the test's own network namespace: the secure listener has its own tests.
+        "--insecure-tcp-without-auth-i-understand-this-is-root",
         "--log-level",
         "info",
-        ...(this.configFile ? ["--config", this.configFile] : []),
       ],
       stdin: "null",
       stdout: "null",
@@ -102,6 +104,7 @@ export class NodeRuntime {
   async call(fn: string, input: unknown): Promise<{ status: number; body: Json }> {
     const r = await fetch(`http://${this.address}/v1/functions/${fn}`, {
       method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify(input),
       client: this.#client,
       signal: AbortSignal.timeout(20000),
@@ -170,6 +173,11 @@ export interface ClusterOptions {
   nodes: Array<{ name: string; labels?: Record<string, string> }>;
   /** bpfd-config data. */
   settings?: Record<string, string>;
+  /**
+   * Node runtimes publish their inventory with the admin's kubeconfig (reaching the API server through
+   * forwarders, tests/k8s/_forward.ts); these are the config's `inventory` settings.
+   */
+  inventory?: Record<string, unknown>;
 }
 
 export class TestCluster {
@@ -178,6 +186,8 @@ export class TestCluster {
   readonly custom: k8s.CustomObjectsApi;
   readonly core: k8s.CoreV1Api;
   readonly dir: string;
+  #inventory?: Record<string, unknown>;
+  #forwarders: Deno.ChildProcess[] = [];
 
   private constructor(readonly kube: Kube, dir: string) {
     this.dir = dir;
@@ -190,6 +200,7 @@ export class TestCluster {
     const kube = await startKube();
     const dir = await Deno.makeTempDir({ prefix: "bpfd-cluster-" });
     const c = new TestCluster(kube, dir);
+    c.#inventory = opts.inventory;
     try {
       const r = await kube.kubectl(["apply", "-f", CRDS_DIR]);
       if (r.code !== 0) throw new Error(`applying CRDs: ${r.stderr}`);
@@ -222,7 +233,19 @@ export class TestCluster {
   /** A node: namespace + eth0, a runtime process in it, and its Node object (InternalIP = its eth0). */
   async addNode(name: string, labels: Record<string, string>, index: number): Promise<NodeRuntime> {
     const net = await NodeNet.create(index);
-    const rt = new NodeRuntime(name, net, `${this.dir}/${name}`, `${this.dir}/${name}.log`);
+    let configFile: string | undefined;
+    if (this.#inventory) {
+      await this.#forwardApiServer(net);
+      configFile = `${this.dir}/${name}.json`;
+      await Deno.writeTextFile(
+        configFile,
+        JSON.stringify({
+          auth: { mode: "none", nodeName: name },
+          inventory: { kubeconfig: this.kube.kubeconfig(), ...this.#inventory },
+        }),
+      );
+    }
+    const rt = new NodeRuntime(name, net, `${this.dir}/${name}`, `${this.dir}/${name}.log`, configFile);
     this.runtimes.set(name, rt);
     await rt.start();
     await this.core.createNode({
@@ -234,6 +257,29 @@ export class TestCluster {
       },
     });
     return rt;
+  }
+
+  /** Makes the API server's 127.0.0.1:port reachable inside the node's namespace (two forwarders). */
+  async #forwardApiServer(net: NodeNet): Promise<void> {
+    const port = new URL(this.kube.server).port;
+    const script = `${root}tests/k8s/_forward.ts`;
+    const legs = [
+      [Deno.execPath(), "run", "-A", script, net.hostAddr, port, "127.0.0.1", port],
+      [...net.nsenter, Deno.execPath(), "run", "-A", script, "127.0.0.1", port, net.hostAddr, port],
+    ];
+    for (const leg of legs) {
+      const child = new Deno.Command("setpriv", {
+        args: ["--pdeathsig", "KILL", "--", ...leg],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      this.#forwarders.push(child);
+      const reader = child.stdout.getReader();
+      await reader.read(); // "listening"
+      reader.releaseLock();
+      child.stdout.cancel().catch(() => {});
+    }
   }
 
   /** Starts a controller process with short lease and resync periods. */
@@ -297,6 +343,7 @@ export class TestCluster {
     if (Deno.env.get("BPFD_TEST_LOGS")) console.error(await this.logs(200).catch(() => ""));
     for (const c of this.controllers) await c.kill("SIGKILL");
     for (const rt of this.runtimes.values()) await rt.destroy().catch(() => {});
+    for (const f of this.#forwarders) await stopChild(f, "SIGKILL");
     for (const rt of this.runtimes.values()) await rt.net.destroy();
     await this.kube.stop();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});

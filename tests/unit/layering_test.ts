@@ -72,9 +72,17 @@ function layeringProblems(file: string, src: string): string[] {
 
 /**
  * Where an HTTP status may be answered: functions/ maps errors to statuses, runtime/app.ts and
- * runtime/auth/ are the HTTP edge (the API's own refusals: 404 no such function, 400 not JSON, 401/403).
+ * runtime/auth/ are the HTTP edge (the API's own refusals: 404 no such function, 400 not JSON, 401/403);
+ * controller/web*.ts is the controller's (the inventory page's 401/403).
  */
-const STATUS_OWNERS = [/^functions\//, /^runtime\/app\.ts$/, /^runtime\/auth\//];
+const STATUS_OWNERS = [
+  /^functions\//,
+  /^runtime\/app\.ts$/,
+  /^runtime\/auth\//,
+  /^runtime\/front_door\.ts$/, // the checks before the app: 403, 415, 421
+  /^runtime\/http1\.ts$/, // the HTTP/1.1 server: 400, 411, 413, 431
+  /^controller\/web[a-z_]*\.ts$/,
+];
 
 const STATUS = String.raw`(?:4\d\d|5\d\d)`;
 

@@ -63,7 +63,7 @@ Deno.test("bpfd CLI: load, attach, list, get, detach, unload over the unix socke
     assert.match(
       row,
       new RegExp(
-        `^${id}\\s+xdp_counter\\s+xdp\\s+yes\\s+\\S+\\s+local\\s+${linkId}: xdp ${net.hostIf}@${net.hostNs} prio 10\\s+owner=cli-test$`,
+        `^${id}\\s+xdp_counter\\s+xdp\\s+yes\\s+\\S+\\s+uid:0\\s+${linkId}: xdp ${net.hostIf}@${net.hostNs} prio 10\\s+owner=cli-test$`,
       ),
     );
 
@@ -73,7 +73,7 @@ Deno.test("bpfd CLI: load, attach, list, get, detach, unload over the unix socke
     const get = await bpfd(s, "get", String(id));
     assert.match(get.out, /Managed by bpfd\s+yes/);
     assert.match(get.out, /Maps\s+xdp_packets → /);
-    assert.match(get.out, /Loaded by\s+local \(unix-socket\)/);
+    assert.match(get.out, /Loaded by\s+uid:0 \(unix-socket\)/);
 
     assert.equal((await bpfd(s, "detach", String(linkId))).code, 0);
     const unload = await bpfd(s, "unload", String(id));

@@ -224,7 +224,7 @@ export class SecureRuntime {
     const r = await fetch(`${this.url}/v1/functions/${fn}`, {
       method: "POST",
       body: JSON.stringify(input),
-      headers: token ? { authorization: `Bearer ${token}` } : {},
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
       client: this.client,
       signal: AbortSignal.timeout(20000),
     });

@@ -1,6 +1,7 @@
 /** Function offsets for uprobes, read from real binaries on this machine (no privileges). */
 import assert from "node:assert/strict";
 import { ElfError, functionOffset } from "../../../ffi/elf.ts";
+import { MAX_TARGET_BYTES, openUserFile } from "../../../kernel/files.ts";
 
 const LIBC = "/lib/x86_64-linux-gnu/libc.so.6";
 
@@ -35,4 +36,30 @@ Deno.test("elf: a missing symbol and a file that is not ELF are told apart", asy
     functionOffset("/etc/hostname", "x"),
     (e) => e instanceof ElfError && e.kind === "not_elf",
   );
+});
+
+Deno.test("elf: libc's functions through a checked fd, as uprobes read them; the name in errors is the path", async () => {
+  using file = openUserFile(LIBC, { maxBytes: MAX_TARGET_BYTES });
+  for (const name of ["getpid", "malloc", "open", "printf", "__libc_start_main"]) {
+    assert.equal(await functionOffset(file.path, name), await readelfOffset(LIBC, name), name);
+  }
+  await assert.rejects(
+    functionOffset(file.path, "no_such_function_here", { shownAs: LIBC }),
+    /not found in \/lib/,
+  );
+});
+
+Deno.test("elf: a file that only looks like ELF is refused, not read out of bounds", async () => {
+  const path = await Deno.makeTempFile();
+  try {
+    const bytes = new Uint8Array(128);
+    bytes.set([0x7f, 0x45, 0x4c, 0x46, 2, 1]);
+    new DataView(bytes.buffer).setBigUint64(0x28, 1n << 40n, true); // section headers far past the end
+    new DataView(bytes.buffer).setUint16(0x3a, 64, true);
+    new DataView(bytes.buffer).setUint16(0x3c, 3, true);
+    await Deno.writeFile(path, bytes);
+    await assert.rejects(functionOffset(path, "main"), (e) => e instanceof ElfError && e.kind === "not_elf");
+  } finally {
+    await Deno.remove(path);
+  }
 });

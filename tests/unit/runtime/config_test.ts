@@ -2,13 +2,17 @@
 import assert from "node:assert/strict";
 import { loadConfig, RuntimeConfig } from "../../../runtime/config.ts";
 
-Deno.test("runtime config: the embedded default keeps state in /run/bpfd and listens on loopback only", () => {
+Deno.test("runtime config: the embedded default keeps state in /run/bpfd and serves the unix socket only", () => {
   assert.deepEqual(RuntimeConfig.parse({}), {
     stateDir: "/run/bpfd",
     bpffs: "/run/bpfd/fs",
     socket: "/run/bpfd/bpfd.sock",
-    listen: "127.0.0.1:50052",
+    listen: "",
     group: "bpfd",
+    apiGroup: "bpfd-admin",
+    insecureTcpWithoutAuthIUnderstandThisIsRoot: false,
+    allowedHosts: [],
+    http: { maxConnections: 256, maxBodyBytes: 1048576, headerTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
     logLevel: "info",
     configs: "",
   });

@@ -28,8 +28,26 @@ Deno.test("runtime options: the configuration is the embedded default overridden
     socket: "/run/bpfd/bpfd.sock",
     listen: "",
     group: "bpfd",
+    apiGroup: "bpfd-admin",
+    insecureTcpWithoutAuthIUnderstandThisIsRoot: false,
+    allowedHosts: [],
+    http: { maxConnections: 256, maxBodyBytes: 1048576, headerTimeoutMs: 10_000, idleTimeoutMs: 60_000 },
     logLevel: "debug",
     configs: "",
   });
   await assert.rejects(configFrom({ "log-level": "loud" }), /logLevel/);
+});
+
+Deno.test("runtime options: TCP without TLS and authentication needs the option that says what it means", async () => {
+  const { values } = parseNodeArgs([
+    "--listen",
+    "127.0.0.1:1",
+    "--insecure-tcp-without-auth-i-understand-this-is-root",
+  ]);
+  assert.equal((await configFrom(values)).insecureTcpWithoutAuthIUnderstandThisIsRoot, true);
+  assert.equal(
+    (await configFrom(parseNodeArgs([]).values)).insecureTcpWithoutAuthIUnderstandThisIsRoot,
+    false,
+  );
+  assert.throws(() => parseNodeArgs(["--insecure-tcp"]), /unknown option/);
 });

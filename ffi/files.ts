@@ -1,0 +1,65 @@
+/**
+ * Opening a file someone else named without trusting it: `open(O_RDONLY | O_NONBLOCK)` returns at once
+ * even for a FIFO or a device, and `fstat` of the opened fd says what was really opened (no stat-then-open
+ * race). Failures throw {@link SysError} with the errno name.
+ *
+ * @example
+ * ```ts
+ * const fd = openNonBlocking("/tmp/prog.o");
+ * const { isRegular, size } = statFd(fd);
+ * ```
+ * @module
+ */
+import { O_CLOEXEC, O_RDONLY } from "./abi.ts";
+import { SysError } from "./errno.ts";
+import { cstring, lazyLibrary } from "./lazy.ts";
+
+const libc = lazyLibrary("libc.so.6", {
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  __errno_location: { parameters: [], result: "pointer" },
+});
+
+const O_NONBLOCK = 0o4000, O_NOCTTY = 0o400;
+
+function errno(): number {
+  const p = libc.__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+/** Opens `path` read-only without blocking (no FIFO writer or device needed) and returns the raw fd. */
+export function openNonBlocking(path: string): number {
+  const fd = libc.open(cstring(path), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) throw new SysError("open", errno());
+  return fd;
+}
+
+/** What `fstat` says about an open fd. */
+export interface FdStat {
+  isRegular: boolean;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+}
+
+/** `fstat(fd)` (x86-64 `struct stat`: st_mode@24, st_uid@28, st_gid@32, st_size@48). */
+export function statFd(fd: number): FdStat {
+  const buf = new Uint8Array(144);
+  if (libc.fstat(fd, buf) !== 0) throw new SysError("fstat", errno());
+  const view = new DataView(buf.buffer);
+  const mode = view.getUint32(24, true);
+  return {
+    isRegular: (mode & 0o170000) === 0o100000,
+    mode: mode & 0o7777,
+    uid: view.getUint32(28, true),
+    gid: view.getUint32(32, true),
+    size: Number(view.getBigInt64(48, true)),
+  };
+}
+
+/** Closes an fd {@link openNonBlocking} returned. */
+export function closeFile(fd: number): void {
+  if (fd >= 0) libc.close(fd);
+}

@@ -1,0 +1,144 @@
+/**
+ * Where every program in the kernel is attached, as far as the kernel tells: BPF links of every type
+ * (with their target: interface, cgroup, network namespace, tracepoint, function), XDP attached through
+ * netlink and TCX attached without a link on the interfaces of the caller's network namespace, and
+ * cgroup attachments made without a link (BPF_PROG_QUERY on each cgroup2 directory, only when a cgroup
+ * program has no link). tc cls_bpf filters outside bpfd's own hooks are not listed (docs/inventory.md).
+ *
+ * @example
+ * ```ts
+ * const byProgram = kernelAttachments(new Set(["cgroup_skb"]));
+ * byProgram.get(42); // [{ kind: "xdp", linkId: 7, iface: "eth0" }]
+ * ```
+ * @module
+ */
+import { mprogQuery } from "../ffi/bpf.ts";
+import { xdpQuery } from "../ffi/netlink.ts";
+import {
+  ATTACH_TYPE_NAMES,
+  CGROUP_ATTACH_TYPES,
+  cgroupPrograms,
+  interfaces,
+  type LinkDetails,
+  linkDetails,
+  linkIdsAll,
+} from "../ffi/introspect.ts";
+import type { InventoryAttachment } from "../model/inventory.ts";
+
+const TCX_INGRESS = 46, TCX_EGRESS = 47;
+
+/** Program types that attach to cgroups. */
+export const CGROUP_PROGRAM_TYPES = new Set([
+  "cgroup_skb",
+  "cgroup_sock",
+  "cgroup_sock_addr",
+  "cgroup_device",
+  "cgroup_sysctl",
+  "cgroup_sockopt",
+  "sock_ops",
+]);
+
+/** Options of {@link kernelAttachments}. */
+export interface AttachmentScan {
+  /** Programs (id → kernel type) that may be attached to a cgroup without a link: cgroups are walked. */
+  cgroupPrograms?: number[];
+  /** The cgroup2 mount (default: found in /proc/self/mountinfo). */
+  cgroupRoot?: string;
+  /** At most this many cgroup directories are queried (default 4096). */
+  maxCgroups?: number;
+}
+
+function add(map: Map<number, InventoryAttachment[]>, id: number, a: InventoryAttachment): void {
+  const list = map.get(id);
+  if (list) list.push(a);
+  else map.set(id, [a]);
+}
+
+function fromLink(l: LinkDetails, ifnames: Map<number, string>): InventoryAttachment {
+  const a: InventoryAttachment = { kind: l.type, linkId: l.id };
+  if (l.attachType) a.attachType = l.attachType;
+  if (l.ifindex !== undefined) a.iface = ifnames.get(l.ifindex) ?? `ifindex ${l.ifindex} (other netns)`;
+  if (l.cgroupId) a.cgroup = `id ${l.cgroupId}`;
+  if (l.netnsIno) a.netnsIno = l.netnsIno;
+  if (l.target) a.target = l.perfEvent ? `${l.perfEvent} ${l.target}` : l.target;
+  else if (l.perfEvent) a.target = l.perfEvent;
+  if (l.targetProgramId) a.target = `program ${l.targetProgramId}`;
+  return a;
+}
+
+/** The cgroup2 mount point, from /proc/self/mountinfo. */
+export function cgroup2Root(): string | undefined {
+  const text = Deno.readTextFileSync("/proc/self/mountinfo");
+  for (const line of text.split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (right?.startsWith("cgroup2 ")) return left.split(" ")[4];
+  }
+  return undefined;
+}
+
+function cgroupDirs(root: string, max: number): string[] {
+  const dirs = [root];
+  for (let i = 0; i < dirs.length && dirs.length < max; i++) {
+    try {
+      for (const e of Deno.readDirSync(dirs[i])) {
+        if (e.isDirectory && dirs.length < max) dirs.push(`${dirs[i]}/${e.name}`);
+      }
+    } catch { /* removed while walking */ }
+  }
+  return dirs;
+}
+
+/** Every attachment the kernel reports, by program id. */
+export function kernelAttachments(opts: AttachmentScan = {}): Map<number, InventoryAttachment[]> {
+  const found = new Map<number, InventoryAttachment[]>();
+  const ifaces = interfaces();
+  const ifnames = new Map(ifaces.map((i) => [i.index, i.name]));
+  const linked = new Set<string>();
+  for (const id of linkIdsAll()) {
+    const l = linkDetails(id);
+    if (!l) continue; /* released meanwhile */
+    add(found, l.programId, fromLink(l, ifnames));
+    if (l.ifindex !== undefined) linked.add(`${l.type}:${l.ifindex}:${l.programId}`);
+  }
+  for (const { index, name } of ifaces) {
+    try {
+      const xdp = xdpQuery(index);
+      if (xdp.programId && !linked.has(`xdp:${index}:${xdp.programId}`)) {
+        add(found, xdp.programId, {
+          kind: "xdp (netlink)",
+          iface: name,
+          ...(xdp.mode ? { mode: xdp.mode } : {}),
+        });
+      }
+    } catch { /* interface gone meanwhile */ }
+    for (const type of [TCX_INGRESS, TCX_EGRESS]) {
+      try {
+        const state = mprogQuery(index, type);
+        state.programIds.forEach((programId, i) => {
+          if (state.linkIds[i]) return; // a TCX link: listed above
+          add(found, programId, { kind: "tcx (no link)", iface: name, attachType: ATTACH_TYPE_NAMES[type] });
+        });
+      } catch { /* no TCX on this kernel or interface gone */ }
+    }
+  }
+  const cgroupIds = new Set(opts.cgroupPrograms ?? []);
+  for (const [id, list] of found) if (list.some((a) => a.kind === "cgroup")) cgroupIds.delete(id);
+  if (cgroupIds.size > 0) {
+    const root = opts.cgroupRoot ?? cgroup2Root();
+    if (root) {
+      for (const dir of cgroupDirs(root, opts.maxCgroups ?? 4096)) {
+        for (const [type, ids] of cgroupPrograms(dir, CGROUP_ATTACH_TYPES)) {
+          for (const id of ids) {
+            if (!cgroupIds.has(id)) continue;
+            add(found, id, {
+              kind: "cgroup (no link)",
+              attachType: ATTACH_TYPE_NAMES[type],
+              cgroup: dir.slice(root.length) || "/",
+            });
+          }
+        }
+      }
+    }
+  }
+  return found;
+}
