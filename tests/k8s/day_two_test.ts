@@ -2,8 +2,9 @@
  * Day two on a real API server with a real node runtime and the controller process: a priority change
  * keeps the program, its counter and every ping; an attach-point change moves the program without a
  * reload; a re-pushed tag (`imagepullpolicy: Always`) is rolled out by the resync and the config's status
- * shows the digest; a private registry image loads through a pull secret; a missing Secret, one without
- * `.dockerconfigjson` and wrong credentials each end in a condition that names the cause.
+ * shows the digest; a private registry image loads through a pull secret; a manifest list without the
+ * node's platform, a missing Secret, one without `.dockerconfigjson` and wrong credentials each end in a
+ * condition that names the cause.
  *
  * @module
  */
@@ -11,7 +12,10 @@ import assert from "node:assert/strict";
 import { readCounter } from "../_runtime.ts";
 import { waitFor } from "../_kube.ts";
 import { startRegistry, type TestRegistry } from "../_registry.ts";
-import { pushTestImage, storeFor } from "../host/image/_helpers.ts";
+import { asLayout, pushTestImage, storeFor } from "../host/image/_helpers.ts";
+import { buildImage, hostPlatform } from "../../image/format.ts";
+import { parseReference } from "../../image/reference.ts";
+import { MT } from "../../image/registry.ts";
 import { type Json, TestCluster } from "./_cluster.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -174,6 +178,48 @@ Deno.test("day two: modify, move, digest roll-out by resync, pull secrets, throu
       assert.equal(cfg.status.digests[v1], undefined);
       assert.notDeepEqual(programIds(await bp("private")), [oldId]);
       await kubectl(["delete", "bpfprogramconfig", "private", "--timeout=60s"]);
+    });
+
+    await t.step("a manifest list without this node's platform is a condition naming it", async () => {
+      const url = `${fwd!.host}/bytecode/arm-only:v1`;
+      const ref = parseReference(url);
+      const client = await store.client(ref, { url, auth });
+      const arm = await buildImage({
+        objects: [{ name: "xdp_counter.bpf.o", bytes: await Deno.readFile(xdpObject) }],
+        programs: { xdp_counter: "xdp" },
+        architecture: "arm64",
+      });
+      for (const b of asLayout(arm).blobs) await client.pushBlob(ref.repository, b.digest, b.bytes);
+      await client.pushManifest(ref.repository, arm.manifestDigest, MT.ociManifest, arm.manifest);
+      const index = JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MT.ociIndex,
+        manifests: [{
+          mediaType: MT.ociManifest,
+          digest: arm.manifestDigest,
+          size: arm.manifest.length,
+          platform: { os: "linux", architecture: "arm64", variant: "v8" },
+        }],
+      });
+      await client.pushManifest(ref.repository, "v1", MT.ociIndex, new TextEncoder().encode(index));
+      await kubectl(
+        ["apply", "-f", "-"],
+        xdpConfig("arm-only", {
+          bytecode: { imageurl: url, imagepullsecret: { name: "regcred" } },
+        }),
+      );
+      const c = await waitFor("arm-only fails", async () => {
+        const x = loaded(await bp("arm-only"));
+        return x?.status === "False" ? x : undefined;
+      }, 30000);
+      const { os, architecture } = hostPlatform();
+      assert.match(
+        c.message,
+        new RegExp(
+          `no manifest for this node's platform ${os}/${architecture} in the list \\(has: linux/arm64/v8\\)`,
+        ),
+      );
+      await kubectl(["delete", "bpfprogramconfig", "arm-only", "--timeout=60s"]);
     });
 
     await t.step(
