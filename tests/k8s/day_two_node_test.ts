@@ -2,7 +2,8 @@
  * Day-two changes on one node (functions/reconcile.ts in-process, real kernel, real traffic): a priority
  * change is a `modify` (same program, counter kept, no ping lost), an attach-point change moves the link
  * (same program), a bytecode change loads the new program before the old one goes (maps new or kept),
- * and a reload held back by the roll-out (`allowReload: false`) waits while the other changes are made.
+ * a reload held back by the roll-out (`allowReload: false`) waits while the other changes are made, and on
+ * TCX a reload is make-before-break under traffic.
  *
  * @module
  */
@@ -122,7 +123,35 @@ Deno.test("reconcile makes the smallest change: modify, move, make-before-break 
     assert.equal(go.waiting, undefined);
   });
 
+  await t.step(
+    "on TCX a bytecode change is make-before-break: the new program runs before the old goes",
+    async () => {
+      const tcx = {
+        name: "tc_counter",
+        type: "TCX",
+        attachpoint: { interface: net.hostIf, direction: "ingress" },
+        bytecode: { path: bytecodePath("tc_counter") },
+        mapreuse: "Keep",
+      };
+      const tcReq = { name: "tcx-node1", config: "tcx", spec: tcx };
+      const first = await reconcile(tcReq);
+      const [oldId] = Object.keys(first.programs);
+      const pings = net.pingHost(300);
+      await new Promise((r) => setTimeout(r, 500));
+      const out = await reconcile({ ...tcReq, spec: { ...tcx, globaldata: { verdict: btoa("\0\0\0\0") } } });
+      assert.equal(await pings, 300, "pings were lost during the reload");
+      const [newId] = Object.keys(out.programs);
+      assert.notEqual(newId, oldId);
+      assert.equal(out.actions.length, 3, out.actions.join("; "));
+      assert.equal(out.actions[0], `loaded ${newId} (maps of ${oldId} kept)`);
+      assert.match(out.actions[1], new RegExp(`^attached ${newId} as link \\d+$`));
+      assert.equal(out.actions[2], `unloaded ${oldId} (replaced)`);
+      assert.ok(readCounter(out.programs[newId].maps.tc_packets) >= 300, "the counter was not kept");
+      await reconcile({ name: tcReq.name, spec: null });
+    },
+  );
+
   await reconcile({ name: req.name, spec: null });
   await rt.close();
-  assert.deepEqual(await leftovers(before, ["xdp_counter"]), []);
+  assert.deepEqual(await leftovers(before, ["xdp_counter", "tc_counter"]), []);
 });
