@@ -11,6 +11,8 @@ import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, type BpfProgram, type BpfProgramConfig, GROUP, VERSION } from "../crds/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NodeInfo } from "./node_client.ts";
+import { ApiClient } from "./api_client.ts";
+import { dockerConfigOf, PullSecretError, type SecretRef } from "./pull_secrets.ts";
 import type { EventSpec, Store } from "./reconciler.ts";
 import { CONFIGMAP_NAME } from "./settings.ts";
 
@@ -33,6 +35,10 @@ class Collection<T extends Obj> {
   #overlay = new Map<string, { obj: T | null; at: number }>();
   /** resourceVersions our own writes produced, by name (their watch events are not news). */
   #ours = new Map<string, Set<string>>();
+  /** Writes in flight by name, and the watch events that arrived meanwhile. */
+  #writing = new Map<string, number>();
+  #held = new Map<string, T[]>();
+  #seen: (obj: T, deleted: boolean) => void = () => {};
   #restart?: ReturnType<typeof setTimeout>;
   #stopped = false;
 
@@ -50,6 +56,11 @@ class Collection<T extends Obj> {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, undefined, fieldSelector);
     const seen = (obj: T, deleted: boolean) => {
       const name = obj.metadata.name!;
+      // The echo of a write still in flight can arrive before its answer: decide once the answer is in.
+      if (!deleted && this.#writing.has(name)) {
+        this.#held.set(name, [...this.#held.get(name) ?? [], obj]);
+        return;
+      }
       const o = this.#overlay.get(name);
       if (
         o && (deleted || !o.obj || !rvNewer(o.obj.metadata.resourceVersion, obj.metadata.resourceVersion))
@@ -66,6 +77,7 @@ class Collection<T extends Obj> {
       if (deleted) this.#ours.delete(name);
       onChange(obj, deleted);
     };
+    this.#seen = seen;
     this.informer.on("add", (o) => seen(o, false));
     this.informer.on("update", (o) => seen(o, false));
     this.informer.on("delete", (o) => seen(o, true));
@@ -107,6 +119,23 @@ class Collection<T extends Obj> {
   list(): T[] {
     const names = new Set([...this.informer.list().map((o) => o.metadata.name!), ...this.#overlay.keys()]);
     return [...names].map((n) => this.get(n)).filter((o): o is T => o !== undefined);
+  }
+
+  /** Runs a write of object `name`; its own watch event is recognised even when it comes first. */
+  async write(name: string, fn: () => Promise<T>): Promise<T> {
+    this.#writing.set(name, (this.#writing.get(name) ?? 0) + 1);
+    try {
+      return this.wrote(await fn());
+    } finally {
+      const left = this.#writing.get(name)! - 1;
+      if (left > 0) this.#writing.set(name, left);
+      else {
+        this.#writing.delete(name);
+        const held = this.#held.get(name) ?? [];
+        this.#held.delete(name);
+        for (const obj of held) this.#seen(obj, false);
+      }
+    }
   }
 
   wrote(obj: T): T {
@@ -171,8 +200,13 @@ export class KubeStore implements Store {
   /** API writes made, by verb and resource (for benchmarks and tests). */
   readonly writes = new Map<string, number>();
 
+  /** Deno's fetch for the BpfProgram and status writes (undefined: client-node, e.g. skipTLSVerify). */
+  #api?: ApiClient;
+
   constructor(readonly opts: KubeStoreOptions, handlers: KubeHandlers) {
     const { kc, namespace } = opts;
+    const api = new ApiClient(kc);
+    if (api.usable) this.#api = api;
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     const crdList = (plural: string) => () =>
@@ -226,6 +260,7 @@ export class KubeStore implements Store {
 
   async stop(): Promise<void> {
     await Promise.all([this.#configMap, this.#nodes, this.#configs, this.#programs].map((c) => c.stop()));
+    this.#api?.close();
   }
 
   /** The bpfd-config data as the cache has it (undefined: no such ConfigMap). */
@@ -270,13 +305,19 @@ export class KubeStore implements Store {
 
   async createProgram(obj: BpfProgram): Promise<BpfProgram> {
     this.#count("create", "bpfprograms");
-    const out = await this.custom.createClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: "bpfprograms",
-      body: obj,
-    });
-    return this.#programs.wrote(out as Obj) as unknown as BpfProgram;
+    const out = await this.#programs.write(
+      obj.metadata.name,
+      () =>
+        this.#api
+          ? this.#api.request<Obj>("POST", `/apis/${GROUP}/${VERSION}/bpfprograms`, obj)
+          : this.custom.createClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: "bpfprograms",
+            body: obj,
+          }),
+    );
+    return out as unknown as BpfProgram;
   }
 
   /** PUT of an object (or its status subresource); the informer's cache learns the answer at once. */
@@ -287,11 +328,18 @@ export class KubeStore implements Store {
   ): Promise<T> {
     this.#count("update", status ? `${plural}/status` : plural);
     const request = { group: GROUP, version: VERSION, plural, name: obj.metadata.name, body: obj };
-    const out = status
-      ? await this.custom.replaceClusterCustomObjectStatus(request)
-      : await this.custom.replaceClusterCustomObject(request);
     const cache = plural === "bpfprograms" ? this.#programs : this.#configs;
-    return cache.wrote(out as Obj) as unknown as T;
+    const path = `/apis/${GROUP}/${VERSION}/${plural}/${obj.metadata.name}${status ? "/status" : ""}`;
+    const out = await cache.write(
+      obj.metadata.name,
+      () =>
+        this.#api
+          ? this.#api.request<Obj>("PUT", path, obj)
+          : (status
+            ? this.custom.replaceClusterCustomObjectStatus(request)
+            : this.custom.replaceClusterCustomObject(request)) as Promise<Obj>,
+    );
+    return out as unknown as T;
   }
 
   updateProgram(obj: BpfProgram): Promise<BpfProgram> {
@@ -344,5 +392,25 @@ export class KubeStore implements Store {
         count: 1,
       },
     });
+  }
+
+  /** Reads a pull secret (default namespace: bpfd's own) with the controller's RBAC (get secrets). */
+  async pullSecret(ref: SecretRef): Promise<string> {
+    const namespace = ref.namespace ?? this.opts.namespace;
+    const where = `${namespace}/${ref.name}`;
+    let secret: k8s.V1Secret;
+    try {
+      secret = await this.core.readNamespacedSecret({ name: ref.name, namespace });
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      if (code === 404) throw new PullSecretError(`pull secret ${where} not found`);
+      if (code === 403) {
+        throw new PullSecretError(
+          `pull secret ${where}: the controller may not read it (grant get on secrets in ${namespace})`,
+        );
+      }
+      throw new PullSecretError(`pull secret ${where}: ${(err as Error).message}`);
+    }
+    return dockerConfigOf(secret, where);
   }
 }

@@ -17,123 +17,43 @@
  * @module
  */
 import {
-  API_VERSION,
   type BpfProgram,
   type BpfProgramConfig,
-  type BpfProgramConfigStatus,
   type Condition,
   CONFIG_FINALIZER,
   FINALIZER,
-  NODE_LABEL,
-  OWNING_CONFIG_LABEL,
   type ProgramState,
   selectorMatches,
 } from "../crds/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import { type NodeCaller, NodeError, type NodeInfo } from "./node_client.ts";
+import {
+  isDeleting,
+  jsonEqual,
+  LOADED,
+  LOADED_MESSAGE,
+  newProgram,
+  pairOf,
+  programName,
+  REASON_LOADED,
+  REASON_NOT_LOADED,
+} from "./objects.ts";
+import { PullSecretError, PullSecrets } from "./pull_secrets.ts";
 import type { WorkQueue } from "./queue.ts";
+import { retire } from "./retire.ts";
+import { Rollout } from "./rollout.ts";
+import type { ReconcilerStats, Store } from "./store.ts";
+import { writeSummary } from "./summary.ts";
+import { type ReconcileContext, Writer } from "./writer.ts";
+
+/** A config's status is written at most this often while its nodes answer. */
+const SUMMARY_DELAY_MS = 200;
+/** A node held back by the roll-out is asked again after this long at the latest. */
+const ROLLOUT_RETRY_MS = 5_000;
 
 export type { NodeInfo };
 
-/** A Kubernetes event about one object. */
-export interface EventSpec {
-  kind: "BpfProgram" | "BpfProgramConfig";
-  name: string;
-  uid?: string;
-  type: "Normal" | "Warning";
-  reason: string;
-  message: string;
-}
-
-/** Where the controller reads and writes: the API server, or memory in standalone mode. */
-export interface Store {
-  configs(): BpfProgramConfig[];
-  config(name: string): BpfProgramConfig | undefined;
-  nodes(): NodeInfo[];
-  node(name: string): NodeInfo | undefined;
-  programs(): BpfProgram[];
-  program(name: string): BpfProgram | undefined;
-  createProgram(obj: BpfProgram): Promise<BpfProgram>;
-  /** Replaces metadata (labels, finalizers) and spec; fails on a stale resourceVersion. */
-  updateProgram(obj: BpfProgram): Promise<BpfProgram>;
-  updateProgramStatus(obj: BpfProgram): Promise<BpfProgram>;
-  deleteProgram(obj: BpfProgram): Promise<void>;
-  updateConfig(obj: BpfProgramConfig): Promise<BpfProgramConfig>;
-  updateConfigStatus(obj: BpfProgramConfig): Promise<BpfProgramConfig>;
-  event(e: EventSpec): Promise<void>;
-}
-
-export const LOADED = "Loaded";
-export const REASON_LOADED = "bpfdLoaded";
-export const REASON_NOT_LOADED = "bpfdNotLoaded";
-export const REASON_NOT_SELECTED = "nodeNotSelected";
-export const REASON_PENDING = "bpfdPending";
-export const LOADED_MESSAGE = "Successfully loaded BpfProgram";
-
-/** The BpfProgram name for a config on a node (`<config>-<node>`, shortened with a hash past 253). */
-export function programName(config: string, node: string): string {
-  const name = `${config}-${node}`;
-  if (name.length <= 253) return name;
-  let h = 0x811c9dc5;
-  for (const c of name) h = Math.imul(h ^ c.charCodeAt(0), 0x01000193) >>> 0;
-  return `${config.slice(0, 120)}-${node.slice(0, 120)}-${h.toString(16)}`;
-}
-
-/** The config and node a BpfProgram belongs to. */
-export function pairOf(bp: BpfProgram): { config: string; node: string } | undefined {
-  const config = bp.metadata.ownerReferences?.find((r: { kind: string }) => r.kind === "BpfProgramConfig")
-    ?.name ?? bp.metadata.labels?.[OWNING_CONFIG_LABEL];
-  const node = bp.spec?.node;
-  return config && node ? { config, node } : undefined;
-}
-
-/**
- * Sets `cond` in `conds` the way Kubernetes' meta.SetStatusCondition does: lastTransitionTime changes
- * only when the status changes.
- */
-export function setCondition(conds: Condition[] | undefined, cond: Omit<Condition, "lastTransitionTime">) {
-  const list = [...(conds ?? [])];
-  const i = list.findIndex((c) => c.type === cond.type);
-  const old = i >= 0 ? list[i] : undefined;
-  const next: Condition = {
-    ...cond,
-    lastTransitionTime: old && old.status === cond.status
-      ? old.lastTransitionTime
-      : new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
-  };
-  if (old?.observedGeneration !== undefined && cond.observedGeneration === undefined) {
-    next.observedGeneration = old.observedGeneration;
-  }
-  if (i >= 0) list[i] = next;
-  else list.push(next);
-  return list;
-}
-
-/** Deep equality of JSON values (key order ignored). */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== typeof b || a === null || b === null || typeof a !== "object") return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a)) {
-    const bb = b as unknown[];
-    return a.length === bb.length && a.every((x, i) => jsonEqual(x, bb[i]));
-  }
-  const ak = Object.keys(a as object).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
-  const bk = Object.keys(b as object).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
-  return ak.length === bk.length &&
-    ak.every((k) => jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
-}
-
-const isDeleting = (o: { metadata: { deletionTimestamp?: unknown } } | undefined) =>
-  !!o?.metadata.deletionTimestamp;
-
-/** Counters a benchmark or a test can read. */
-export interface ReconcilerStats {
-  nodeCalls: number;
-  nodeErrors: number;
-  writes: number;
-  events: number;
-}
+export type { EventSpec, ReconcilerStats, Store } from "./store.ts";
 
 export interface ReconcilerOptions {
   store: Store;
@@ -147,17 +67,31 @@ export interface ReconcilerOptions {
 }
 
 export class Reconciler {
-  readonly stats: ReconcilerStats = { nodeCalls: 0, nodeErrors: 0, writes: 0, events: 0 };
+  /** Counters a benchmark or a test can read. */
+  get stats(): ReconcilerStats {
+    return this.writer.stats;
+  }
   readonly store: Store;
   readonly queue: WorkQueue;
   log: Logger;
   #nodes: NodeCaller;
   #configFinalizer: boolean;
   #conditions: ReconcilerOptions["conditions"];
-  #pendingEvents = new Set<Promise<void>>();
+  /** Counted writes and Events. */
+  readonly writer: Writer;
+  #ctx: ReconcileContext;
+  /** Paces bytecode roll-outs (max unavailable per config). */
+  readonly rollout = new Rollout();
+  #selected = new Map<string, number>();
+  /** Each node's labels and address as last seen. */
+  #nodeKeys = new Map<string, string>();
+  #secrets: PullSecrets;
 
   constructor(opts: ReconcilerOptions) {
     this.store = opts.store;
+    this.writer = new Writer(opts.store, () => this.log);
+    this.#ctx = { store: opts.store, nodes: opts.nodes, writer: this.writer, log: () => this.log };
+    this.#secrets = new PullSecrets((ref) => opts.store.pullSecret(ref));
     this.#nodes = opts.nodes;
     this.queue = opts.queue;
     this.log = opts.log;
@@ -174,6 +108,13 @@ export class Reconciler {
 
   /** A node was added, changed or deleted: every config may select or drop it. */
   nodeChanged(name: string): void {
+    // Status updates (kubelet heartbeats every 10 s per node) change neither labels nor address: no work.
+    const node = this.store.node(name);
+    const key = node ? JSON.stringify([node.labels, node.address]) : undefined;
+    if (key !== undefined && this.#nodeKeys.get(name) === key) return;
+    if (key === undefined) this.#nodeKeys.delete(name);
+    else this.#nodeKeys.set(name, key);
+    this.#selected.clear();
     for (const c of this.store.configs()) this.queue.add(`pair:${c.metadata.name}/${name}`);
     for (const bp of this.store.programs()) {
       const p = pairOf(bp);
@@ -217,10 +158,14 @@ export class Reconciler {
     let cfg = this.store.config(name);
     const mine = this.store.programs().filter((bp) => pairOf(bp)?.config === name);
     for (const bp of mine) this.queue.add(`pair:${name}/${pairOf(bp)!.node}`);
-    if (!cfg) return;
+    if (!cfg) {
+      this.rollout.forget(name);
+      this.#selected.delete(name);
+      return;
+    }
     if (!isDeleting(cfg)) {
       if (this.#configFinalizer && !(cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
-        cfg = await this.#write(() =>
+        cfg = await this.writer.write(() =>
           this.store.updateConfig({
             ...cfg!,
             metadata: {
@@ -230,9 +175,13 @@ export class Reconciler {
           })
         );
       }
+      let selected = 0;
       for (const n of this.store.nodes()) {
-        if (selectorMatches(cfg.spec.nodeselector, n.labels)) this.queue.add(`pair:${name}/${n.name}`);
+        if (!selectorMatches(cfg.spec.nodeselector, n.labels)) continue;
+        selected++;
+        this.queue.add(`pair:${name}/${n.name}`);
       }
+      this.#selected.set(name, selected);
     }
     this.queue.add(`summary:${name}`);
   }
@@ -249,12 +198,11 @@ export class Reconciler {
 
     if (!selected || isDeleting(bp)) {
       if (bp) {
-        await this.#retire(
-          bp,
+        await retire(this.#ctx, bp, {
           cfg,
           node,
-          selected ? "deleted" : cfg && !isDeleting(cfg) ? "unselected" : "gone",
-        );
+          why: selected ? "deleted" : cfg && !isDeleting(cfg) ? "unselected" : "gone",
+        });
       }
       if (cfg) this.queue.add(`summary:${configName}`);
       return;
@@ -262,10 +210,10 @@ export class Reconciler {
 
     // Selected: the BpfProgram exists (with its finalizer) before anything is loaded for it.
     if (!bp) {
-      bp = await this.#write(() => this.store.createProgram(this.#newProgram(cfg!, nodeName, name)));
+      bp = await this.writer.write(() => this.store.createProgram(newProgram(cfg!, nodeName, name)));
     } else {
       // Someone removed the finalizer or labels, or the config was re-created (new uid): put them back.
-      const fixed = this.#newProgram(cfg!, nodeName, name);
+      const fixed = newProgram(cfg!, nodeName, name);
       const owner = bp.metadata.ownerReferences?.find((r) => r.kind === "BpfProgramConfig");
       const labels = { ...bp.metadata.labels, ...fixed.metadata.labels };
       if (
@@ -273,7 +221,7 @@ export class Reconciler {
         (cfg!.metadata.uid && owner?.uid !== cfg!.metadata.uid)
       ) {
         const cur = bp;
-        bp = await this.#write(() =>
+        bp = await this.writer.write(() =>
           this.store.updateProgram({
             ...cur,
             metadata: {
@@ -289,248 +237,95 @@ export class Reconciler {
 
     let programs: Record<string, ProgramState> | undefined;
     let failure: NodeError | undefined;
+    let waiting: string | undefined;
+    const spec = cfg!.spec;
+    const slot = this.rollout.acquire(configName, nodeName, {
+      selected: this.#selectedCount(cfg!),
+      maxUnavailable: spec.rollout?.maxunavailable,
+    });
     try {
-      this.stats.nodeCalls++;
+      const pullSecret = await this.#pullSecret(cfg!);
+      this.writer.stats.nodeCalls++;
       const out = await this.#nodes.reconcile(node!, {
         name,
         config: configName,
-        spec: cfg!.spec,
-        ...(cfg!.spec.mapowner ? { mapOwner: programName(cfg!.spec.mapowner, nodeName) } : {}),
+        spec,
+        ...(spec.mapowner ? { mapOwner: programName(spec.mapowner, nodeName) } : {}),
+        ...(pullSecret ? { pullSecret } : {}),
+        allowReload: slot,
       });
       programs = out.programs;
+      waiting = out.waiting;
       if (out.changed) {
         this.log.info("node converged", { bpfProgram: name, node: nodeName, actions: out.actions });
       }
     } catch (err) {
-      this.stats.nodeErrors++;
+      if (!(err instanceof PullSecretError)) this.writer.stats.nodeErrors++;
       failure = err instanceof NodeError ? err : new NodeError(0, String((err as Error)?.message ?? err));
-      // A node that answered has converged to "nothing of this spec"; an unreachable one is unknown.
-      if (failure.status >= 400 && failure.status < 500) programs = {};
+      // What ran before stays on the node when a change fails (make-before-break): spec.programs too.
+    } finally {
+      const next = slot ? this.rollout.release(configName, nodeName, !!failure) : undefined;
+      if (!slot) this.rollout.setFailing(configName, nodeName, !!failure);
+      if (next !== undefined) this.queue.add(`pair:${configName}/${next}`);
+    }
+    // Held back by the roll-out: the old version runs (still Loaded: no status write for the wait, the
+    // config's status.digests shows the progress). Asked again when a slot is released, or after a while.
+    if (waiting) {
+      this.rollout.wait(configName, nodeName);
+      this.queue.addAfter(`pair:${configName}/${nodeName}`, ROLLOUT_RETRY_MS);
     }
 
     if (programs !== undefined && !jsonEqual(bp.spec.programs ?? {}, programs)) {
       const cur = bp;
-      bp = await this.#write(() => this.store.updateProgram({ ...cur, spec: { ...cur.spec, programs } }));
+      bp = await this.writer.write(() =>
+        this.store.updateProgram({ ...cur, spec: { ...cur.spec, programs } })
+      );
     }
+    const kept = Object.keys(bp.spec.programs ?? {}).length > 0;
     const cond = failure
-      ? { type: LOADED, status: "False" as const, reason: REASON_NOT_LOADED, message: failure.message }
-      : { type: LOADED, status: "True" as const, reason: REASON_LOADED, message: LOADED_MESSAGE };
-    await this.#setProgramCondition(bp, cond);
-    this.queue.add(`summary:${configName}`);
+      ? {
+        type: LOADED,
+        status: "False" as const,
+        reason: REASON_NOT_LOADED,
+        message: kept ? `${failure.message}; the previous version keeps running` : failure.message,
+      }
+      : {
+        type: LOADED,
+        status: "True" as const,
+        reason: REASON_LOADED,
+        message: LOADED_MESSAGE,
+      };
+    await this.writer.setProgramCondition(bp, cond);
+    // Summed up a moment later: one status write for many nodes' answers, not one per node.
+    this.queue.addAfter(`summary:${configName}`, SUMMARY_DELAY_MS);
     if (failure) throw failure;
   }
 
-  #newProgram(cfg: BpfProgramConfig, node: string, name: string): BpfProgram {
-    const labels: Record<string, string> = {};
-    if (cfg.metadata.name.length <= 63) labels[OWNING_CONFIG_LABEL] = cfg.metadata.name;
-    if (node.length <= 63) labels[NODE_LABEL] = node;
-    return {
-      apiVersion: API_VERSION,
-      kind: "BpfProgram",
-      metadata: {
-        name,
-        labels,
-        finalizers: [FINALIZER],
-        ownerReferences: cfg.metadata.uid
-          ? [{
-            apiVersion: API_VERSION,
-            kind: "BpfProgramConfig",
-            name: cfg.metadata.name,
-            uid: cfg.metadata.uid,
-            controller: true,
-            blockOwnerDeletion: true,
-          }]
-          : undefined,
-      },
-      spec: { node, programs: {} },
-    };
+  /** How many nodes `cfg` selects (kept per config by reconcileConfig; counted when unknown). */
+  #selectedCount(cfg: BpfProgramConfig): number {
+    const name = cfg.metadata.name;
+    let n = this.#selected.get(name);
+    if (n === undefined) {
+      n = this.store.nodes().filter((x) => selectorMatches(cfg.spec.nodeselector, x.labels)).length;
+      this.#selected.set(name, n);
+    }
+    return n;
   }
 
-  /** Unloads a BpfProgram's programs on its node, then lets it go (finalizer off, deleted). */
-  async #retire(bp: BpfProgram, cfg: BpfProgramConfig | undefined, node: NodeInfo | undefined, why: string) {
-    const name = bp.metadata.name;
-    if (node && (bp.metadata.finalizers ?? []).includes(FINALIZER)) {
-      try {
-        this.stats.nodeCalls++;
-        const out = await this.#nodes.reconcile(node, { name, spec: null });
-        if (out.changed) {
-          this.log.info("node unloaded", { bpfProgram: name, node: node.name, actions: out.actions });
-        }
-      } catch (err) {
-        this.stats.nodeErrors++;
-        const reason = why === "unselected" ? REASON_NOT_SELECTED : REASON_NOT_LOADED;
-        await this.#setProgramCondition(bp, {
-          type: LOADED,
-          status: "False",
-          reason,
-          message: `unloading failed: ${(err as Error).message}`,
-        });
-        throw err;
-      }
-    }
-    if (cfg && !isDeleting(cfg)) {
-      const message = why === "unselected"
-        ? `node ${node?.name} no longer selected: unloaded`
-        : why === "deleted"
-        ? `BpfProgram ${name} deleted: unloaded from ${node?.name}`
-        : `unloaded from ${node?.name ?? bp.spec.node}`;
-      await this.#event({
-        kind: "BpfProgramConfig",
-        name: cfg.metadata.name,
-        uid: cfg.metadata.uid,
-        type: "Normal",
-        reason: why === "unselected" ? REASON_NOT_SELECTED : "Unloaded",
-        message,
-      });
-    }
-    if ((bp.metadata.finalizers ?? []).includes(FINALIZER)) {
-      const cur = bp;
-      bp = await this.#write(() =>
-        this.store.updateProgram({
-          ...cur,
-          metadata: {
-            ...cur.metadata,
-            finalizers: (cur.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
-          },
-        })
-      );
-    }
-    // Not yet being deleted: delete it (with the finalizer off it goes at once).
-    if (!isDeleting(bp)) await this.#write(() => this.store.deleteProgram(bp));
-  }
-
-  async #setProgramCondition(
-    bp: BpfProgram,
-    cond: Omit<Condition, "lastTransitionTime">,
-  ): Promise<BpfProgram> {
-    const conditions = setCondition(bp.status?.conditions, cond);
-    if (jsonEqual(conditions, bp.status?.conditions ?? [])) return bp;
-    const old = bp.status?.conditions?.find((c) => c.type === cond.type);
-    const updated = await this.#write(() =>
-      this.store.updateProgramStatus({ ...bp, status: { ...bp.status, conditions } })
-    );
-    // Failures get an Event per BpfProgram; loads are summed up in the config's Event (one write, not N).
-    if (cond.status !== "True" && (!old || old.status !== cond.status || old.message !== cond.message)) {
-      await this.#event({
-        kind: "BpfProgram",
-        name: bp.metadata.name,
-        uid: updated.metadata.uid ?? bp.metadata.uid,
-        type: "Warning",
-        reason: cond.reason,
-        message: cond.message,
-      });
-    }
-    return updated;
-  }
-
-  // ---- config summary ----
-
-  async reconcileSummary(name: string): Promise<void> {
-    let cfg = this.store.config(name);
-    if (!cfg) return;
-    const mine = this.store.programs().filter((bp) => pairOf(bp)?.config === name);
-    if (isDeleting(cfg)) {
-      if (mine.length === 0 && (cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
-        const cur = cfg;
-        await this.#write(() =>
-          this.store.updateConfig({
-            ...cur,
-            metadata: {
-              ...cur.metadata,
-              finalizers: (cur.metadata.finalizers ?? []).filter((f) => f !== CONFIG_FINALIZER),
-            },
-          })
-        );
-      }
-      return;
-    }
-    const selected = this.store.nodes().filter((n) => selectorMatches(cfg!.spec.nodeselector, n.labels));
-    const byNode = new Map(mine.map((bp) => [bp.spec.node, bp]));
-    const loaded: string[] = [], failing: string[] = [], pending: string[] = [];
-    for (const n of selected) {
-      const c = byNode.get(n.name)?.status?.conditions?.find((x) => x.type === LOADED);
-      if (c?.status === "True") loaded.push(n.name);
-      else if (c?.status === "False") failing.push(`${n.name}: ${c.message}`);
-      else pending.push(n.name);
-    }
-    const total = selected.length;
-    let cond: Omit<Condition, "lastTransitionTime">;
-    if (total === 0) {
-      cond = {
-        type: LOADED,
-        status: "False",
-        reason: REASON_NOT_SELECTED,
-        message: "no node matches the nodeselector",
-      };
-    } else if (loaded.length === total) {
-      cond = {
-        type: LOADED,
-        status: "True",
-        reason: REASON_LOADED,
-        message: `loaded on ${total}/${total} nodes`,
-      };
-    } else if (failing.length) {
-      cond = {
-        type: LOADED,
-        status: "False",
-        reason: REASON_NOT_LOADED,
-        message: `loaded on ${loaded.length}/${total} nodes; failing on ${failing.length}: ${
-          failing.slice(0, 5).join("; ")
-        }${failing.length > 5 ? "; ..." : ""}`,
-      };
-    } else {
-      cond = {
-        type: LOADED,
-        status: "False",
-        reason: REASON_PENDING,
-        message: `loaded on ${loaded.length}/${total} nodes; waiting for ${pending.length}`,
-      };
-    }
-    cond.observedGeneration = cfg.metadata.generation;
-    const status: BpfProgramConfigStatus = {
-      ...cfg.status,
-      conditions: (this.#conditions?.(cfg) ?? []).reduce(
-        setCondition,
-        setCondition(cfg.status?.conditions, cond),
-      ),
-      nodes: { selected: total, loaded: loaded.length, failing: failing.length },
-      failingNodes: failing.length ? failing.map((f) => f.slice(0, f.indexOf(":"))).slice(0, 20) : undefined,
-      observedGeneration: cfg.metadata.generation,
-    };
-    if (!status.failingNodes) delete status.failingNodes;
-    if (jsonEqual(status, cfg.status ?? {})) return;
-    const old = cfg.status?.conditions?.find((c) => c.type === LOADED);
-    const cur = cfg;
-    cfg = await this.#write(() => this.store.updateConfigStatus({ ...cur, status }));
-    if ((!old || old.reason !== cond.reason) && cond.reason !== REASON_PENDING) {
-      await this.#event({
-        kind: "BpfProgramConfig",
-        name,
-        uid: cfg.metadata.uid,
-        type: cond.status === "True" ? "Normal" : "Warning",
-        reason: cond.reason,
-        message: cond.message,
-      });
-    }
-  }
-
-  async #write<T>(fn: () => Promise<T>): Promise<T> {
-    this.stats.writes++;
-    return await fn();
-  }
-
-  /** Records an Event without holding up the reconcile (Events are best effort, as in client-go). */
-  #event(e: EventSpec): Promise<void> {
-    this.stats.events++;
-    const p = this.store.event(e).catch((err) =>
-      this.log.warn("event not recorded", { event: e, error: String(err) })
-    ).finally(() => this.#pendingEvents.delete(p));
-    this.#pendingEvents.add(p);
-    return Promise.resolve();
+  /** The config's pull secret as the node needs it, read through the store (cached briefly). */
+  async #pullSecret(cfg: BpfProgramConfig): Promise<{ dockerConfigJson: string } | undefined> {
+    const ref = cfg.spec.bytecode.imagepullsecret;
+    if (!ref || cfg.spec.bytecode.imageurl === undefined) return undefined;
+    return { dockerConfigJson: await this.#secrets.get(ref) };
   }
 
   /** Waits for Events still being written. */
-  async flushEvents(): Promise<void> {
-    await Promise.all([...this.#pendingEvents]);
+  flushEvents(): Promise<void> {
+    return this.writer.flushEvents();
+  }
+
+  /** A config's status: counts, failing nodes, digests, its Loaded condition (see summary.ts). */
+  reconcileSummary(name: string): Promise<void> {
+    return writeSummary(this.#ctx, name, this.#conditions);
   }
 }

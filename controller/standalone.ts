@@ -15,6 +15,7 @@ import { type BpfProgram, BpfProgramConfig } from "../crds/schema.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NodeCaller, NodeInfo } from "./node_client.ts";
 import { WorkQueue } from "./queue.ts";
+import { PullSecretError } from "./pull_secrets.ts";
 import { type EventSpec, Reconciler, type Store } from "./reconciler.ts";
 
 /** A Store in memory: configs from files, BpfPrograms kept here, one node. */
@@ -167,6 +168,14 @@ export class MemoryStore implements Store {
     this.#configs.set(c.metadata.name, c);
     return Promise.resolve(c);
   }
+  pullSecret(ref: { name: string; namespace?: string }): Promise<string> {
+    return Promise.reject(
+      new PullSecretError(
+        `pull secret ${ref.name}: standalone mode reads no Secrets (give the node an authFile)`,
+      ),
+    );
+  }
+
   event(e: EventSpec) {
     this.events.push(e);
     if (this.events.length > 200) this.events.shift();

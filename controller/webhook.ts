@@ -17,7 +17,7 @@ import { configRequest, type ConfigSpecLike, requesterAnnotation } from "../poli
 import { BadPattern, compilePattern, compileSigner, compileTracepoint } from "../policy/match.ts";
 import type { Logger } from "../lib/log.ts";
 import type { EventSpec } from "./reconciler.ts";
-import { jsonEqual } from "./reconciler.ts";
+import { jsonEqual } from "./objects.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;

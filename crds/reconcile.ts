@@ -27,6 +27,16 @@ export const ReconcileInput = z.object({
   mapOwner: k8sName.optional(),
   /** Who asked for the config (its `bpfd.io/requested-by`): the policy subject, if the caller is trusted. */
   requester: Requester.optional(),
+  /**
+   * The pull secret's `.dockerconfigjson`, read by the controller and sent over the authenticated TLS
+   * connection; used for this call's pulls only, never written to disk.
+   */
+  pullSecret: z.object({ dockerConfigJson: z.string().min(2).max(64 * 1024) }).strict().optional(),
+  /**
+   * Whether a bytecode change (or a new digest) may replace a running program now (default true). False:
+   * the node does every other change and answers `waiting` (the controller paces roll-outs).
+   */
+  allowReload: z.boolean().optional(),
 }).strict();
 /** A reconcile request as a caller writes it. */
 export type ReconcileInput = z.input<typeof ReconcileInput>;
@@ -40,6 +50,8 @@ export const ReconcileOutput = z.object({
   changed: z.boolean(),
   /** What was done, in order ("unloaded 12 (spec changed)", "loaded 13", "attached 13 as link 4"). */
   actions: z.array(z.string()),
+  /** Set when a reload is due but was not allowed (`allowReload: false`): what waits. */
+  waiting: z.string().optional(),
 });
 /** A reconcile answer. */
 export type ReconcileOutput = z.infer<typeof ReconcileOutput>;

@@ -237,6 +237,17 @@ export const BpfProgramConfigSpec = z.object({
   mapowner: z.string().min(1).max(253).optional().describe(
     "Share the maps of the program another BpfProgramConfig (by name) loads on the same node.",
   ),
+  mapreuse: z.enum(["New", "Keep"]).optional().describe(
+    "When a bytecode change reloads the program: New (default) gives it new maps; Keep has it reuse the " +
+      "running program's maps by name (their contents stay).",
+  ),
+  rollout: z.object({
+    maxunavailable: z.string().regex(/^(100|[1-9]?[0-9])%$|^[0-9]{1,6}$/, "must be a count or a percentage")
+      .optional().describe(
+        "How many selected nodes may be between bytecode versions (or failing) at once: a count or a " +
+          "percentage, default 10% (at least 1).",
+      ),
+  }).optional().describe("How a bytecode change (or a new image digest) rolls out across nodes."),
 }).superRefine((s, ctx) => {
   const ap = s.attachpoint;
   for (const f of ATTACH_REQUIRED[s.type]) {
@@ -302,6 +313,9 @@ export const BpfProgramConfigStatus = z.object({
     failing: z.number().int().min(0),
   }).optional(),
   failingNodes: z.array(z.string()).optional().describe("Nodes where loading failed (at most 20 named)."),
+  digests: z.record(z.string(), z.array(z.string())).optional().describe(
+    "Image digest -> the selected nodes running it (images only).",
+  ),
   observedGeneration: z.number().int().min(0).optional(),
 });
 export type BpfProgramConfigStatus = z.infer<typeof BpfProgramConfigStatus>;
@@ -317,6 +331,7 @@ export const ProgramState = z.object({
   linkid: z.number().int().optional().describe("bpfd's id of the attachment."),
   loadedby: z.string().optional().describe("The identity that asked the node runtime to load it."),
   loadedat: z.string().optional().describe("When the node runtime loaded it."),
+  digest: z.string().optional().describe("The image digest the program was loaded from (images only)."),
 });
 export type ProgramState = z.infer<typeof ProgramState>;
 

@@ -42,6 +42,8 @@ export interface Locks {
 /** Pulls bytecode images (image/). */
 export interface ImagePuller {
   pull(source: ImageSource, opts?: PullOptions): Promise<PulledImage>;
+  /** The digest `source` names now (a manifest HEAD for a tag), without downloading it. */
+  resolve?(source: ImageSource, opts?: PullOptions): Promise<string>;
 }
 
 /** A trace session to start (runtime/trace_sessions.ts runs it). */

@@ -23,6 +23,18 @@ export async function pullImage(ctx: Ctx, source: ImageSource, field = ""): Prom
   }
 }
 
+/** The digest `source` names now (a manifest HEAD for a tag); errors name `field`. */
+export async function resolveImage(ctx: Ctx, source: ImageSource, field = ""): Promise<string> {
+  if (!ctx.images?.resolve) {
+    throw new BpfdError(503, "unavailable", "this runtime has no image store configured");
+  }
+  try {
+    return await ctx.images.resolve(source);
+  } catch (err) {
+    throw fromImageError(err, field);
+  }
+}
+
 /** Digests of the images that recorded programs were loaded from. */
 function imagesInUse(ctx: Ctx): string[] {
   return ctx.state.programs().flatMap((p) => "image" in p.bytecode ? [p.bytecode.image.digest] : []);

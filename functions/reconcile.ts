@@ -3,15 +3,12 @@
  * controller sends (or `null`: nothing may stay loaded for it) — and reports what is actually there.
  *
  * Programs reconcile loads carry the metadata `bpfd.io/owner: <BpfProgram name>` (plus `bpfd.io/config`
- * and `bpfd.io/spec-hash`), so it finds what it owns with `list`, and their records say they were loaded
- * by reconcile for that owner (`reconciledFor`, which no caller can set): only those are adopted. It is
- * idempotent: with the owned program loaded from the same spec and its attachment alive, it changes nothing. It repairs drift: a program or
- * link gone from the kernel behind bpfd's back is forgotten and loaded/attached again; a changed spec
- * replaces the program (unload, then load and attach). A failed attach unloads what it just loaded, so a
- * failure leaves nothing half-done; the error goes back to the caller (HTTP 4xx with the node's message).
- * It uses the same building blocks as the other functions: `list`, `load`, `attach`, `detach`, `unload`
- * are invoked with the caller's ctx.
- *
+ * and `bpfd.io/spec-hash`, the hash of the bytecode part), and their records say they were loaded by
+ * reconcile for that owner (`reconciledFor`, which no caller can set): only those are adopted. It makes
+ * the smallest change (docs/day-two.md): priority or proceed-on → `modify`; another attach point → the new
+ * link, then the old one goes; another bytecode (or an `Always` tag's new digest) → the new program is
+ * loaded and attached before the old one goes, with new maps or the old ones (`mapreuse: Keep`). A
+ * failure leaves the running program as it was; the error goes back to the caller (HTTP 4xx).
  * @example
  * ```sh
  * deno task invoke reconcile '{"name":"xdp-pass-all-nodes-node1","config":"xdp-pass-all-nodes",
@@ -24,8 +21,18 @@ import { z } from "zod";
 import type { Ctx } from "./_ctx.ts";
 import { defineFunction, invoke } from "./_define.ts";
 import { conflict } from "./_errors.ts";
+import {
+  AttachSpec,
+  type AttachSpecInput,
+  DEFAULT_PRIORITY,
+  type LinkRecord,
+  type ProgramView,
+} from "../model/schemas.ts";
+import { resolveImage } from "./_images.ts";
+import { orderChange, samePlacement, shortHash } from "./_placement.ts";
 import { pruneVanished } from "./_records.ts";
-import { type AttachSpecInput, DEFAULT_PRIORITY, type ProgramView } from "../model/schemas.ts";
+import { hookKey } from "./_views.ts";
+import { modify } from "./modify.ts";
 import { attach } from "./attach.ts";
 import { detach } from "./detach.ts";
 import { list } from "./list.ts";
@@ -106,15 +113,23 @@ export function attachFor(spec: Spec): AttachSpecInput | undefined {
   }
 }
 
+/** How a load request is made beyond the spec: the maps to share, the pull secret the controller sent. */
+export interface LoadForOptions {
+  mapOwnerId?: number;
+  pullSecret?: { dockerConfigJson: string };
+}
+
 /** The load request a spec makes (without metadata). */
-export function loadFor(spec: Spec, mapOwnerId?: number): z.input<typeof LoadInput> {
+export function loadFor(spec: Spec, opts: LoadForOptions = {}): z.input<typeof LoadInput> {
+  const { mapOwnerId, pullSecret } = opts;
   const b = spec.bytecode;
+  const auth = pullSecret
+    ? { dockerConfigJson: pullSecret.dockerConfigJson }
+    : b.imagepullsecret
+    ? { secretRef: b.imagepullsecret }
+    : undefined;
   const bytecode = b.path !== undefined ? { path: b.path } : {
-    image: {
-      url: b.imageurl!,
-      pullPolicy: b.imagepullpolicy ?? "IfNotPresent",
-      ...(b.imagepullsecret ? { auth: { secretRef: b.imagepullsecret } } : {}),
-    },
+    image: { url: b.imageurl!, pullPolicy: b.imagepullpolicy ?? "IfNotPresent", ...(auth ? { auth } : {}) },
   };
   const fnName = (spec.type === "Fentry" || spec.type === "Fexit" || spec.type === "TpBtf")
     ? spec.attachpoint?.functionname
@@ -127,22 +142,15 @@ export function loadFor(spec: Spec, mapOwnerId?: number): z.input<typeof LoadInp
   };
 }
 
-function canonical(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonical);
-  if (v && typeof v === "object") {
-    return Object.fromEntries(
-      Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
-        .map((k) => [k, canonical((v as Record<string, unknown>)[k])]),
-    );
-  }
-  return v;
-}
-
-/** A short hash of what a spec asks the kernel for (load and attach requests). */
-export async function specHash(load: unknown, attach: unknown): Promise<string> {
-  const data = new TextEncoder().encode(JSON.stringify(canonical({ load, attach })));
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
-  return Array.from(digest.slice(0, 12), (b) => b.toString(16).padStart(2, "0")).join("");
+/**
+ * A short hash of what decides the loaded program: the load request without credentials, and the digest
+ * an `Always` image's tag names now. Placement and order are not in it: they change without a reload.
+ */
+export async function bytecodeHash(load: z.input<typeof LoadInput>, digest?: string): Promise<string> {
+  const bytecode = "image" in load.bytecode
+    ? { image: { ...load.bytecode.image, auth: undefined } }
+    : load.bytecode;
+  return await shortHash({ load: { ...load, bytecode }, digest });
 }
 
 function stateOf(view: ProgramView, spec: Spec | undefined): z.input<typeof ProgramState> {
@@ -158,6 +166,7 @@ function stateOf(view: ProgramView, spec: Spec | undefined): z.input<typeof Prog
     ...(link ? { linkid: link.id } : {}),
     loadedby: p.loadedBy.user,
     loadedat: p.loadedAt,
+    ...("image" in p.bytecode ? { digest: p.bytecode.image.digest } : {}),
   };
 }
 
@@ -199,9 +208,18 @@ export const reconcile = defineFunction({
 async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Promise<ReconcileOutput> {
   const ctx = actingFor(caller, input.requester);
   const actions: string[] = [];
-  let current = await forgetVanished(ctx, await owned(ctx, input.name), actions);
+  const current = await forgetVanished(ctx, await owned(ctx, input.name), actions);
   const spec = input.spec;
-
+  const done = (programs: ReconcileOutput["programs"], waiting?: string): ReconcileOutput => {
+    if (actions.length) ctx.log.info("reconciled", { owner: input.name, actions, caller: ctx.caller });
+    return {
+      name: input.name,
+      programs,
+      changed: actions.length > 0,
+      actions,
+      ...(waiting ? { waiting } : {}),
+    };
+  };
   const unloadAll = async (views: ProgramView[], why: string) => {
     for (const v of views) {
       await invoke(unload, { programId: v.id }, ctx);
@@ -211,7 +229,7 @@ async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Pr
 
   if (spec === null) {
     await unloadAll(current, "not desired");
-    return { name: input.name, programs: {}, changed: actions.length > 0, actions };
+    return done({});
   }
 
   let mapOwnerId: number | undefined;
@@ -225,22 +243,25 @@ async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Pr
     }
     mapOwnerId = alive.id;
   }
-  const loadReq = loadFor(spec, mapOwnerId);
+  const loadReq = loadFor(spec, { mapOwnerId, pullSecret: input.pullSecret });
   const attachReq = attachFor(spec);
-  const hash = await specHash(loadReq, attachReq);
+  const hash = await bytecodeHash(loadReq, await currentDigest(ctx, loadReq));
 
-  // Keep one program loaded from this very spec; everything else this owner has goes.
+  // The program loaded from this very bytecode stays (its order and placement are adjusted); a bytecode
+  // change loads the new one and attaches it before the old one goes (make-before-break).
   const keep = current.find((v) => v.program?.metadata[HASH_KEY] === hash);
-  const stale = current.filter((v) => v !== keep);
-  // What is loaded stays (a newer policy does not unload it); nothing new passes a policy that forbids it.
-  if (!keep || (attachReq && keep.links.length === 0)) enforce(ctx, configRequest(spec), CONFIG_FIELDS);
-  await unloadAll(stale, keep ? "duplicate" : "spec changed");
-  current = keep ? [keep] : [];
-
-  let view = keep;
-  if (!view) {
+  let old = current.filter((v) => v !== keep);
+  let view = keep, waiting: string | undefined, fresh = false;
+  if (!view && old.length && input.allowReload === false) {
+    [view, ...old] = old;
+    waiting = "a bytecode change waits for its turn in the roll-out";
+  } else if (!view) {
+    // Nothing new passes a policy that forbids it (what is loaded stays: a newer policy does not unload it).
+    enforce(ctx, configRequest(spec), CONFIG_FIELDS);
+    const reuse = !mapOwnerId && spec.mapreuse === "Keep" ? old[0]?.id : undefined;
     const loaded = await invoke(load, {
       ...loadReq,
+      ...(reuse ? { mapOwnerId: reuse } : {}),
       metadata: {
         [OWNER_KEY]: input.name,
         ...(input.config ? { [CONFIG_KEY]: input.config } : {}),
@@ -248,34 +269,104 @@ async function converge(input: z.output<typeof ReconcileInput>, caller: Ctx): Pr
       },
     }, ctx);
     view = loaded.programs[0];
-    actions.push(`loaded ${view.id}`);
+    fresh = true;
+    actions.push(`loaded ${view.id}${reuse ? ` (maps of ${reuse} kept)` : ""}`);
   }
   if (attachReq) {
-    // Extra attachments (e.g. left by an interrupted earlier run) go; a missing one is made.
-    for (const link of view.links.slice(1)) {
-      await invoke(detach, { linkId: link.id }, ctx);
-      actions.push(`detached link ${link.id} of ${view.id} (extra)`);
+    // A new attachment of a kept program (attached again, or moved) passes the policy too.
+    const want = AttachSpec.parse(attachReq);
+    if (!fresh && !ctx.state.links(view.id).some((l) => !l.pending && samePlacement(l.attach, want))) {
+      enforce(ctx, configRequest(spec), CONFIG_FIELDS);
     }
-    if (view.links.length === 0) {
+    try {
+      await placeLinks(ctx, view, { attachReq, actions });
+    } catch (err) {
+      // A hook that holds one program only: the old one makes room (see makeRoom), else the error stands.
+      const room = fresh ? await makeRoom(ctx, view.id, { attachReq, actions, old }) : [];
       try {
-        const a = await invoke(attach, { programId: view.id, attach: attachReq }, ctx);
-        actions.push(`attached ${view.id} as link ${a.linkId}`);
-      } catch (err) {
-        if (!keep) {
-          // Leave nothing half-done: what this call loaded goes again.
-          await invoke(unload, { programId: view.id }, ctx).catch(() => {});
+        if (!room.length) throw err;
+        await placeLinks(ctx, view, { attachReq, actions });
+      } catch (err2) {
+        // Leave nothing half-done: the old links come back, what this call loaded goes again.
+        for (const link of room.reverse()) {
+          await invoke(attach, { programId: link.programId, attach: link.attach }, ctx);
         }
-        throw err;
+        if (fresh) await invoke(unload, { programId: view.id }, ctx).catch(() => {/* reported: err2 */});
+        throw err2;
       }
     }
   }
+  await unloadAll(old, keep ? "duplicate" : "replaced");
   const [now] = (await owned(ctx, input.name)).filter((v) => v.id === view.id);
   const programs = now ? { [String(now.id)]: stateOf(now, spec) } : {};
-  if (actions.length) ctx.log.info("reconciled", { owner: input.name, actions, caller: ctx.caller });
-  return {
-    name: input.name,
-    programs: programs as ReconcileOutput["programs"],
-    changed: actions.length > 0,
-    actions,
-  };
+  return done(programs as ReconcileOutput["programs"], waiting);
+}
+
+/**
+ * When the new program cannot sit beside the old one (XDP or TC where the kernel refuses the extension
+ * programs a dispatcher needs), it can only take its place: the old links on that hook go first (a short
+ * gap, documented in docs/day-two.md). Returns them, so a failure can attach them again.
+ */
+async function makeRoom(
+  ctx: Ctx,
+  programId: number,
+  { attachReq, actions, old }: { attachReq: AttachSpecInput; actions: string[]; old: ProgramView[] },
+): Promise<LinkRecord[]> {
+  const key = hookKey(programId, AttachSpec.parse(attachReq));
+  const blocking = old.flatMap((v) => ctx.state.links(v.id))
+    .filter((l) => !l.pending && hookKey(l.programId, l.attach) === key);
+  for (const link of blocking) {
+    await invoke(detach, { linkId: link.id }, ctx);
+    actions.push(`detached link ${link.id} of ${link.programId} (the hook holds one program)`);
+  }
+  return blocking;
+}
+
+/** The digest an `Always` image's tag names now (a manifest HEAD); undefined for other sources. */
+async function currentDigest(ctx: Ctx, load: z.input<typeof LoadInput>): Promise<string | undefined> {
+  if (!("image" in load.bytecode) || load.bytecode.image.pullPolicy !== "Always") return undefined;
+  return await resolveImage(ctx, load.bytecode.image, "spec.bytecode.imageurl");
+}
+
+/**
+ * Gives `view` exactly one link where `attachReq` says: a link already there keeps its place (only its
+ * priority or proceed-on is modified); otherwise the new link is made before the old ones go, unless
+ * they hold the same hook (one program sits once on a hook: those go first).
+ */
+async function placeLinks(
+  ctx: Ctx,
+  view: ProgramView,
+  { attachReq, actions }: { attachReq: AttachSpecInput; actions: string[] },
+): Promise<void> {
+  const want = AttachSpec.parse(attachReq);
+  const links = ctx.state.links(view.id).filter((l) => !l.pending);
+  const here = links.find((l) => samePlacement(l.attach, want));
+  if (here) {
+    const change = orderChange(here.attach, want);
+    if (change) {
+      await invoke(modify, { linkId: here.id, ...change }, ctx);
+      actions.push(`modified link ${here.id} of ${view.id} (${Object.keys(change).join(", ")})`);
+    }
+  }
+  const sameHook = (l: LinkRecord) => hookKey(view.id, l.attach) === hookKey(view.id, want);
+  const extra = links.filter((l) => l !== here);
+  const moving = here ? [] : extra.filter(sameHook);
+  for (const link of moving) {
+    await invoke(detach, { linkId: link.id }, ctx);
+    actions.push(`detached link ${link.id} of ${view.id} (moves on its hook)`);
+  }
+  if (!here) {
+    try {
+      const a = await invoke(attach, { programId: view.id, attach: attachReq }, ctx);
+      actions.push(`attached ${view.id} as link ${a.linkId}`);
+    } catch (err) {
+      // The link that moved on its hook goes back where it was.
+      for (const link of moving) await invoke(attach, { programId: view.id, attach: link.attach }, ctx);
+      throw err;
+    }
+  }
+  for (const link of extra.filter((l) => here || !sameHook(l))) {
+    await invoke(detach, { linkId: link.id }, ctx);
+    actions.push(`detached link ${link.id} of ${view.id} (${here ? "extra" : "moved"})`);
+  }
 }

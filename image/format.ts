@@ -98,21 +98,51 @@ export function parseManifest(bytes: Uint8Array, what: string): ImageManifest {
   return j;
 }
 
-/** Picks the manifest for a platform from an index; a single entry without platform is taken as is. */
-export function choosePlatform(index: ImageIndex, os: string, arch: string, what: string): Descriptor {
+/** A platform as OCI names it: `linux`/`amd64`, `linux`/`arm64`/`v8`. */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+/** OCI architecture names (and the default variant) of Deno.build.arch values. */
+const OCI_ARCH: Record<string, { architecture: string; variant?: string }> = {
+  x86_64: { architecture: "amd64" },
+  aarch64: { architecture: "arm64", variant: "v8" },
+};
+
+/** The platform of the machine this runs on, in OCI names (linux/amd64, linux/arm64/v8). */
+export function hostPlatform(arch: string = Deno.build.arch, os: string = Deno.build.os): Platform {
+  return { os, ...(OCI_ARCH[arch] ?? { architecture: arch }) };
+}
+
+const showPlatform = (p: { os?: string; architecture?: string; variant?: string } | undefined) =>
+  `${shown(p?.os)}/${shown(p?.architecture)}${p?.variant ? `/${shown(p.variant)}` : ""}`;
+
+/**
+ * Picks the manifest for `want` from an index: same os and architecture, and the same variant when both
+ * name one (an entry without variant serves any; arm64's v8 is its default). A lone entry without
+ * platform is taken as is; otherwise a missing platform is a not_found naming what the list has.
+ */
+export function choosePlatform(index: ImageIndex, want: Platform, what: string): Descriptor {
   const manifests = index.manifests.filter((m) =>
     m.mediaType === MT.ociManifest || m.mediaType === MT.dockerManifest
   );
-  const hit = manifests.find((m) => m.platform?.os === os && m.platform?.architecture === arch);
+  const variant = (p: { architecture?: string; variant?: string } | undefined) =>
+    p?.variant ?? (p?.architecture === "arm64" ? "v8" : undefined);
+  const same = manifests.filter((m) =>
+    m.platform?.os === want.os && m.platform?.architecture === want.architecture
+  );
+  const hit = same.find((m) => variant(m.platform) === variant(want)) ??
+    same.find((m) => !m.platform?.variant || !want.variant);
   if (hit) return hit;
   if (manifests.length === 1 && !manifests[0].platform) return manifests[0];
-  const have = manifests.slice(0, 16).map((m) =>
-    `${shown(m.platform?.os)}/${shown(m.platform?.architecture)}`
-  )
-    .join(", ");
+  const have = manifests.slice(0, 16).map((m) => showPlatform(m.platform)).join(", ");
   throw new ImageError(
     "not_found",
-    `${what}: no manifest for ${os}/${arch} in the list (has: ${have || "none"})`,
+    `${what}: no manifest for this node's platform ${showPlatform(want)} in the list (has: ${
+      have || "none"
+    })`,
   );
 }
 

@@ -16,6 +16,7 @@ import { ImageError } from "./errors.ts";
 import {
   choosePlatform,
   type Descriptor,
+  hostPlatform,
   type ImageManifest,
   isLayerType,
   parseIndex,
@@ -63,8 +64,7 @@ export async function downloadImage(
       indexDigest = top.digest;
       await staging.putBlob(top.bytes, top.digest);
       const index = parseIndex(top.bytes, `index ${canonical}`);
-      const { os, architecture } = s.config.platform;
-      const d = choosePlatform(index, os, architecture, `index ${canonical}`);
+      const d = choosePlatform(index, s.config.platform ?? hostPlatform(), `index ${canonical}`);
       top = await client.getManifest(ref.repository, d.digest);
     } else if (top.mediaType !== MT.ociManifest && top.mediaType !== MT.dockerManifest) {
       throw new ImageError(

@@ -142,7 +142,19 @@ export class ImageStore implements ImageStoreInterface {
     });
   }
 
-  async pull(srcIn: ImageSource, opts: PullOptions = {}): Promise<PulledImage> {
+  /**
+   * The digest `srcIn` names now: its own digest, or the registry's answer to a manifest HEAD for its tag
+   * (the index's digest for a manifest list). Cheap enough for every resync of an `Always` image.
+   */
+  async resolve(srcIn: ImageSource, opts: PullOptions = {}): Promise<string> {
+    const { src, ref } = this.#parse(srcIn);
+    if (ref.digest) return ref.digest;
+    const digest = await (await this.client(ref, src, opts)).headManifest(ref.repository, ref.tag!);
+    if (!digest) throw new ImageError("not_found", `image ${formatReference(ref)} not found in the registry`);
+    return digest;
+  }
+
+  #parse(srcIn: ImageSource): { src: ImageSourceParsed; ref: Reference } {
     const parsed = ImageSourceSchema.safeParse(srcIn);
     if (!parsed.success) {
       const i = parsed.error.issues[0];
@@ -160,6 +172,11 @@ export class ImageStore implements ImageStoreInterface {
     if (src.auth && "dockerConfigJson" in src.auth) {
       parseDockerConfig(src.auth.dockerConfigJson, "auth.dockerConfigJson");
     }
+    return { src, ref };
+  }
+
+  async pull(srcIn: ImageSource, opts: PullOptions = {}): Promise<PulledImage> {
+    const { src, ref } = this.#parse(srcIn);
     const key = `${formatReference(ref)} ${src.pullPolicy} ${JSON.stringify(src.auth ?? null)}`;
     let pulled: PulledImage;
     this.#active++;

@@ -13,6 +13,7 @@
  * @module
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
+import { CONTROLLER_DENO_ARGS } from "../controller/launch.ts";
 import { withInventory } from "./inventory.ts";
 import { withPolicy } from "./policy.ts";
 import {
@@ -175,6 +176,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         rule([""], ["serviceaccounts/token"], ["create"], [CONTROLLER_SERVICE_ACCOUNT]),
         // The pod behind a node runtime's certificate request: which node it runs on.
         rule([""], ["pods"], ["get"]),
+        // Pull secrets that configs name (bytecode.imagepullsecret), sent to the node with the call.
+        rule([""], ["secrets"], ["get"]),
       ],
     },
     bind("RoleBinding", "bpfd-controller", "bpfd-controller", ns),
@@ -352,7 +355,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               name: "controller",
               image,
               imagePullPolicy,
-              command: ["deno", "run", "-A", "--cached-only", "controller/main.ts"],
+              command: ["deno", ...CONTROLLER_DENO_ARGS, "--cached-only", "controller/main.ts"],
               // The node runtimes' CA: to trust them, and to sign their certificates. Calls to a node carry
               // a token for that node only (TokenRequest).
               args: [

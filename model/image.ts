@@ -122,11 +122,10 @@ export const ImageStoreConfig = z.strictObject({
   cacheMaxAgeDays: z._default(PositiveInt, 30),
   /** Time limit for one registry request, in milliseconds. */
   timeoutMs: z._default(PositiveInt, 30_000),
-  /** Platform chosen from manifest lists. */
-  platform: z._default(z.object({ os: z.string(), architecture: z.string() }), {
-    os: "linux",
-    architecture: "amd64",
-  }),
+  /** Platform chosen from manifest lists; unset: this node's own (Deno.build.arch in OCI names). */
+  platform: z.optional(
+    z.object({ os: z.string(), architecture: z.string(), variant: z.optional(z.string()) }),
+  ),
 });
 export type ImageStoreConfig = z.input<typeof ImageStoreConfig>;
 export type ImageStoreConfigParsed = z.output<typeof ImageStoreConfig>;
@@ -179,4 +178,6 @@ export interface PullOptions {
 
 export interface ImageStore {
   pull(src: ImageSource, opts?: PullOptions): Promise<PulledImage>;
+  /** The digest a reference names now (a manifest HEAD for a tag; no download, no cache change). */
+  resolve(src: ImageSource, opts?: PullOptions): Promise<string>;
 }

@@ -107,11 +107,14 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
  * node that only loads object files never needs in memory. Configuration errors surface at that pull.
  */
 export function lazyImageStore(config: RuntimeConfig["images"]): ImagePuller {
-  let store: Promise<ImagePuller> | undefined;
+  let store: Promise<Required<ImagePuller>> | undefined;
+  const get = () => store ??= import("../image/store.ts").then((m) => m.createImageStore(config));
   return {
     async pull(source, opts) {
-      store ??= import("../image/store.ts").then((m) => m.createImageStore(config));
-      return await (await store).pull(source, opts);
+      return await (await get()).pull(source, opts);
+    },
+    async resolve(source, opts) {
+      return await (await get()).resolve(source, opts);
     },
   };
 }

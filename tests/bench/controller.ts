@@ -21,7 +21,7 @@ const root = new URL("../..", import.meta.url).pathname;
 const ROUNDS = Number(Deno.env.get("BPFD_BENCH_ROUNDS") ?? 3);
 
 /** CPU time (ms) of the processes whose command line contains each pattern, summed per group. */
-function cpuByGroup(groups: Record<string, string>): Record<string, number> {
+export function cpuByGroup(groups: Record<string, string>): Record<string, number> {
   const out: Record<string, number> = Object.fromEntries(Object.keys(groups).map((k) => [k, 0]));
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name)) continue;
@@ -37,7 +37,7 @@ function cpuByGroup(groups: Record<string, string>): Record<string, number> {
 }
 
 /** Write requests the API server counted, by resource (leases and events apart). */
-async function writeCounts(cluster: TestCluster): Promise<Map<string, number>> {
+export async function writeCounts(cluster: TestCluster): Promise<Map<string, number>> {
   const res = await fetch(`${cluster.kube.server}/metrics`, {
     client: Deno.createHttpClient({ caCerts: [cluster.kube.caPem] }),
     headers: { authorization: `Bearer ${cluster.kube.admin.token}` },
@@ -56,7 +56,8 @@ async function writeCounts(cluster: TestCluster): Promise<Map<string, number>> {
   return counts;
 }
 
-function diff(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
+/** What `b` counted beyond `a`, by key. */
+export function diff(a: Map<string, number>, b: Map<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of b) {
     const d = v - (a.get(k) ?? 0);
@@ -65,7 +66,8 @@ function diff(a: Map<string, number>, b: Map<string, number>): Record<string, nu
   return out;
 }
 
-const sum = (o: Record<string, number>, skip: string[] = []) =>
+/** The sum of the counts, without the keys in `skip`. */
+export const sum = (o: Record<string, number>, skip: string[] = []) =>
   Object.entries(o).filter(([k]) => !skip.includes(k)).reduce((s, [, v]) => s + v, 0);
 
 export interface ControllerFigure {

@@ -1,6 +1,6 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `trace` (session start to first line vs bpftrace by hand). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `scale` (100/500/1,000 simulated nodes), `trace` (session start to first line vs bpftrace by hand). `deno task bench node` runs only the named ones.
  *
  * @module
  */
@@ -12,6 +12,7 @@ import { benchInventory } from "./inventory.ts";
 import { benchNode, type BenchSection } from "./node.ts";
 import { benchTrace } from "./trace.ts";
 import { benchPolicy } from "./policy.ts";
+import { benchScale } from "./scale.ts";
 
 /** The image pull figures as a table, each with its ratio to a cold `skopeo copy` of the same image. */
 async function images(): Promise<BenchSection> {
@@ -35,6 +36,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   fuzz: () => benchFuzz(),
   policy: () => benchPolicy(),
   inventory: () => benchInventory(),
+  scale: () => benchScale(),
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);

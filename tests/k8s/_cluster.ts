@@ -11,6 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import { type Kube, startKube, waitFor } from "../_kube.ts";
 import { NodeNet } from "./_nodes.ts";
 import { RUNTIME_DENO_ARGS } from "../../runtime/launch.ts";
+import { CONTROLLER_DENO_ARGS } from "../../controller/launch.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 export const CRDS_DIR = `${root}crds/`;
@@ -47,8 +48,8 @@ export class NodeRuntime {
     readonly net: NodeNet,
     readonly dir: string,
     readonly logFile: string,
-    /** A runtime configuration file (--config), for options that have no flag. */
-    readonly configFile?: string,
+    /** A runtime configuration file (--config), for options that have no flag; read at each start(). */
+    public configFile?: string,
   ) {}
 
   get address(): string {
@@ -150,8 +151,7 @@ export class ControllerProcess {
         "--",
         ...toLog(this.logFile),
         Deno.execPath(),
-        "run",
-        "-A",
+        ...CONTROLLER_DENO_ARGS,
         `${root}controller/main.ts`,
         ...this.args,
       ],

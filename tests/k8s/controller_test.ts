@@ -220,8 +220,10 @@ Deno.test("controller: BpfProgramConfig -> BpfPrograms -> programs on the select
       const c = loaded(bp);
       assert.deepEqual([c.status, c.reason], ["False", "bpfdNotLoaded"]);
       assert.match(c.message, /\/nonexistent\/prog\.o not found/);
-      assert.deepEqual(bp.spec.programs, {});
-      assert.equal((await owned("node-c", "tc-edge-node-c")).length, 0, "the old program stayed");
+      // A failed change keeps what ran before (make-before-break), and says so.
+      assert.equal(Object.keys(bp.spec.programs).length, 1);
+      assert.equal((await owned("node-c", "tc-edge-node-c")).length, 1, "the old program went");
+      assert.match(c.message, /the previous version keeps running/);
       const cfg = await cluster.config("tc-edge");
       assert.deepEqual(cfg.status.failingNodes, ["node-c"]);
       const warn = await kubectl([

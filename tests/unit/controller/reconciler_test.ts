@@ -1,6 +1,6 @@
 /** The reconciler's pure parts: status conditions, JSON comparison, BpfProgram names. */
 import assert from "node:assert/strict";
-import { jsonEqual, programName, setCondition } from "../../../controller/reconciler.ts";
+import { jsonEqual, programName, setCondition } from "../../../controller/objects.ts";
 
 Deno.test("conditions keep lastTransitionTime unless the status changes; names stay valid", () => {
   const a = setCondition(undefined, {

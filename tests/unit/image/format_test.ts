@@ -5,6 +5,7 @@ import { ImageError } from "../../../image/errors.ts";
 import {
   buildImage,
   choosePlatform,
+  hostPlatform,
   isLayerType,
   MAX_OBJECTS,
   parseIndex,
@@ -79,23 +80,36 @@ Deno.test("manifests and indexes: schema 2 with descriptors, else bad_image with
   fails(() => parseIndex(te.encode("{}"), "index"), "bad_image", /not an image index/);
 });
 
-Deno.test("platform choice: the node's os/arch from a list; a lone entry without platform is taken", () => {
-  const entry = (arch?: string) => ({
+Deno.test("platform choice: the node's os/arch (and variant) from a list; a lone entry without platform is taken", () => {
+  const entry = (arch?: string, variant?: string, digest = D) => ({
     mediaType: MT.ociManifest,
-    digest: D,
+    digest,
     size: 1,
-    ...(arch ? { platform: { os: "linux", architecture: arch } } : {}),
+    ...(arch ? { platform: { os: "linux", architecture: arch, ...(variant ? { variant } : {}) } } : {}),
   });
-  const index = {
+  const amd64 = { os: "linux", architecture: "amd64" };
+  const index = { schemaVersion: 2, manifests: [entry("arm64"), entry("amd64", undefined, digestOf("x"))] };
+  assert.equal(choosePlatform(index, amd64, "i").digest, digestOf("x"));
+  assert.equal(choosePlatform({ schemaVersion: 2, manifests: [entry()] }, amd64, "i").digest, D);
+  const arm = {
     schemaVersion: 2,
-    manifests: [entry("arm64"), { ...entry("amd64"), digest: digestOf("x") }],
+    manifests: [entry("arm", "v6", digestOf("6")), entry("arm", "v7", digestOf("7")), entry("arm64", "v8")],
   };
-  assert.equal(choosePlatform(index, "linux", "amd64", "i").digest, digestOf("x"));
-  assert.equal(choosePlatform({ schemaVersion: 2, manifests: [entry()] }, "linux", "amd64", "i").digest, D);
+  assert.equal(
+    choosePlatform(arm, { os: "linux", architecture: "arm", variant: "v7" }, "i").digest,
+    digestOf("7"),
+  );
+  assert.equal(choosePlatform(arm, hostPlatform("aarch64", "linux"), "i").digest, D);
+  assert.deepEqual(hostPlatform("x86_64", "linux"), amd64);
   fails(
-    () => choosePlatform({ schemaVersion: 2, manifests: [entry("s390x")] }, "linux", "amd64", "i"),
+    () => choosePlatform({ schemaVersion: 2, manifests: [entry("s390x")] }, amd64, "i"),
     "not_found",
-    /has: linux\/s390x/,
+    /platform linux\/amd64 in the list \(has: linux\/s390x\)/,
+  );
+  fails(
+    () => choosePlatform(arm, { os: "linux", architecture: "arm", variant: "v5" }, "i"),
+    "not_found",
+    /arm\/v5/,
   );
 });
 
