@@ -421,10 +421,11 @@ Deno.test("bombs: manifest size, layer count, layer size and unpacked size are b
         const bombed = await peakOfPull(`${evil.host}/x:v1`, join(s.dir, "peak-bomb"), s.tls.caFile);
         assert.deepEqual([normal.code, bombed.code], ["ok", "too_large"]);
         assert.ok(bomb.length < 1 << 20, `the bomb is ${bomb.length} bytes`);
-        // What remains is V8 collecting the unpacked chunks in batches (~85 MiB here, whatever the bomb's
-        // size); when layers were held in memory this bomb took the runtime to 1.08 GiB.
+        // What remains is V8 collecting the unpacked chunks in batches (~85 MiB on a quiet machine, up to
+        // ~135 MiB on a busy one, whatever the bomb's size). Buffering would hold at least the 256 MiB it
+        // unpacked before the limit struck; when layers were held in memory this bomb took 1.08 GiB.
         const grew = (bombed.peakBytes - normal.peakBytes) / 1048576;
-        assert.ok(grew < 128, `peak RSS ${grew.toFixed(0)} MiB above a normal pull's`);
+        assert.ok(grew < 192, `peak RSS ${grew.toFixed(0)} MiB above a normal pull's`);
         await assertNothingCached(store);
       },
     );
