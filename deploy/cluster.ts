@@ -676,18 +676,14 @@ export async function up(opts: UpOptions = {}): Promise<string> {
   return KUBECONFIG;
 }
 
-interface PodStatus {
-  metadata: { labels?: Record<string, string> };
-  status?: { conditions?: { type: string; status: string }[] };
-}
-
 /** bpfd's image (built if missing) loaded into the node, bpfd deployed with it, its pods waited for. */
 export async function deployBpfd(log: (line: string) => void): Promise<void> {
   if (!(await exists(IMAGE_ARCHIVE))) {
     log(`building ${IMAGE_REF} (deno task image)`);
     await buildImage(IMAGE_REF, IMAGE_ARCHIVE);
   }
-  if (await importImage(IMAGE_ARCHIVE, IMAGE_REF)) log(`loaded ${IMAGE_REF} into the node`);
+  const loaded = await importImage(IMAGE_ARCHIVE, IMAGE_REF);
+  if (loaded) log(`loaded ${IMAGE_REF} into the node`);
   // Loaded here only: client-node's import prints a warning `up` alone has no reason to show.
   const k8s = await import("@kubernetes/client-node");
   const { deploy } = await import("./deploy.ts");
@@ -696,16 +692,20 @@ export async function deployBpfd(log: (line: string) => void): Promise<void> {
   const changes = await deploy({ kc, image: IMAGE_REF, imagePullPolicy: "Never" });
   const changed = changes.filter((c) => c.action !== "unchanged").length;
   log(`deployed bpfd (${changed} object(s) created or changed)`);
-  await waitUntil("bpfd's pods Ready", 120, async () => {
-    const r = await kubectl(["-n", "bpfd", "get", "pods", "-o", "json"]);
-    if (r.code !== 0) return false;
-    const pods = JSON.parse(r.stdout).items as PodStatus[];
-    const ready = (p: PodStatus) =>
-      p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True");
-    const node = pods.filter((p) => p.metadata.labels?.["app.kubernetes.io/name"] === "bpfd-node");
-    const ctl = pods.filter((p) => p.metadata.labels?.["app.kubernetes.io/name"] === "bpfd-controller");
-    return node.length > 0 && node.every(ready) && ctl.length > 0 && ctl.every(ready);
-  });
+  const workloads = ["daemonset/bpfd-node", "deployment/bpfd-controller"];
+  const rolled = changes.some((c) =>
+    ["DaemonSet", "Deployment"].includes(c.kind) && c.action !== "unchanged"
+  );
+  if (loaded && !rolled) {
+    // Same tag, new content: pods that run the old image are replaced.
+    const r = await kubectl(["-n", "bpfd", "rollout", "restart", ...workloads]);
+    if (r.code !== 0) throw new Error(`kubectl rollout restart: ${r.stderr.trim()}`);
+    log("restarted bpfd's pods on the new image");
+  }
+  for (const w of workloads) {
+    const r = await kubectl(["-n", "bpfd", "rollout", "status", w, "--timeout=180s"]);
+    if (r.code !== 0) throw new Error(`${w} did not become ready: ${(r.stderr || r.stdout).trim()}`);
+  }
   log("bpfd's node and controller pods are Ready");
 }
 
@@ -800,7 +800,7 @@ up        starts (or keeps) a one-node Kubernetes cluster on this machine: the n
           The last line is "export KUBECONFIG=..." for its admin.
   --deploy  also builds bpfd's image if missing (deno task image), loads it into the node and deploys bpfd
 down      stops it and removes every trace
-status    the cluster's processes
+status    the cluster's processes and the node's readiness (exit 0 when up, 3 when not)
 Needs root and tests/cluster/setup.sh (Debian packages; Kubernetes built once from Debian's source).`;
 
 if (import.meta.main) {
@@ -822,9 +822,14 @@ if (import.meta.main) {
     } else if (command === "down") {
       await down();
     } else {
-      for (const [name, pid] of Object.entries(await status())) {
+      const s = await status();
+      for (const [name, pid] of Object.entries(s)) {
         console.log(`${name.padEnd(11)} ${pid ? `running (pid ${pid})` : "stopped"}`);
       }
+      const ready = await isUp();
+      console.log(`node ${NODE_NAME}: ${ready ? "Ready" : "not Ready"}`);
+      // Like systemctl's status: 0 when the cluster is up, 3 when it is not.
+      if (!ready || Object.values(s).some((pid) => !pid)) Deno.exit(3);
     }
   } catch (e) {
     console.error(`cluster ${command}: ${(e as Error).message}`);
