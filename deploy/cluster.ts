@@ -709,6 +709,15 @@ export async function deployBpfd(log: (line: string) => void): Promise<void> {
   log("bpfd's node and controller pods are Ready");
 }
 
+/**
+ * Stops the kubelet and starts it again, waiting until the node is Ready: a kubelet registers its Node
+ * only when it starts, so this brings back a Node object that was deleted.
+ */
+export async function restartKubelet(): Promise<void> {
+  await stop("kubelet");
+  await up({ log: () => {} });
+}
+
 /** Stops everything `up` started and removes every trace: processes, mounts, namespaces, cgroups, state. */
 export async function down(): Promise<void> {
   const nsAlive = (await exists(`${NS_DIR}/mnt`)) &&

@@ -11,13 +11,17 @@
  *   4. the node pod deleted: the DaemonSet makes a new one, the program stays attached (same kernel ids, no
  *      ping lost) and the new pod adopts it;
  *   5. the config deleted: unloaded, BpfProgram gone, nothing left under /run/bpfd/fs;
+ *   6. a Node deleted while it holds a BpfProgram: the controller deletes the node's BpfProgram at once
+ *      without the node unloading anything — the program stays loaded and attached on the machine, still
+ *      counting (kubelet 1.20 does not register its Node again by itself; pod GC removes the node's pods
+ *      after ~40 s). When the Node returns (kubelet restarted), bpfd's pod comes back, the BpfProgram is
+ *      made again and the runtime keeps the same kernel program: Loaded, no reload;
  *   7. `deno task undeploy --all`: no bpfd object, pod or program left.
- * (Step 6 of issue 13, a Node deleted while it holds BpfPrograms, is not covered yet.)
  * Everything the test makes is removed in `finally`, also when a step fails; the cluster is stopped again
  * if this test started it.
  */
 import assert from "node:assert/strict";
-import { importImage } from "../../deploy/cluster.ts";
+import { importImage, restartKubelet } from "../../deploy/cluster.ts";
 import {
   BPFD_GID,
   condition,
@@ -278,6 +282,63 @@ Deno.test("cluster: the seed's flow in pods on a real node", async (t) => {
         const r = await inNode(["bpftool", "prog", "show", "id", String(id)]);
         assert.notEqual(r.code, 0, `program ${id} still loaded`);
       }
+      assert.deepEqual(await pinsOnNode(), []);
+    });
+
+    await t.step("6. a Node deleted while it holds a BpfProgram, then registered again", async () => {
+      // A config whose bytecode is a file in the node pod's image (no registry needed).
+      await k(
+        ["apply", "-f", "-"],
+        JSON.stringify({
+          apiVersion: "bpfd.io/v1alpha1",
+          kind: "BpfProgramConfig",
+          metadata: { name: CONFIG },
+          spec: {
+            name: "xdp_counter",
+            type: "XDP",
+            nodeselector: {},
+            attachpoint: { interface: "eth0" },
+            bytecode: { path: "/app/bytecode/build/xdp_counter.bpf.o" },
+          },
+        }),
+      );
+      await waitUntil(`BpfProgram of ${CONFIG} Loaded`, 60, async () => {
+        return condition(await nodeProgram(), "Loaded")?.status === "True";
+      });
+      const attached = await xdpOnEth0();
+      assert.equal(attached.length, 1);
+
+      await k(["delete", "node", NODE_NAME]);
+      // The controller lets the node's BpfProgram go at once; the config selects no node.
+      await waitUntil(
+        "the BpfProgram gone with its Node",
+        60,
+        async () => (await nodeProgram()) === undefined,
+      );
+      await waitUntil("the config counts no node", 30, async () => {
+        const c = await get(["bpfprogramconfig", CONFIG]);
+        return c?.status?.nodes?.selected === 0;
+      });
+      // Nothing unloads it: the machine keeps running the program (documented behaviour).
+      assert.deepEqual(await xdpOnEth0(), attached);
+      assert.equal((await pingNode(3)).received, 3);
+
+      // The kubelet registers the Node again when it restarts: bpfd's pod returns, the BpfProgram is made
+      // again and the runtime keeps the same kernel program (no second load, no reattach).
+      await restartKubelet();
+      await readyNodePod();
+      await waitUntil(`BpfProgram of ${CONFIG} Loaded again`, 120, async () => {
+        return condition(await nodeProgram(), "Loaded")?.status === "True";
+      });
+      assert.deepEqual(await xdpOnEth0(), attached);
+      await waitUntil("the controller pods back", 120, async () => {
+        const ps = await pods("bpfd", CONTROLLER_SELECTOR);
+        return ps.length === 2 && ps.every(isReady);
+      });
+
+      await k(["delete", "bpfprogramconfig", CONFIG, "--timeout=90s"]);
+      await waitUntil("the BpfProgram gone", 60, async () => (await nodeProgram()) === undefined);
+      assert.deepEqual(await xdpOnEth0(), []);
       assert.deepEqual(await pinsOnNode(), []);
     });
 
