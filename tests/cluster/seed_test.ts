@@ -10,7 +10,8 @@
  *      node's BpfProgram with the helper library and reads the counter through the mounted bpffs;
  *   4. the node pod deleted: the DaemonSet makes a new one, the program stays attached (same kernel ids, no
  *      ping lost) and the new pod adopts it;
- *   5. the config deleted: unloaded, BpfProgram gone, nothing left under /run/bpfd/fs;
+ *   5. the config deleted (foreground cascade: the garbage collector deletes the BpfProgram through its owner
+ *      reference first): unloaded, BpfProgram gone, nothing left under /run/bpfd/fs;
  *   6. a Node deleted while it holds a BpfProgram: the controller deletes the node's BpfProgram at once
  *      without the node unloading anything — the program stays loaded and attached on the machine, still
  *      counting (kubelet 1.20 does not register its Node again by itself; pod GC removes the node's pods
@@ -273,17 +274,24 @@ Deno.test("cluster: the seed's flow in pods on a real node", async (t) => {
       assert.equal(condition(bp, "Loaded")?.status, "True");
     });
 
-    await t.step("5. the config deleted: unloaded, BpfProgram gone, nothing under /run/bpfd/fs", async () => {
-      const attached = await xdpOnEth0();
-      await k(["delete", "bpfprogramconfig", CONFIG, "--timeout=90s"]);
-      await waitUntil("the BpfProgram gone", 60, async () => (await nodeProgram()) === undefined);
-      assert.deepEqual(await xdpOnEth0(), []);
-      for (const id of attached) {
-        const r = await inNode(["bpftool", "prog", "show", "id", String(id)]);
-        assert.notEqual(r.code, 0, `program ${id} still loaded`);
-      }
-      assert.deepEqual(await pinsOnNode(), []);
-    });
+    await t.step(
+      "5. the config deleted (GC, foreground): unloaded, BpfProgram gone, /run/bpfd/fs empty",
+      async () => {
+        const attached = await xdpOnEth0();
+        const owned = await nodeProgram();
+        assert.equal(owned.metadata.ownerReferences[0].blockOwnerDeletion, true);
+        // Foreground: kube-controller-manager's garbage collector deletes the BpfProgram through its owner
+        // reference before the config goes; the node unloads and lets it go. (Step 6 deletes in background.)
+        await k(["delete", "bpfprogramconfig", CONFIG, "--cascade=foreground", "--timeout=90s"]);
+        await waitUntil("the BpfProgram gone", 60, async () => (await nodeProgram()) === undefined);
+        assert.deepEqual(await xdpOnEth0(), []);
+        for (const id of attached) {
+          const r = await inNode(["bpftool", "prog", "show", "id", String(id)]);
+          assert.notEqual(r.code, 0, `program ${id} still loaded`);
+        }
+        assert.deepEqual(await pinsOnNode(), []);
+      },
+    );
 
     await t.step("6. a Node deleted while it holds a BpfProgram, then registered again", async () => {
       // A config whose bytecode is a file in the node pod's image (no registry needed).
