@@ -156,8 +156,8 @@ async function pidOf(name: ProcessName): Promise<number | undefined> {
  * Starts a detached process (its own session, so it outlives this command) in the node, or on the host
  * when `host`; its output goes to logs/NAME.log and its pid to pids/NAME. A running one is kept.
  */
-async function start(name: ProcessName, args: string[], host = false): Promise<void> {
-  if (await pidOf(name)) return;
+async function start(name: ProcessName, args: string[], host = false): Promise<boolean> {
+  if (await pidOf(name)) return false;
   const prefix = host ? [] : IN_NODE;
   const child = new Deno.Command("setsid", {
     args: ["sh", "-c", `exec "$@" >>'${logs}/${name}.log' 2>&1`, "sh", ...prefix, ...args],
@@ -169,6 +169,7 @@ async function start(name: ProcessName, args: string[], host = false): Promise<v
   // setsid, sh and nsenter exec in turn: the pid is the program's.
   await Deno.writeTextFile(`${pids}/${name}`, JSON.stringify({ pid: child.pid, exe: args[0] }));
   await waitUntil(`${name} to exec`, 10, async () => (await pidOf(name)) !== undefined);
+  return true;
 }
 
 /** SIGTERM, then SIGKILL after `seconds`; only the pid this cluster recorded. */
@@ -535,20 +536,48 @@ export interface UpOptions {
   log?: (line: string) => void;
 }
 
-/** Whether the API server answers and the node is Ready. */
-export async function isUp(): Promise<boolean> {
-  const r = await kubectl([
+/**
+ * Whether the API server answers and the node is Ready: its Ready condition True and its kubelet's
+ * heartbeat (the Lease in kube-node-lease, renewed every 10 s) recent — a Node stays Ready for a while after
+ * its kubelet died. With `since` (a kubelet just started), Ready must have been reported after it.
+ */
+export async function isUp(since?: number): Promise<boolean> {
+  const node = await kubectl(["get", "node", NODE_NAME, "-o", "json"]).catch(() => undefined);
+  if (node?.code !== 0) return false;
+  const ready = JSON.parse(node.stdout).status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+  if (ready?.status !== "True") return false;
+  if (since !== undefined) return Date.parse(ready.lastHeartbeatTime) >= since - 1000;
+  const lease = await kubectl([
+    "-n",
+    "kube-node-lease",
     "get",
-    "node",
+    "lease",
     NODE_NAME,
     "-o",
-    `jsonpath={.status.conditions[?(@.type=="Ready")].status}`,
-  ]).catch(() => undefined);
-  return r?.code === 0 && r.stdout.trim() === "True";
+    "jsonpath={.spec.renewTime}",
+  ]);
+  return lease.code === 0 && Date.parse(lease.stdout.trim()) >= Date.now() - 40_000;
+}
+
+/** Runs `f` holding the cluster's lock: one `up` or `down` at a time on this machine. */
+async function locked<T>(f: () => Promise<T>): Promise<T> {
+  const dir = Deno.env.get("BPFD_KUBE_CACHE")?.replace(/\/kube$/, "") ?? "/var/cache/bpfd";
+  await Deno.mkdir(dir, { recursive: true });
+  const lock = await Deno.open(`${dir}/cluster.lock`, { create: true, write: true });
+  try {
+    await lock.lock(true);
+    return await f();
+  } finally {
+    lock.close();
+  }
 }
 
 /** Brings the cluster up (idempotent: what runs is kept) and returns its admin kubeconfig's path. */
-export async function up(opts: UpOptions = {}): Promise<string> {
+export function up(opts: UpOptions = {}): Promise<string> {
+  return locked(() => upLocked(opts));
+}
+
+async function upLocked(opts: UpOptions): Promise<string> {
   const log = opts.log ?? ((l: string) => console.error(`cluster: ${l}`));
   for (const b of ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"]) {
     if (!(await exists(`${KUBE_BIN}/${b}`))) {
@@ -657,7 +686,8 @@ export async function up(opts: UpOptions = {}): Promise<string> {
   await waitUntil("containerd", 30, async () => (await ctr(["version"])).code === 0);
   await importImage(`${IMAGE_CACHE}/pause.tar`, PAUSE_IMAGE);
   await importImage(`${IMAGE_CACHE}/busybox.tar`, BUSYBOX_IMAGE);
-  await start("kubelet", [
+  const kubeletSince = Date.now();
+  const kubeletStarted = await start("kubelet", [
     `${bin}/kubelet`,
     `--config=${CLUSTER_DIR}/kubelet.yaml`,
     `--kubeconfig=${CLUSTER_DIR}/kubelet.kubeconfig`,
@@ -670,7 +700,8 @@ export async function up(opts: UpOptions = {}): Promise<string> {
     "--logtostderr=true",
     "--v=1",
   ]);
-  await waitUntil(`node ${NODE_NAME} Ready`, 120, isUp);
+  // A kubelet started now must have reported itself (a Ready left over from before does not count).
+  await waitUntil(`node ${NODE_NAME} Ready`, 120, () => isUp(kubeletStarted ? kubeletSince : undefined));
   if (fresh) log(`node ${NODE_NAME} Ready (${NODE_IP}; traffic from namespace ${PEER_NETNS}, ${PEER_IP})`);
   if (opts.deploy) await deployBpfd(log);
   return KUBECONFIG;
@@ -713,13 +744,19 @@ export async function deployBpfd(log: (line: string) => void): Promise<void> {
  * Stops the kubelet and starts it again, waiting until the node is Ready: a kubelet registers its Node
  * only when it starts, so this brings back a Node object that was deleted.
  */
-export async function restartKubelet(): Promise<void> {
-  await stop("kubelet");
-  await up({ log: () => {} });
+export function restartKubelet(): Promise<void> {
+  return locked(async () => {
+    await stop("kubelet");
+    await upLocked({ log: () => {} });
+  });
 }
 
 /** Stops everything `up` started and removes every trace: processes, mounts, namespaces, cgroups, state. */
-export async function down(): Promise<void> {
+export function down(): Promise<void> {
+  return locked(downLocked);
+}
+
+async function downLocked(): Promise<void> {
   const nsAlive = (await exists(`${NS_DIR}/mnt`)) &&
     (await run("nsenter", [`--mount=${NS_DIR}/mnt`, "true"])).code === 0;
   await stop("kubelet");
