@@ -751,6 +751,11 @@ export function restartKubelet(): Promise<void> {
   });
 }
 
+/** Stops the API server (SIGTERM), for fault tests; `up` starts it again. */
+export function stopApiserver(): Promise<void> {
+  return locked(() => stop("apiserver"));
+}
+
 /** Stops everything `up` started and removes every trace: processes, mounts, namespaces, cgroups, state. */
 export function down(): Promise<void> {
   return locked(downLocked);
