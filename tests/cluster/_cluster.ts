@@ -207,3 +207,36 @@ export async function pushXdpCounter(registry: PeerRegistry, repoTag: string): P
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
+
+/** The last `lines` log lines of every bpfd pod (and of its previous container, if it restarted). */
+export async function bpfdLogs(lines = 40): Promise<string> {
+  const out: string[] = [];
+  for (const p of await pods("bpfd", "app.kubernetes.io/part-of=bpfd").catch(() => [])) {
+    const name = p.metadata.name;
+    for (const previous of [true, false]) {
+      const r = await kubectl([
+        "-n",
+        "bpfd",
+        "logs",
+        name,
+        `--tail=${lines}`,
+        ...(previous ? ["--previous"] : []),
+      ]);
+      if (r.code === 0 && r.stdout.trim()) {
+        out.push(`--- ${name}${previous ? " (previous)" : ""}\n${r.stdout.trim()}`);
+      }
+    }
+  }
+  return out.join("\n");
+}
+
+/** Runs `f`; when it throws, the error carries bpfd's pod logs. */
+export async function withLogs<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    const err = e as Error;
+    err.message += `\nbpfd's pods:\n${await bpfdLogs()}`;
+    throw err;
+  }
+}

@@ -25,6 +25,7 @@ import {
   run,
   useCluster,
   waitUntil,
+  withLogs,
   xdpOnEth0,
 } from "./_cluster.ts";
 
@@ -92,42 +93,46 @@ Deno.test("cluster faults: an image the node lacks, the API server gone for 30 s
       },
     );
 
-    await t.step("the API server gone for 30 s: the program keeps running, bpfd recovers", async () => {
-      await k(["apply", "-f", "-"], xdpConfig("fault-before"));
-      await waitUntil("fault-before Loaded", 60, () => loaded("fault-before"));
-      const attached = await xdpOnEth0();
-      assert.equal(attached.length, 1);
+    await t.step(
+      "the API server gone for 30 s: the program keeps running, bpfd recovers",
+      () =>
+        withLogs(async () => {
+          await k(["apply", "-f", "-"], xdpConfig("fault-before"));
+          await waitUntil("fault-before Loaded", 60, () => loaded("fault-before"));
+          const attached = await xdpOnEth0();
+          assert.equal(attached.length, 1);
 
-      await stopApiserver();
-      try {
-        assert.notEqual((await kubectl(["get", "--raw", "/readyz"])).code, 0, "the API server is down");
-        const during = await pingNode(20, 0.5); // 10 s of traffic while it is away
-        assert.equal(during.received, during.sent);
-        assert.deepEqual(await xdpOnEth0(), attached);
-        await new Promise((r) => setTimeout(r, 20_000));
-      } finally {
-        await up({ log: () => {} });
-      }
+          await stopApiserver();
+          try {
+            assert.notEqual((await kubectl(["get", "--raw", "/readyz"])).code, 0, "the API server is down");
+            const during = await pingNode(20, 0.5); // 10 s of traffic while it is away
+            assert.equal(during.received, during.sent);
+            assert.deepEqual(await xdpOnEth0(), attached);
+            await new Promise((r) => setTimeout(r, 20_000));
+          } finally {
+            await up({ log: () => {} });
+          }
 
-      assert.deepEqual(await xdpOnEth0(), attached, "the same program, not reloaded");
-      await waitUntil("bpfd's pods Ready and the Lease held again", 180, async () => {
-        const ps = await pods("bpfd", "app.kubernetes.io/part-of=bpfd");
-        const lease = await get(["-n", "bpfd", "lease", "bpfd-controller"]);
-        const holder = lease?.spec?.holderIdentity ?? "";
-        const renewed = Date.parse(lease?.spec?.renewTime ?? "") > Date.now() - 15_000;
-        return ps.length === 3 && ps.every(isReady) && renewed &&
-          ps.some((p) => holder.startsWith(p.metadata.name));
-      });
-      assert.ok(await loaded("fault-before"));
-      // The controller works again: the config deleted, the node unloads; a new one is Loaded. (One XDP
-      // program at a time: two on one interface need freplace, which this host's kernel refuses.)
-      await k(["delete", "bpfprogramconfig", "fault-before", "--timeout=90s"]);
-      assert.deepEqual(await xdpOnEth0(), []);
-      await k(["apply", "-f", "-"], xdpConfig("fault-after"));
-      await waitUntil("fault-after Loaded", 90, () => loaded("fault-after"));
-      await k(["delete", "bpfprogramconfig", "fault-after", "--timeout=90s"]);
-      assert.deepEqual(await xdpOnEth0(), []);
-    });
+          assert.deepEqual(await xdpOnEth0(), attached, "the same program, not reloaded");
+          await waitUntil("bpfd's pods Ready and the Lease held again", 180, async () => {
+            const ps = await pods("bpfd", "app.kubernetes.io/part-of=bpfd");
+            const lease = await get(["-n", "bpfd", "lease", "bpfd-controller"]);
+            const holder = lease?.spec?.holderIdentity ?? "";
+            const renewed = Date.parse(lease?.spec?.renewTime ?? "") > Date.now() - 15_000;
+            return ps.length === 3 && ps.every(isReady) && renewed &&
+              ps.some((p) => holder.startsWith(p.metadata.name));
+          });
+          assert.ok(await loaded("fault-before"));
+          // The controller works again: the config deleted, the node unloads; a new one is Loaded. (One XDP
+          // program at a time: two on one interface need freplace, which this host's kernel refuses.)
+          await k(["delete", "bpfprogramconfig", "fault-before", "--timeout=90s"]);
+          assert.deepEqual(await xdpOnEth0(), []);
+          await k(["apply", "-f", "-"], xdpConfig("fault-after"));
+          await waitUntil("fault-after Loaded", 90, () => loaded("fault-after"));
+          await k(["delete", "bpfprogramconfig", "fault-after", "--timeout=90s"]);
+          assert.deepEqual(await xdpOnEth0(), []);
+        }),
+    );
   } finally {
     await up({ log: () => {} }).catch(() => {}); // the API server, if a step left it stopped
     await undeployAll().catch(() => {});
