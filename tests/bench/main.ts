@@ -1,10 +1,15 @@
 /**
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
- * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `scale` (100/500/1,000 simulated nodes), `trace` (session start to first line vs bpftrace by hand). `deno task bench node` runs only the named ones.
+ * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a
+ * hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the
+ * socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `scale` (100/500/1,000 simulated
+ * nodes), `trace` (session start to first line vs bpftrace by hand), `cluster` (deploy and the seed's config
+ * on a real one-node cluster). `deno task bench node` runs only the named ones.
  *
  * @module
  */
 import { benchChain } from "./chain.ts";
+import { benchCluster } from "./cluster.ts";
 import { benchController } from "./controller.ts";
 import { benchFuzz } from "./fuzz.ts";
 import { benchImages } from "./image.ts";
@@ -37,6 +42,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   policy: () => benchPolicy(),
   inventory: () => benchInventory(),
   scale: () => benchScale(),
+  cluster: () => benchCluster(),
 };
 
 const chosen = Deno.args.length ? Deno.args : Object.keys(SECTIONS);
