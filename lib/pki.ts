@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { run as runCommand } from "./command.ts";
 
 /** Runs `openssl` with `args` (and `stdin`); its stdout, or an error with its stderr. */
 export async function openssl(args: string[], stdin?: string): Promise<string> {
@@ -19,21 +20,14 @@ export async function openssl(args: string[], stdin?: string): Promise<string> {
 }
 
 async function run(args: string[], stdin?: string): Promise<{ stdout: string; stderr: string }> {
-  const child = new Deno.Command("openssl", {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  if (out.code !== 0) throw new Error(`openssl ${args[0]}: ${dec.decode(out.stderr).trim()}`);
-  return { stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  const r = await runCommand("openssl", args, stdin);
+  if (r.code !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr.trim()}`);
+  return r;
+}
+
+/** `openssl req` arguments for a new unencrypted ECDSA P-256 key, written to `keyout`. */
+export function newEcKeyArgs(keyout: string): string[] {
+  return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyout];
 }
 
 /** A CA: its certificate and key (PEM). */

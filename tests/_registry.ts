@@ -3,6 +3,7 @@
 // and TLS with a CA made for the test. stop() ends the processes this started and removes the temp dir.
 // Needs tests/host/image/setup.sh (docker-registry, apache2-utils, openssl).
 import { join } from "node:path";
+import { newEcKeyArgs } from "../lib/pki.ts";
 
 export interface Pki {
   dir: string;
@@ -43,13 +44,7 @@ export async function makePki(dir: string, cn = "bpfd test CA"): Promise<Pki> {
   await run("openssl", [
     "req",
     "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    caKey,
+    ...newEcKeyArgs(caKey),
     "-out",
     caCert,
     "-days",
@@ -74,13 +69,7 @@ export async function makePki(dir: string, cn = "bpfd test CA"): Promise<Pki> {
       await Deno.writeTextFile(extFile, ext);
       await run("openssl", [
         "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        key,
+        ...newEcKeyArgs(key),
         "-out",
         csr,
         "-subj",
