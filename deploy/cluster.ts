@@ -21,6 +21,7 @@
  * (tests/cluster/setup.sh installs all of it). State: /var/lib/bpfd-cluster (removed by `down`).
  * `up` is idempotent and prints, last, `export KUBECONFIG=<admin kubeconfig>`; `down` ends only the
  * processes `up` started (by pid) and leaves no process, mount, namespace, veth or cgroup behind.
+ * This file is the command and the cluster tier's entry; the parts live in deploy/cluster/.
  *
  * @module
  */
