@@ -275,7 +275,11 @@ export const ProgramRecord = z.object({
   type: ProgramType,
   tag: z.string(),
   bytecode: z.union([
-    z.object({ path: z.string() }),
+    /**
+     * `sha256`: of the object's content at load; a slot reload refuses the file if it changed (absent in
+     * records from before it was kept: the first reload records it).
+     */
+    z.object({ path: z.string(), sha256: z.optional(z.string()) }),
     z.object({ image: z.object({ url: z.string(), digest: z.string() }) }),
   ]),
   /** The pinned program. */
