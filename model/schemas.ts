@@ -244,6 +244,10 @@ export const Identity = z.object({
 });
 export type Identity = z.infer<typeof Identity>;
 
+/** A network namespace's identity: the device and inode of its nsfs file (unique while it lives). */
+export const NetnsId = z.object({ dev: z.number(), ino: z.number() });
+export type NetnsId = z.infer<typeof NetnsId>;
+
 /** One attachment of a program to a hook, as bpfd records it. */
 export const LinkRecord = z.object({
   /** bpfd's id for the attachment (stable across restarts; the kernel link id may be absent for tc). */
@@ -254,6 +258,11 @@ export const LinkRecord = z.object({
   kernelLinkId: z.optional(PositiveInt),
   /** The interface index, for network hooks. */
   ifindex: z.optional(PositiveInt),
+  /**
+   * The namespace `attach.netns` named at attach. Every later use checks the path still names it, so a
+   * `/proc/<pid>/ns/net` whose pid was reused is a namespace that is gone, never acted in.
+   */
+  netnsId: z.optional(NetnsId),
   /** tc filter identity, and whether bpfd created the clsact qdisc. */
   tc: z.optional(z.object({ handle: z.int(), priority: z.int(), qdiscCreated: z.boolean() })),
   /**
