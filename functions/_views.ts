@@ -1,20 +1,46 @@
 /**
- * Helpers the functions share: how a program is shown, which hook a link occupies.
+ * Helpers the functions share: how a program is shown (global data values only to callers who may load),
+ * which hook a link occupies.
  *
  * @module
  */
 import type { Ctx } from "./_ctx.ts";
-import type { AttachSpec, KernelProgramInfo, ProgramRecord, ProgramView } from "../model/schemas.ts";
+import type {
+  AttachSpec,
+  Identity,
+  KernelProgramInfo,
+  ProgramRecord,
+  ProgramView,
+} from "../model/schemas.ts";
+import { createHash } from "node:crypto";
 
-/** A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. */
+/**
+ * A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. Global data
+ * values only for a caller who may load (see {@link mayLoad}); names, sizes and hashes for everyone.
+ */
 export function managedView(ctx: Ctx, record: ProgramRecord): ProgramView {
+  const entries = Object.entries(record.globalData);
   return {
     id: record.id,
     managed: true,
     kernel: kernelInfo(ctx, record.id),
-    program: record,
+    program: mayLoad(ctx.caller) ? record : { ...record, globalData: {} },
+    ...(entries.length ? { globalData: Object.fromEntries(entries.map(([n, v]) => [n, summary(v)])) } : {}),
     links: ctx.state.links(record.id),
   };
+}
+
+/**
+ * Whether `caller` may load programs: in-process and unix socket callers (the socket admits only root
+ * and the API group), and TCP callers whose authorization includes loading (`mayLoad`).
+ */
+export function mayLoad(caller: Identity): boolean {
+  return caller.via === "in-process" || caller.via === "unix-socket" || caller.mayLoad === true;
+}
+
+function summary(base64: string): { bytes: number; sha256: string } {
+  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+  return { bytes: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
 }
 
 /** What the kernel says about program `id` (undefined once it is gone). */

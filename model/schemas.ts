@@ -241,6 +241,8 @@ export const Identity = z.object({
   gids: z.optional(z.array(z.number())),
   /** The groups the authenticator reported (TokenReview, token file); BpfPolicy rules name them. */
   groups: z.optional(z.array(z.string())),
+  /** TCP callers: whether their authorization includes loading (verb `create`); views show them values. */
+  mayLoad: z.optional(z.boolean()),
 });
 export type Identity = z.infer<typeof Identity>;
 
@@ -335,7 +337,12 @@ export const ProgramView = z.object({
   managed: z.boolean(),
   /** Absent when a program bpfd manages is no longer in the kernel (unloaded behind its back). */
   kernel: z.optional(KernelProgramInfo),
+  /**
+   * `program.globalData` holds the values only for callers who may load programs (they could set them
+   * anyway); everyone sees each variable's name, size and SHA-256 here.
+   */
   program: z.optional(ProgramRecord),
+  globalData: z.optional(z.record(z.string(), z.object({ bytes: z.int(), sha256: z.string() }))),
   links: z._default(z.array(LinkRecord), []),
   /** The trace session whose bpftrace holds this program (it goes when the session ends). */
   session: z.optional(z.object({
