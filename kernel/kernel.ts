@@ -145,7 +145,7 @@ export class NodeKernel implements KernelParts {
       link,
       spec: link.attach,
       program,
-      hook: inSameNetns(link, hook),
+      hook: inSameNetnsOrGone(link, hook),
     });
   }
 
@@ -159,7 +159,7 @@ export class NodeKernel implements KernelParts {
       link,
       spec: link.attach,
       program,
-      hook: inSameNetns(link, hook),
+      hook: inSameNetnsOrGone(link, hook),
     });
   }
 
@@ -176,8 +176,9 @@ export class NodeKernel implements KernelParts {
     const { hook = ALONE, releaseQdisc = false } = opts;
     const spec = link.attach;
     if (isSharedHook(spec)) {
-      if (!netnsStillSame(link)) return new Map(); // its namespace is gone, and the hook with it
-      return await HOOK_KINDS[spec.type].detach(this, { link, spec, hook, releaseQdisc });
+      const here = inSameNetns({ ...link, attach: spec }, hook);
+      const op = { link, spec, hook: here ?? ALONE, releaseQdisc, netnsGone: !here };
+      return await HOOK_KINDS[spec.type].detach(this, op);
     }
     await PLAIN_KINDS[spec.type].detach(this, link);
     return new Map();
@@ -257,12 +258,27 @@ export class NodeKernel implements KernelParts {
 }
 
 /**
- * `hook` for a change on `link`'s hook, only if its namespace path still names the namespace `link`
- * recorded (not_found otherwise: never act in another one), with the peers recorded in another (gone)
- * namespace left out.
+ * `hook` for a change on `link`'s hook, with the peers recorded in another namespace left out (theirs is
+ * gone); undefined when `link`'s namespace path no longer names the namespace it recorded, or none: then
+ * nothing may be done there.
  */
-function inSameNetns(link: LinkRecord & { attach: NetworkAttach }, hook: HookContext): HookContext {
-  const id = netnsIdOf(link.attach.netns);
-  if (!sameNetnsAs(link, id)) throw notFound("netns", link.attach.netns!);
+function inSameNetns(
+  link: LinkRecord & { attach: NetworkAttach },
+  hook: HookContext,
+): HookContext | undefined {
+  let id: NetnsId | undefined;
+  try {
+    id = netnsIdOf(link.attach.netns);
+  } catch {
+    return undefined; // the namespace is gone
+  }
+  if (!sameNetnsAs(link, id)) return undefined;
   return { ...hook, peers: hook.peers.filter((p) => sameNetnsAs(p.link, id)) };
+}
+
+/** {@link inSameNetns}, or not_found for the namespace (attach, move: never act in another one). */
+function inSameNetnsOrGone(link: LinkRecord & { attach: NetworkAttach }, hook: HookContext): HookContext {
+  const here = inSameNetns(link, hook);
+  if (!here) throw notFound("netns", link.attach.netns!);
+  return here;
 }
