@@ -62,3 +62,25 @@ Deno.test("a /proc/<pid>/ns/net path that names another namespace than at attach
     await child.status;
   }
 });
+
+Deno.test("detaching a tcx link whose namespace path names another namespace releases only bpfd's pin", async () => {
+  await using net = await VethPair.create();
+  await using rt = await startTestRuntime();
+  const { programs: [program] } = await rt.invoke("load", {
+    bytecode: { path: bytecodePath("tc_counter") },
+    programs: [{ name: "tc_counter", type: "tcx" }],
+  });
+  const { linkId } = await rt.invoke("attach", {
+    programId: program.id,
+    attach: { type: "tcx", iface: net.hostIf, netns: net.hostNs, direction: "ingress" },
+  });
+  const ctx = rt.node.ctxFor(ROOT);
+  const link = ctx.state.link(linkId)!;
+  await ctx.state.update({
+    putLinks: [{ ...link, netnsId: { ...link.netnsId!, ino: link.netnsId!.ino + 1 } }],
+  });
+  const detach = await rt.call("detach", { linkId });
+  assert.equal(detach.status, 200, JSON.stringify(detach.body));
+  assert.equal(ctx.state.link(linkId), undefined);
+  assert.equal(await Deno.lstat(`${rt.dir}/fs/links/${linkId}`).then(() => true, () => false), false);
+});
