@@ -16,15 +16,16 @@ import { createHash } from "node:crypto";
 
 /**
  * A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. Global data
- * values only for a caller who may load (see {@link mayLoad}); names, sizes and hashes for everyone.
+ * values only for a caller who may load (see {@link mayLoad}; `loaded`: the caller just loaded it); names,
+ * sizes and hashes for everyone.
  */
-export function managedView(ctx: Ctx, record: ProgramRecord): ProgramView {
+export function managedView(ctx: Ctx, record: ProgramRecord, opts: { loaded?: boolean } = {}): ProgramView {
   const entries = Object.entries(record.globalData);
   return {
     id: record.id,
     managed: true,
     kernel: kernelInfo(ctx, record.id),
-    program: mayLoad(ctx.caller) ? record : { ...record, globalData: {} },
+    program: opts.loaded || mayLoad(ctx.caller) ? record : { ...record, globalData: {} },
     ...(entries.length ? { globalData: Object.fromEntries(entries.map(([n, v]) => [n, summary(v)])) } : {}),
     links: ctx.state.links(record.id),
   };
@@ -32,7 +33,7 @@ export function managedView(ctx: Ctx, record: ProgramRecord): ProgramView {
 
 /**
  * Whether `caller` may load programs: in-process and unix socket callers (the socket admits only root
- * and the API group), and TCP callers whose authorization includes loading (`mayLoad`).
+ * and the API group), and TCP readers whose authorization includes loading (`mayLoad`).
  */
 export function mayLoad(caller: Identity): boolean {
   return caller.via === "in-process" || caller.via === "unix-socket" || caller.mayLoad === true;

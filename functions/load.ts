@@ -119,7 +119,7 @@ export const load = defineFunction({
         programs: records.map((r) => ({ id: r.id, name: r.name, type: r.type })),
         caller: ctx.caller,
       });
-      return { programs: records.map((r) => managedView(ctx, r)) };
+      return { programs: records.map((r) => managedView(ctx, r, { loaded: true })) };
     });
   },
 });

@@ -241,7 +241,7 @@ export const Identity = z.object({
   gids: z.optional(z.array(z.number())),
   /** The groups the authenticator reported (TokenReview, token file); BpfPolicy rules name them. */
   groups: z.optional(z.array(z.string())),
-  /** TCP callers: whether their authorization includes loading (verb `create`); views show them values. */
+  /** TCP readers (`list`, `get`): whether their authorization includes loading too; views show them values. */
   mayLoad: z.optional(z.boolean()),
 });
 export type Identity = z.infer<typeof Identity>;

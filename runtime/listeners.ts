@@ -72,11 +72,7 @@ export async function serveTcp(node: Node, listen: string): Promise<Served> {
   const via = tls ? "tls" : "tcp";
   const inner = createApp(node, (c) =>
     identityOf(c) ??
-      {
-        user: "anonymous",
-        via: `${via} ${(c.env as { remoteAddr?: Deno.NetAddr }).remoteAddr?.hostname}`,
-        mayLoad: true, // without authentication, whoever reaches the listener may load
-      });
+      { user: "anonymous", via: `${via} ${(c.env as { remoteAddr?: Deno.NetAddr }).remoteAddr?.hostname}` });
   const app = new Hono().use(browserGuard(hostAllowed(hostname, allowedHosts)));
   // With authentication, every /v1/ request passes the guard first (401/403 never reach a function).
   if (auth) app.use(authMiddleware(auth, () => node.log, via));

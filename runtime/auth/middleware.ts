@@ -57,9 +57,9 @@ export function authMiddleware(auth: Authenticator, log: () => Logger, via: stri
       if (verdict.status === 401) c.header("WWW-Authenticate", 'Bearer realm="bpfd"');
       return c.json(new BpfdError(verdict.status, code, verdict.reason).toBody(), verdict.status);
     }
-    // A reader sees global data values only if it may load too (it could set them anyway).
-    const mayLoad = verb === "create" ||
-      (verb === "get" && fn !== undefined && (await auth.check(token, "create")).ok);
+    // A read (nothing is recorded) says whether the reader may load too: only then does it see global
+    // data values (it could set them anyway). Functions that load need that verb already.
+    const mayLoad = verb === "get" && fn !== undefined && (await auth.check(token, "create")).ok;
     identities.set(c.req.raw, {
       user: verdict.identity.user,
       via: `${via} ${verdict.identity.via}`,

@@ -8,6 +8,7 @@ import { bytecodePath, startTestRuntime } from "../../_runtime.ts";
 import { invoke } from "../../../functions/_define.ts";
 import { get } from "../../../functions/get.ts";
 import { list } from "../../../functions/list.ts";
+import { load } from "../../../functions/load.ts";
 import type { Identity, ProgramView } from "../../../model/schemas.ts";
 
 Deno.test("global data values: shown to callers who may load, only names, sizes and hashes to readers", async () => {
@@ -35,4 +36,10 @@ Deno.test("global data values: shown to callers who may load, only names, sizes 
   assert.deepEqual(await seen({ user: "admin", via: "tls token", mayLoad: true }), values);
   assert.deepEqual(await seen({ user: "viewer", via: "tls token" }), {});
   assert.deepEqual(await seen({ user: "bpfd", via: "inventory" }), {});
+  const byToken = await invoke(load, {
+    bytecode: { path: bytecodePath("xdp_counter") },
+    programs: [{ name: "xdp_counter", type: "xdp" }],
+    globalData: values,
+  }, rt.node.ctxFor({ user: "admin", via: "tls token" }));
+  assert.deepEqual(byToken.programs[0].program?.globalData, values, "a load answers with what it set");
 });
