@@ -13,7 +13,8 @@
  *   (10.123.0.2:6443). The host reaches it on 127.0.0.1:{@link API_PORT} through a relay (socat on the host
  *   → a unix socket → socat in the node), which is what the admin kubeconfig points at.
  * - No kube-proxy is built: the one Service pods need, `kubernetes` (in-cluster clients), is a static DNAT
- *   in the node's namespace. No cluster DNS.
+ *   in the node's namespace, and the API server reaches webhooks' Services at their endpoints
+ *   (`--enable-aggregator-routing`). No cluster DNS.
  *
  * Binaries: kube-* and kubectl from Debian's kubernetes 1.20 source, built by tests/k8s/setup.sh into
  * /var/cache/bpfd/kube/bin; etcd, containerd, runc, CNI plugins, socat, umoci and skopeo from Debian
@@ -197,7 +198,9 @@ async function killPid(pid: number, seconds: number): Promise<void> {
 // --- pieces of the node ---------------------------------------------------------------------------------
 
 async function cert(name: string, subject: string, usage: string, sans = ""): Promise<void> {
-  if (await exists(`${pki}/${name}.crt`)) return;
+  const issued = `${subject} ${usage} ${sans}`;
+  const had = await Deno.readTextFile(`${pki}/${name}.issued`).catch(() => undefined);
+  if (had === issued && (await exists(`${pki}/${name}.crt`))) return;
   await must("openssl", [
     "req",
     "-new",
@@ -239,6 +242,7 @@ async function cert(name: string, subject: string, usage: string, sans = ""): Pr
   ]);
   await Deno.remove(`${pki}/${name}.csr`);
   await Deno.remove(`${pki}/${name}.ext`);
+  await Deno.writeTextFile(`${pki}/${name}.issued`, issued);
 }
 
 function kubeconfigText(server: string, user: string): string {
@@ -295,7 +299,9 @@ async function makePki(): Promise<void> {
   ];
   await cert("apiserver", "/CN=kube-apiserver", "serverAuth", apiSans.join(","));
   await cert("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "clientAuth");
-  await cert("admin", "/O=system:masters/CN=bpfd-cluster-admin", "clientAuth");
+  // The cluster's admin is bpfd's admin too (group bpfd-admins of the default BpfPolicy: any priority,
+  // bytecode by path), as a cluster's operator would be.
+  await cert("admin", "/O=system:masters/O=bpfd-admins/CN=bpfd-cluster-admin", "clientAuth");
   await cert("kcm", "/CN=system:kube-controller-manager", "clientAuth");
   await cert("scheduler", "/CN=system:kube-scheduler", "clientAuth");
   await cert("kubelet", `/O=system:nodes/CN=system:node:${NODE_NAME}`, "clientAuth");
@@ -644,6 +650,9 @@ async function upLocked(opts: UpOptions): Promise<string> {
     "--enable-admission-plugins=NodeRestriction",
     `--service-cluster-ip-range=${SERVICE_CIDR}`,
     "--allow-privileged=true",
+    // No kube-proxy: the API server calls webhooks (bpfd's policy webhook) and aggregated APIs at their
+    // Services' endpoints, not at the ClusterIP.
+    "--enable-aggregator-routing=true",
     "--profiling=false",
     "--logtostderr=true",
     "--v=1",
