@@ -44,7 +44,7 @@ export async function reloadPlan(ctx: Ctx, program: ProgramRecord): Promise<Relo
   const plan = { name: program.name, globalData: globalDataBytes(program.globalData), maps: program.maps };
   if ("path" in program.bytecode) {
     const { path, sha256 } = program.bytecode;
-    const { file, sha256: now } = openRecordedObject({ path, sha256 }, program.id);
+    const { file, sha256: now } = await openRecordedObject({ path, sha256 }, program.id);
     if (!sha256) {
       try {
         await ctx.state.update({ putPrograms: [{ ...program, bytecode: { path, sha256: now } }] });

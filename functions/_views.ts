@@ -12,12 +12,11 @@ import type {
   ProgramRecord,
   ProgramView,
 } from "../model/schemas.ts";
-import { createHash } from "node:crypto";
 
 /**
  * A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. Global data
- * values only for a caller who may load (see {@link mayLoad}; `loaded`: the caller just loaded it); names,
- * sizes and hashes for everyone.
+ * values only for a caller who may load (see {@link mayLoad}; `loaded`: the caller just loaded it); names and
+ * sizes for everyone.
  */
 export function managedView(ctx: Ctx, record: ProgramRecord, opts: { loaded?: boolean } = {}): ProgramView {
   const entries = Object.entries(record.globalData);
@@ -39,9 +38,9 @@ export function mayLoad(caller: Identity): boolean {
   return caller.via === "in-process" || caller.via === "unix-socket" || caller.mayLoad === true;
 }
 
-function summary(base64: string): { bytes: number; sha256: string } {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  return { bytes: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") };
+/** A value's size; no hash of it: a small value (most are 4 or 8 bytes) is found from its hash at once. */
+function summary(base64: string): { bytes: number } {
+  return { bytes: atob(base64).length };
 }
 
 /** What the kernel says about program `id` (undefined once it is gone). */

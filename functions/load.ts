@@ -149,7 +149,12 @@ async function resolveBytecode(
       file.close();
       throw invalid("programs", "required with bytecode.path (only images declare their programs)");
     }
-    return { objectPath: file.path, source: { path: bytecode.path, sha256: sha256Of(file) }, programs, file };
+    return {
+      objectPath: file.path,
+      source: { path: bytecode.path, sha256: await sha256Of(file) },
+      programs,
+      file,
+    };
   }
   const pulled = await pullImage(ctx, bytecode.image, "bytecode.image");
   if (programs) checkAgainstLabels(programs, pulled.programs);

@@ -14,7 +14,6 @@
  */
 import { closeFile, type FdStat, openNonBlocking, statFd } from "../ffi/files.ts";
 import { hasErrno, SysError } from "../ffi/errno.ts";
-import { createHash } from "node:crypto";
 import { KernelError } from "./errors.ts";
 
 /** Why a named file cannot be used; handlers name the field. */
@@ -83,8 +82,9 @@ export function openUserFile(path: string, opts: { maxBytes: number; reader?: Re
 }
 
 /** The SHA-256 (hex) of an opened file's content, read through its fd (what was checked is what is hashed). */
-export function sha256Of(file: UserFile): string {
-  return createHash("sha256").update(Deno.readFileSync(file.path)).digest("hex");
+export async function sha256Of(file: UserFile): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(file.path));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /**
@@ -93,10 +93,10 @@ export function sha256Of(file: UserFile): string {
  * (object_changed), so a slot reload never runs other code than what was loaded. Without a recorded hash
  * (records from before it was kept) the file is accepted and its hash returned, for the caller to record.
  */
-export function openRecordedObject(
+export async function openRecordedObject(
   recorded: { path: string; sha256?: string },
   programId: number,
-): { file: UserFile; sha256: string } {
+): Promise<{ file: UserFile; sha256: string }> {
   const { path, sha256 } = recorded;
   const changed = (why: string, cause?: unknown) =>
     new KernelError(
@@ -114,7 +114,13 @@ export function openRecordedObject(
     if (err instanceof UserFileError) throw changed(`changed (${err.message})`, err);
     throw err;
   }
-  const now = sha256Of(file);
+  let now: string;
+  try {
+    now = await sha256Of(file);
+  } catch (err) {
+    file.close();
+    throw err;
+  }
   if (sha256 !== undefined && now !== sha256) {
     file.close();
     throw changed(`changed (sha256 ${now.slice(0, 12)}…, loaded ${sha256.slice(0, 12)}…)`);

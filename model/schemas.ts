@@ -339,10 +339,10 @@ export const ProgramView = z.object({
   kernel: z.optional(KernelProgramInfo),
   /**
    * `program.globalData` holds the values only for callers who may load programs (they could set them
-   * anyway); everyone sees each variable's name, size and SHA-256 here.
+   * anyway); everyone sees each variable's name and size here.
    */
   program: z.optional(ProgramRecord),
-  globalData: z.optional(z.record(z.string(), z.object({ bytes: z.int(), sha256: z.string() }))),
+  globalData: z.optional(z.record(z.string(), z.object({ bytes: z.int() }))),
   links: z._default(z.array(LinkRecord), []),
   /** The trace session whose bpftrace holds this program (it goes when the session ends). */
   session: z.optional(z.object({

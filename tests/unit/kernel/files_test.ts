@@ -1,5 +1,5 @@
 import * as assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash } from "node:crypto"; // tests only: the runtime hashes with WebCrypto
 import { KernelError } from "../../../kernel/errors.ts";
 import { openRecordedObject, openUserFile, readableBy, UserFileError } from "../../../kernel/files.ts";
 
@@ -49,15 +49,15 @@ Deno.test("openRecordedObject: the loaded content opens again; a changed, replac
   try {
     const path = `${dir}/prog.o`;
     await Deno.writeTextFile(path, "loaded");
-    const first = openRecordedObject({ path }, 7); // a record from before hashes were kept: accepted
+    const first = await openRecordedObject({ path }, 7); // a record from before hashes were kept: accepted
     first.file.close();
     assert.equal(first.sha256, createHash("sha256").update("loaded").digest("hex"));
-    using same = openRecordedObject({ path, sha256: first.sha256 }, 7).file;
+    using same = (await openRecordedObject({ path, sha256: first.sha256 }, 7)).file;
     assert.equal(await Deno.readTextFile(same.path), "loaded");
 
-    const refusal = (fn: () => unknown) => {
+    const refusal = async (fn: () => Promise<unknown>) => {
       try {
-        fn();
+        await fn();
       } catch (err) {
         assert.ok(err instanceof KernelError);
         return { kind: err.kind, message: err.message, details: err.details };
@@ -65,15 +65,18 @@ Deno.test("openRecordedObject: the loaded content opens again; a changed, replac
       assert.fail("opened");
     };
     await Deno.writeTextFile(path, "changed");
-    const changed = refusal(() => openRecordedObject({ path, sha256: first.sha256 }, 7));
+    const changed = await refusal(() => openRecordedObject({ path, sha256: first.sha256 }, 7));
     assert.equal(changed.kind, "object_changed");
     assert.match(changed.message, /^program 7: its object file .*prog\.o changed .* since it was loaded/);
     assert.deepEqual(changed.details, { programId: 7, path });
     await Deno.remove(path);
     await Deno.mkdir(path);
-    assert.equal(refusal(() => openRecordedObject({ path, sha256: first.sha256 }, 7)).kind, "object_changed");
+    assert.equal(
+      (await refusal(() => openRecordedObject({ path, sha256: first.sha256 }, 7))).kind,
+      "object_changed",
+    );
     await Deno.remove(path);
-    assert.equal(refusal(() => openRecordedObject({ path }, 7)).kind, "object_changed");
+    assert.equal((await refusal(() => openRecordedObject({ path }, 7))).kind, "object_changed");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
