@@ -10,6 +10,7 @@
  * ```
  * @module
  */
+import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import { parseCommandLine, requestFor, USAGE, UsageError, type Values } from "./args.ts";
 import { isClusterCommand } from "./cluster.ts";
 import { table } from "./table.ts";

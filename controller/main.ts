@@ -6,6 +6,7 @@
  *
  * @module
  */
+import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { Controller } from "./controller.ts";

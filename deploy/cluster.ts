@@ -24,6 +24,7 @@
  *
  * @module
  */
+import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import { parseArgs } from "node:util";
 import { buildBusyboxImages, buildImage, IMAGE_ARCHIVE, IMAGE_CACHE, IMAGE_REF } from "./image.ts";
 

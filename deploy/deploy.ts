@@ -12,6 +12,7 @@
  *
  * @module
  */
+import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import { parseArgs } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { crdDocuments } from "../crds/crds.ts";

@@ -12,21 +12,10 @@
  */
 import { O_CLOEXEC, O_RDONLY } from "./abi.ts";
 import { SysError } from "./errno.ts";
-import { cstring, lazyLibrary } from "./lazy.ts";
-
-const libc = lazyLibrary("libc.so.6", {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  fstat: { parameters: ["i32", "buffer"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-});
+import { cstring } from "./lazy.ts";
+import { lastErrno as errno, libc } from "./libc.ts";
 
 const O_NONBLOCK = 0o4000, O_NOCTTY = 0o400;
-
-function errno(): number {
-  const p = libc.__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
-}
 
 /** Opens `path` read-only without blocking (no FIFO writer or device needed) and returns the raw fd. */
 export function openNonBlocking(path: string): number {

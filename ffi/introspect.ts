@@ -2,37 +2,18 @@
  * What the kernel says about BPF objects bpfd did not make, for the node inventory: each link's target
  * (`struct bpf_link_info` of every link type), the programs attached to a cgroup without a link
  * (`BPF_PROG_QUERY`), a map's memory (`memlock` in fdinfo) and kernel-wide run statistics
- * (`BPF_ENABLE_STATS`). Symbols are bound on first use, apart from ./libbpf.ts.
+ * (`BPF_ENABLE_STATS`). Symbols come from ./libbpf.ts and ./libc.ts.
  *
  * @example
  * ```ts
- * for (const id of linkIdsAll()) console.log(linkDetails(id));
+ * console.log(interfaces());
  * ```
  * @module
  */
 import { LINK_TYPE_NAMES, SYS_bpf } from "./abi.ts";
 import { errnoName } from "./errno.ts";
-import { closeFd } from "./libc.ts";
-import { lazyLibrary } from "./lazy.ts";
-
-const lib = lazyLibrary("libbpf.so.1", {
-  bpf_obj_get_info_by_fd: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  bpf_link_get_next_id: { parameters: ["u32", "buffer"], result: "i32" },
-  bpf_link_get_fd_by_id: { parameters: ["u32"], result: "i32" },
-  bpf_map_get_next_id: { parameters: ["u32", "buffer"], result: "i32" },
-  bpf_map_get_fd_by_id: { parameters: ["u32"], result: "i32" },
-  bpf_prog_query: {
-    parameters: ["i32", "u32", "u32", "buffer", "buffer", "buffer"],
-    result: "i32",
-  },
-});
-const sys = lazyLibrary("libc.so.6", {
-  syscall: { parameters: ["i64", "i64", "buffer", "u32"], result: "i64" },
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-  if_nameindex: { parameters: [], result: "pointer" },
-  if_freenameindex: { parameters: ["pointer"], result: "void" },
-});
+import { closeFd, lastErrno, libc } from "./libc.ts";
+import { lib } from "./libbpf.ts";
 
 /** `struct bpf_link_info` (kernel 6.x UAPI): header and the per-type union at 16. */
 export const LinkInfoLayout = {
@@ -194,24 +175,6 @@ export function linkDetails(id: number): LinkDetails | undefined {
   }
 }
 
-function ids(next: (start: number, out: Uint8Array) => number): number[] {
-  const out = new Uint32Array(1);
-  const bytes = new Uint8Array(out.buffer);
-  const found: number[] = [];
-  let id = 0;
-  while (next(id, bytes) === 0) {
-    id = out[0];
-    found.push(id);
-  }
-  return found;
-}
-
-/** Ids of every BPF link in the kernel, ascending. */
-export const linkIdsAll = (): number[] => ids((s, o) => lib.bpf_link_get_next_id(s, o));
-
-/** Ids of every map in the kernel, ascending. */
-export const mapIdsAll = (): number[] => ids((s, o) => lib.bpf_map_get_next_id(s, o));
-
 /** The memory a map is charged (`memlock` of its fdinfo, bytes), or undefined when it is gone. */
 export function mapMemlock(id: number): number | undefined {
   const fd = lib.bpf_map_get_fd_by_id(id);
@@ -232,7 +195,7 @@ const O_RDONLY_DIRECTORY = 0o200000;
 /** Program ids attached to cgroup directory `path` with `attachType` (BPF_PROG_QUERY), [] when none. */
 export function cgroupPrograms(path: string, attachTypes: readonly number[]): Map<number, number[]> {
   const found = new Map<number, number[]>();
-  const fd = sys.open(new TextEncoder().encode(`${path}\0`), O_RDONLY_DIRECTORY);
+  const fd = libc.open(new TextEncoder().encode(`${path}\0`), O_RDONLY_DIRECTORY);
   if (fd < 0) return found;
   try {
     for (const type of attachTypes) {
@@ -271,12 +234,9 @@ export function enableRunStats(): number {
   if (statsFd !== undefined) return statsFd;
   const attr = new Uint8Array(8);
   new DataView(attr.buffer).setUint32(0, BPF_STATS_RUN_TIME, true);
-  const r = Number(sys.syscall(BigInt(SYS_bpf), BigInt(BPF_ENABLE_STATS), attr, attr.length));
+  const r = Number(libc.syscall_bpf(BigInt(SYS_bpf), BigInt(BPF_ENABLE_STATS), attr, attr.length));
   if (r < 0) {
-    const p = sys.__errno_location();
-    throw new Error(
-      `BPF_ENABLE_STATS refused: ${errnoName(p ? new Deno.UnsafePointerView(p).getInt32() : 0)}`,
-    );
+    throw new Error(`BPF_ENABLE_STATS refused: ${errnoName(lastErrno())}`);
   }
   statsFd = r;
   return r;
@@ -284,7 +244,7 @@ export function enableRunStats(): number {
 
 /** The network interfaces of the calling thread's network namespace (`if_nameindex`). */
 export function interfaces(): Array<{ index: number; name: string }> {
-  const head = sys.if_nameindex();
+  const head = libc.if_nameindex();
   if (!head) return [];
   const found: Array<{ index: number; name: string }> = [];
   try {
@@ -297,7 +257,7 @@ export function interfaces(): Array<{ index: number; name: string }> {
       found.push({ index, name: name ? Deno.UnsafePointerView.getCString(name) : String(index) });
     }
   } finally {
-    sys.if_freenameindex(head);
+    libc.if_freenameindex(head);
   }
   return found;
 }

@@ -81,6 +81,10 @@ export const lib = lazyLibrary("libbpf.so.1", {
   bpf_xdp_query: { parameters: ["i32", "i32", "buffer"], result: "i32" },
   btf__load_from_kernel_by_id: { parameters: ["u32"], result: "pointer" },
   btf__free: { parameters: ["pointer"], result: "void" },
+  bpf_prog_query: {
+    parameters: ["i32", "u32", "u32", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
 });
 
 // ---- libbpf's print callback: messages are collected while a call is in flight -------------------

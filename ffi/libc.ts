@@ -25,7 +25,8 @@ import {
 import { SysError } from "./errno.ts";
 import { cstring, lazyLibrary } from "./lazy.ts";
 
-const libc = lazyLibrary("libc.so.6", {
+/** libc's symbols, bound on first use: for the ffi modules, nobody else (libc is bound here only). */
+export const libc = lazyLibrary("libc.so.6", {
   close: { parameters: ["i32"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },
   setns: { parameters: ["i32", "i32"], result: "i32" },
@@ -39,6 +40,22 @@ const libc = lazyLibrary("libc.so.6", {
   syscall_bpf: { name: "syscall", parameters: ["i64", "i64", "buffer", "u32"], result: "i64" },
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  if_nameindex: { parameters: [], result: "pointer" },
+  if_freenameindex: { parameters: ["pointer"], result: "void" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
 });
 
 const LOCK_NB = 4;
@@ -75,7 +92,8 @@ export function lockDirectory(path: string): () => void {
   };
 }
 
-function lastErrno(): number {
+/** The calling thread's errno after a failed libc call. */
+export function lastErrno(): number {
   const p = libc.__errno_location();
   return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
 }

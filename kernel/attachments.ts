@@ -14,6 +14,7 @@
  */
 import { mprogQuery } from "../ffi/bpf.ts";
 import { xdpQuery } from "../ffi/netlink.ts";
+import { linkIds } from "../ffi/libbpf.ts";
 import {
   ATTACH_TYPE_NAMES,
   CGROUP_ATTACH_TYPES,
@@ -21,7 +22,6 @@ import {
   interfaces,
   type LinkDetails,
   linkDetails,
-  linkIdsAll,
 } from "../ffi/introspect.ts";
 import type { InventoryAttachment } from "../model/inventory.ts";
 
@@ -94,7 +94,7 @@ export function kernelAttachments(opts: AttachmentScan = {}): Map<number, Invent
   const ifaces = interfaces();
   const ifnames = new Map(ifaces.map((i) => [i.index, i.name]));
   const linked = new Set<string>();
-  for (const id of linkIdsAll()) {
+  for (const id of linkIds()) {
     const l = linkDetails(id);
     if (!l) continue; /* released meanwhile */
     add(found, l.programId, fromLink(l, ifnames));

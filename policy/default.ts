@@ -1,5 +1,6 @@
 /**
- * The BpfPolicy bpfd ships (`bpfd-default`): the group `bpfd-admins` and `uid:0` may do everything; every
+ * The BpfPolicy bpfd ships (`bpfd-default`): the groups `bpfd-admins` and `system:masters` (the cluster's
+ * own admins, who can rewrite any policy anyway) and `uid:0` may do everything; every
  * other authenticated user may load XDP, TC and TCX at priorities 100–1000, no paths. Priorities 0–99 and
  * the tracing types stay with the admins; docs/policy.md shows how to widen it.
  *
@@ -26,7 +27,11 @@ export function defaultPolicy(): BpfPolicy {
       rules: [
         {
           name: "admins",
-          subjects: [{ kind: "Group", name: ADMIN_GROUP }, { kind: "User", name: "uid:0" }],
+          subjects: [
+            { kind: "Group", name: ADMIN_GROUP },
+            { kind: "Group", name: "system:masters" },
+            { kind: "User", name: "uid:0" },
+          ],
           bytecodePaths: ["/"],
         },
         {

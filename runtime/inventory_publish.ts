@@ -12,8 +12,7 @@
  * ```
  * @module
  */
-import { programIds } from "../ffi/libbpf.ts";
-import { linkIdsAll } from "../ffi/introspect.ts";
+import { linkIds, programIds } from "../ffi/libbpf.ts";
 import type { BpfNodeInventorySpec } from "../model/inventory.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Node } from "./ctx.ts";
@@ -43,7 +42,7 @@ export interface PublishOptions {
   take?: (podName: (uid: string) => string | undefined) => Promise<InventorySnapshot>;
 }
 
-const kernelFingerprint = () => `${programIds().join(",")}|${linkIdsAll().join(",")}`;
+const kernelFingerprint = () => `${programIds().join(",")}|${linkIds().join(",")}`;
 
 /** `p`, or a rejection after `ms` (the API client has no deadline of its own). */
 function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -12,7 +12,8 @@
  * ```
  * @module
  */
-import { mapIdsAll, mapMemlock, runStatsHeld } from "../ffi/introspect.ts";
+import { mapMemlock, runStatsHeld } from "../ffi/introspect.ts";
+import { mapIds } from "../ffi/libbpf.ts";
 import type { Node } from "./ctx.ts";
 import { CONTENT_TYPE, CounterMap, family, HistogramMap, type Sample } from "./prometheus.ts";
 
@@ -57,7 +58,7 @@ export function nodeMetrics(node: Node): NodeMetrics {
         seconds.push({ labels, value: p.runTimeNs / 1e9 });
       }
     }
-    const maps = mapIdsAll();
+    const maps = mapIds();
     let memory = 0;
     for (const id of maps) memory += mapMemlock(id) ?? 0;
     return [

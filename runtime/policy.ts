@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import type { PolicyGate } from "../functions/mod.ts";
 import type { Logger } from "../lib/log.ts";
 import { BpfPolicy } from "../model/policy.ts";

@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import type { Logger } from "../lib/log.ts";
 import type { TraceSessionInfo } from "../model/trace.ts";
 import type { RuntimeConfig } from "./config.ts";

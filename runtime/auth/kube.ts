@@ -6,6 +6,7 @@
  *
  * @module
  */
+import "../../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import type { ReviewApi } from "./auth.ts";
 
 /** A ReviewApi on the cluster of `kubeconfig` (or $KUBECONFIG, in-cluster, ~/.kube/config). */

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import "../../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import { keyAndRequest } from "../../lib/pki.ts";
 import type { Logger } from "../../lib/log.ts";
 import { NODE_SIGNER_NAME, nodeCommonName } from "../../model/names.ts";
