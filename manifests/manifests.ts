@@ -324,7 +324,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               { name: "run-bpfd", hostPath: { path: "/run/bpfd", type: "DirectoryOrCreate" } },
               { name: "sys", hostPath: { path: "/sys", type: "Directory" } },
               { name: "netns", hostPath: { path: "/run/netns", type: "DirectoryOrCreate" } },
-              { name: "modules", hostPath: { path: "/lib/modules", type: "Directory" } },
+              // Optional: a node without /lib/modules (modules built in) still starts the pod.
+              { name: "modules", hostPath: { path: "/lib/modules", type: "DirectoryOrCreate" } },
               { name: "config", configMap: { name: NODE_CONFIG } },
               // The runtime's key and certificate, made at each start, in memory only.
               { name: "tls", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
