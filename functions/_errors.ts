@@ -84,6 +84,7 @@ const KERNEL_STATUS: Record<KernelErrorKind, BpfdError["status"]> = {
   conflict: 409,
   invalid: 400,
   invalid_object: 400,
+  object_changed: 409,
   kernel_refused: 422,
   kernel_unsupported: 422,
 };

@@ -13,6 +13,7 @@ import { globalDataBytes } from "./_global_data.ts";
 import type { AttachSpec, LinkRecord, ProgramRecord } from "../model/schemas.ts";
 import { hookKey } from "./_views.ts";
 import { pullImage } from "./_images.ts";
+import { openRecordedObject } from "../kernel/files.ts";
 
 export { isSharedHook };
 
@@ -34,22 +35,30 @@ export function hookContext(ctx: Ctx, link: Pick<LinkRecord, "id" | "programId" 
   return { peers: hookMembers(ctx, link.attach, link.programId, link.id), reload: (p) => reloadPlan(ctx, p) };
 }
 
-/** How to load a recorded program again: the same object file, global data and (pinned) maps. */
+/**
+ * How to load a recorded program again: the same object file (checked against the hash recorded at load;
+ * an image by its digest), global data and (pinned) maps. A record from before hashes were kept gets
+ * the file's hash now, checked from then on.
+ */
 export async function reloadPlan(ctx: Ctx, program: ProgramRecord): Promise<ReloadPlan> {
-  let objectPath: string;
+  const plan = { name: program.name, globalData: globalDataBytes(program.globalData), maps: program.maps };
   if ("path" in program.bytecode) {
-    objectPath = program.bytecode.path;
-  } else {
-    const { url, digest } = program.bytecode.image;
-    const pulled = await pullImage(ctx, { url: `${url.replace(/@sha256:[0-9a-f]+$/, "")}@${digest}` });
-    objectPath = pulled.objectPath;
+    const { path, sha256 } = program.bytecode;
+    const { file, sha256: now } = await openRecordedObject({ path, sha256 }, program.id);
+    if (!sha256) {
+      try {
+        await ctx.state.update({ putPrograms: [{ ...program, bytecode: { path, sha256: now } }] });
+      } catch (err) {
+        file.close();
+        throw err;
+      }
+      ctx.log.info("object hash recorded", { programId: program.id, path, sha256: now });
+    }
+    return { ...plan, objectPath: file.path, close: file.close };
   }
-  return {
-    objectPath,
-    name: program.name,
-    globalData: globalDataBytes(program.globalData),
-    maps: program.maps,
-  };
+  const { url, digest } = program.bytecode.image;
+  const pulled = await pullImage(ctx, { url: `${url.replace(/@sha256:[0-9a-f]+$/, "")}@${digest}` });
+  return { ...plan, objectPath: pulled.objectPath };
 }
 
 /** The records of the peers a change on their hook moved: each peer's record with its new kernel side. */

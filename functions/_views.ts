@@ -1,20 +1,46 @@
 /**
- * Helpers the functions share: how a program is shown, which hook a link occupies.
+ * Helpers the functions share: how a program is shown (global data values only to callers who may load),
+ * which hook a link occupies.
  *
  * @module
  */
 import type { Ctx } from "./_ctx.ts";
-import type { AttachSpec, KernelProgramInfo, ProgramRecord, ProgramView } from "../model/schemas.ts";
+import type {
+  AttachSpec,
+  Identity,
+  KernelProgramInfo,
+  ProgramRecord,
+  ProgramView,
+} from "../model/schemas.ts";
 
-/** A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. */
-export function managedView(ctx: Ctx, record: ProgramRecord): ProgramView {
+/**
+ * A managed program as `get`/`list` show it: bpfd's record, its links and the kernel's view. Global data
+ * values only for a caller who may load (see {@link mayLoad}; `loaded`: the caller just loaded it); names and
+ * sizes for everyone.
+ */
+export function managedView(ctx: Ctx, record: ProgramRecord, opts: { loaded?: boolean } = {}): ProgramView {
+  const entries = Object.entries(record.globalData);
   return {
     id: record.id,
     managed: true,
     kernel: kernelInfo(ctx, record.id),
-    program: record,
+    program: opts.loaded || mayLoad(ctx.caller) ? record : { ...record, globalData: {} },
+    ...(entries.length ? { globalData: Object.fromEntries(entries.map(([n, v]) => [n, summary(v)])) } : {}),
     links: ctx.state.links(record.id),
   };
+}
+
+/**
+ * Whether `caller` may load programs: in-process and unix socket callers (the socket admits only root
+ * and the API group), and TCP readers whose authorization includes loading (`mayLoad`).
+ */
+export function mayLoad(caller: Identity): boolean {
+  return caller.via === "in-process" || caller.via === "unix-socket" || caller.mayLoad === true;
+}
+
+/** A value's size; no hash of it: a small value (most are 4 or 8 bytes) is found from its hash at once. */
+function summary(base64: string): { bytes: number } {
+  return { bytes: atob(base64).length };
 }
 
 /** What the kernel says about program `id` (undefined once it is gone). */

@@ -60,10 +60,12 @@ export const attach = defineFunction({
     enforceAttach(ctx, program, spec);
     const key = hookKey(programId, spec);
     return await ctx.locks.with([key], async () => {
+      const netnsId = ctx.kernel.netnsOf(spec); // checked at every later use (a reused pid's namespace is not it)
       const pending: LinkRecord = {
         id: ctx.state.allocateLinkId(),
         programId,
         attach: spec,
+        ...(netnsId ? { netnsId } : {}),
         createdAt: new Date().toISOString(),
         createdBy: ctx.caller,
         pending: true,

@@ -26,7 +26,7 @@ import { enforceLoad } from "./_policy.ts";
 import { globalDataBytes } from "./_global_data.ts";
 import { pullImage } from "./_images.ts";
 import { RESERVED_METADATA_PREFIX } from "../model/names.ts";
-import { MAX_OBJECT_BYTES, type UserFile } from "../kernel/files.ts";
+import { MAX_OBJECT_BYTES, sha256Of, type UserFile } from "../kernel/files.ts";
 import { openForCaller } from "./_files.ts";
 
 const base64 = z.string().check(
@@ -119,7 +119,7 @@ export const load = defineFunction({
         programs: records.map((r) => ({ id: r.id, name: r.name, type: r.type })),
         caller: ctx.caller,
       });
-      return { programs: records.map((r) => managedView(ctx, r)) };
+      return { programs: records.map((r) => managedView(ctx, r, { loaded: true })) };
     });
   },
 });
@@ -149,7 +149,12 @@ async function resolveBytecode(
       file.close();
       throw invalid("programs", "required with bytecode.path (only images declare their programs)");
     }
-    return { objectPath: file.path, source: { path: bytecode.path }, programs, file };
+    return {
+      objectPath: file.path,
+      source: { path: bytecode.path, sha256: await sha256Of(file) },
+      programs,
+      file,
+    };
   }
   const pulled = await pullImage(ctx, bytecode.image, "bytecode.image");
   if (programs) checkAgainstLabels(programs, pulled.programs);

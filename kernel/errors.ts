@@ -16,6 +16,8 @@ export type KernelErrorKind =
   | "conflict"
   | "invalid"
   | "invalid_object"
+  /** A program's recorded object file no longer holds what was loaded from it (its SHA-256 differs). */
+  | "object_changed"
   | "kernel_refused"
   | "kernel_unsupported";
 

@@ -2,7 +2,8 @@
  * Opening files that a caller named (a bytecode object, a uprobe target) so that no request can freeze or
  * bloat the runtime: opened with O_NONBLOCK, checked on the opened fd (a regular file, within a size
  * limit), handed on as `/proc/self/fd/N` so that what was checked is what gets read. For a local caller,
- * a file it could not read itself is reported exactly like a missing one.
+ * a file it could not read itself is reported exactly like a missing one. A program's object is hashed at
+ * load and checked again whenever it is reloaded from its path ({@link openRecordedObject}).
  *
  * @example
  * ```ts
@@ -13,6 +14,7 @@
  */
 import { closeFile, type FdStat, openNonBlocking, statFd } from "../ffi/files.ts";
 import { hasErrno, SysError } from "../ffi/errno.ts";
+import { KernelError } from "./errors.ts";
 
 /** Why a named file cannot be used; handlers name the field. */
 export class UserFileError extends Error {
@@ -77,4 +79,51 @@ export function openUserFile(path: string, opts: { maxBytes: number; reader?: Re
     closeFile(fd);
     throw err;
   }
+}
+
+/** The SHA-256 (hex) of an opened file's content, read through its fd (what was checked is what is hashed). */
+export async function sha256Of(file: UserFile): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(file.path));
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Opens program `programId`'s object again from its recorded `path` and checks its content against the
+ * `sha256` recorded at load: a file that changed, went or is no longer a regular file is refused
+ * (object_changed), so a slot reload never runs other code than what was loaded. Without a recorded hash
+ * (records from before it was kept) the file is accepted and its hash returned, for the caller to record.
+ */
+export async function openRecordedObject(
+  recorded: { path: string; sha256?: string },
+  programId: number,
+): Promise<{ file: UserFile; sha256: string }> {
+  const { path, sha256 } = recorded;
+  const changed = (why: string, cause?: unknown) =>
+    new KernelError(
+      "object_changed",
+      "program",
+      `program ${programId}: its object file ${path} ${why} since it was loaded; it is not loaded again ` +
+        `(unload and load it again to use the new file)`,
+      { programId, path },
+      { cause },
+    );
+  let file: UserFile;
+  try {
+    file = openUserFile(path, { maxBytes: MAX_OBJECT_BYTES });
+  } catch (err) {
+    if (err instanceof UserFileError) throw changed(`changed (${err.message})`, err);
+    throw err;
+  }
+  let now: string;
+  try {
+    now = await sha256Of(file);
+  } catch (err) {
+    file.close();
+    throw err;
+  }
+  if (sha256 !== undefined && now !== sha256) {
+    file.close();
+    throw changed(`changed (sha256 ${now.slice(0, 12)}…, loaded ${sha256.slice(0, 12)}…)`);
+  }
+  return { file, sha256: now };
 }

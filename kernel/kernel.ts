@@ -13,7 +13,7 @@
  * @module
  */
 import * as bpf from "../ffi/libbpf.ts";
-import type { HookChainView, LinkRecord, ProgramRecord } from "../model/schemas.ts";
+import type { AttachSpec, HookChainView, LinkRecord, NetnsId, ProgramRecord } from "../model/schemas.ts";
 import {
   ALONE,
   type Attachment,
@@ -45,7 +45,8 @@ import { type AttachmentScan, kernelAttachments } from "./attachments.ts";
 import { type Holder, scanHolders, type ScanOptions } from "./holders.ts";
 import type { InventoryAttachment } from "../model/inventory.ts";
 import { load, type LoadedProgram, type LoadPlan, programAlive, unload } from "./load.ts";
-import { ifindexOf } from "./netns.ts";
+import { ifindexOf, netnsIdOf, netnsStillSame, sameNetnsAs } from "./netns.ts";
+import { notFound } from "./errors.ts";
 import { Pins } from "./pins.ts";
 
 /** The attach kinds on shared network hooks, by type. */
@@ -140,7 +141,12 @@ export class NodeKernel implements KernelParts {
     program: ProgramRecord,
     hook: HookContext,
   ): Promise<HookChange> {
-    return HOOK_KINDS[link.attach.type].attach(this, { link, spec: link.attach, program, hook });
+    return HOOK_KINDS[link.attach.type].attach(this, {
+      link,
+      spec: link.attach,
+      program,
+      hook: inSameNetnsOrGone(link, hook),
+    });
   }
 
   /** Moves an attached link to its new place after its priority or proceed-on changed (`link.attach`). */
@@ -149,7 +155,12 @@ export class NodeKernel implements KernelParts {
     program: ProgramRecord,
     hook: HookContext,
   ): Promise<HookChange> {
-    return HOOK_KINDS[link.attach.type].move(this, { link, spec: link.attach, program, hook });
+    return HOOK_KINDS[link.attach.type].move(this, {
+      link,
+      spec: link.attach,
+      program,
+      hook: inSameNetnsOrGone(link, hook),
+    });
   }
 
   /**
@@ -165,7 +176,9 @@ export class NodeKernel implements KernelParts {
     const { hook = ALONE, releaseQdisc = false } = opts;
     const spec = link.attach;
     if (isSharedHook(spec)) {
-      return await HOOK_KINDS[spec.type].detach(this, { link, spec, hook, releaseQdisc });
+      const here = inSameNetns({ ...link, attach: spec }, hook);
+      const op = { link, spec, hook: here ?? ALONE, releaseQdisc, netnsGone: !here };
+      return await HOOK_KINDS[spec.type].detach(this, op);
     }
     await PLAIN_KINDS[spec.type].detach(this, link);
     return new Map();
@@ -176,8 +189,14 @@ export class NodeKernel implements KernelParts {
     return this.pins.releaseLink(linkId);
   }
 
-  /** Whether the attachment is still in the kernel. */
+  /** The identity of the network namespace `spec` names now (undefined: the runtime's own). */
+  netnsOf(spec: AttachSpec): NetnsId | undefined {
+    return "netns" in spec ? netnsIdOf(spec.netns) : undefined;
+  }
+
+  /** Whether the attachment is still in the kernel (and its namespace the one it was made in). */
   attachmentAlive(link: LinkRecord): boolean {
+    if (!netnsStillSame(link)) return false;
     const spec = link.attach;
     if (isSharedHook(spec)) return HOOK_KINDS[spec.type].alive(this, link, spec);
     return PLAIN_KINDS[spec.type].alive(this, link);
@@ -196,12 +215,15 @@ export class NodeKernel implements KernelParts {
       ...(spec.type !== "xdp" ? { direction: spec.direction } : {}),
     };
     let ifindex: number;
+    let here: HookMember[];
     try {
       ifindex = ifindexOf(spec.iface, spec.netns);
+      const id = netnsIdOf(spec.netns);
+      here = members.filter((m) => sameNetnsAs(m.link, id)); // others were in a namespace now gone
     } catch {
       return { ...base, chain: [] };
     }
-    return { ...base, ...HOOK_KINDS[spec.type].chain(this, { spec, ifindex, members }) };
+    return { ...base, ...HOOK_KINDS[spec.type].chain(this, { spec, ifindex, members: here }) };
   }
 
   /** Every program in the kernel, with what the kernel says about it (the set `bpftool prog list` shows). */
@@ -233,4 +255,30 @@ export class NodeKernel implements KernelParts {
   pinned(): Promise<{ programs: number[]; links: number[]; mapDirs: string[] }> {
     return this.pins.list();
   }
+}
+
+/**
+ * `hook` for a change on `link`'s hook, with the peers recorded in another namespace left out (theirs is
+ * gone); undefined when `link`'s namespace path no longer names the namespace it recorded, or none: then
+ * nothing may be done there.
+ */
+function inSameNetns(
+  link: LinkRecord & { attach: NetworkAttach },
+  hook: HookContext,
+): HookContext | undefined {
+  let id: NetnsId | undefined;
+  try {
+    id = netnsIdOf(link.attach.netns);
+  } catch {
+    return undefined; // the namespace is gone
+  }
+  if (!sameNetnsAs(link, id)) return undefined;
+  return { ...hook, peers: hook.peers.filter((p) => sameNetnsAs(p.link, id)) };
+}
+
+/** {@link inSameNetns}, or not_found for the namespace (attach, move: never act in another one). */
+function inSameNetnsOrGone(link: LinkRecord & { attach: NetworkAttach }, hook: HookContext): HookContext {
+  const here = inSameNetns(link, hook);
+  if (!here) throw notFound("netns", link.attach.netns!);
+  return here;
 }

@@ -76,7 +76,17 @@ const rule = (apiGroups: string[], resources: string[], verbs: string[], resourc
 
 const READ = ["get", "list", "watch"];
 
-/** The node runtime's configuration in the cluster: TLS and Kubernetes authentication on its TCP port. */
+/** Where the node runtime caches bytecode images: a hostPath at the same path, so pulls survive restarts. */
+export const IMAGE_CACHE_DIR = "/var/lib/bpfd/images";
+/** The node runtime's memory limit: 256 MiB for itself (3× its measured peak) + 4 trace sessions × 256 MiB. */
+export const NODE_MEMORY_LIMIT = "1280Mi";
+/** The node runtime's ephemeral-storage limit: logs and the writable layer (state and images are hostPaths). */
+export const NODE_EPHEMERAL_LIMIT = "1Gi";
+
+/**
+ * The node runtime's configuration in the cluster: TLS and Kubernetes authentication on its TCP port, the
+ * image cache where the DaemonSet mounts it.
+ */
 export function nodeRuntimeConfig(): Record<string, unknown> {
   return {
     stateDir: "/run/bpfd",
@@ -86,6 +96,7 @@ export function nodeRuntimeConfig(): Record<string, unknown> {
     // Its own key, made at start, and a certificate for this node signed by the controller (CSR API).
     tls: { certFile: "/etc/bpfd/tls/tls.crt", keyFile: "/etc/bpfd/tls/tls.key", request: true },
     auth: { mode: "kubernetes" },
+    images: { cacheDir: IMAGE_CACHE_DIR },
   };
 }
 
@@ -288,25 +299,33 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
                 timeoutSeconds: 5,
                 failureThreshold: 6,
               },
-              resources: { requests: { cpu: "20m", memory: "64Mi" } },
+              // Limits with headroom (docs/trust-model.md, "Low items"): see NODE_MEMORY_LIMIT.
+              resources: {
+                requests: { cpu: "20m", memory: "64Mi" },
+                limits: { memory: NODE_MEMORY_LIMIT, "ephemeral-storage": NODE_EPHEMERAL_LIMIT },
+              },
               volumeMounts: [
                 // State, the socket and the bpffs (mounted by the runtime at /run/bpfd/fs): shared with the
                 // host, so the bpffs mount propagates back and application pods can mount their maps.
                 { name: "run-bpfd", mountPath: "/run/bpfd", mountPropagation: "Bidirectional" },
-                { name: "sys", mountPath: "/sys", mountPropagation: "Bidirectional" },
+                // The host's mounts under /sys (cgroups, tracefs, debugfs) reach the container; nothing the
+                // runtime mounts there (tracefs, when the host has none) goes back to the host.
+                { name: "sys", mountPath: "/sys", mountPropagation: "HostToContainer" },
                 { name: "netns", mountPath: "/run/netns", mountPropagation: "HostToContainer" },
                 { name: "modules", mountPath: "/lib/modules", readOnly: true },
                 { name: "config", mountPath: "/etc/bpfd/config", readOnly: true },
                 { name: "tls", mountPath: "/etc/bpfd/tls" },
                 { name: "token", mountPath: SA_DIR, readOnly: true },
-                { name: "image-cache", mountPath: "/var/cache/bpfd" },
+                // The image store's cacheDir (model/image.ts's default, which the node config keeps).
+                { name: "image-cache", mountPath: IMAGE_CACHE_DIR },
               ],
             }],
             volumes: [
               { name: "run-bpfd", hostPath: { path: "/run/bpfd", type: "DirectoryOrCreate" } },
               { name: "sys", hostPath: { path: "/sys", type: "Directory" } },
               { name: "netns", hostPath: { path: "/run/netns", type: "DirectoryOrCreate" } },
-              { name: "modules", hostPath: { path: "/lib/modules", type: "Directory" } },
+              // Optional: a node without /lib/modules (modules built in) still starts the pod.
+              { name: "modules", hostPath: { path: "/lib/modules", type: "DirectoryOrCreate" } },
               { name: "config", configMap: { name: NODE_CONFIG } },
               // The runtime's key and certificate, made at each start, in memory only.
               { name: "tls", emptyDir: { medium: "Memory", sizeLimit: "1Mi" } },
@@ -329,7 +348,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
                   ],
                 },
               },
-              { name: "image-cache", hostPath: { path: "/var/cache/bpfd", type: "DirectoryOrCreate" } },
+              { name: "image-cache", hostPath: { path: IMAGE_CACHE_DIR, type: "DirectoryOrCreate" } },
             ],
           },
         },

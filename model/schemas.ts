@@ -241,8 +241,14 @@ export const Identity = z.object({
   gids: z.optional(z.array(z.number())),
   /** The groups the authenticator reported (TokenReview, token file); BpfPolicy rules name them. */
   groups: z.optional(z.array(z.string())),
+  /** TCP readers (`list`, `get`): whether their authorization includes loading too; views show them values. */
+  mayLoad: z.optional(z.boolean()),
 });
 export type Identity = z.infer<typeof Identity>;
+
+/** A network namespace's identity: the device and inode of its nsfs file (unique while it lives). */
+export const NetnsId = z.object({ dev: z.number(), ino: z.number() });
+export type NetnsId = z.infer<typeof NetnsId>;
 
 /** One attachment of a program to a hook, as bpfd records it. */
 export const LinkRecord = z.object({
@@ -254,6 +260,11 @@ export const LinkRecord = z.object({
   kernelLinkId: z.optional(PositiveInt),
   /** The interface index, for network hooks. */
   ifindex: z.optional(PositiveInt),
+  /**
+   * The namespace `attach.netns` named at attach. Every later use checks the path still names it, so a
+   * `/proc/<pid>/ns/net` whose pid was reused is a namespace that is gone, never acted in.
+   */
+  netnsId: z.optional(NetnsId),
   /** tc filter identity, and whether bpfd created the clsact qdisc. */
   tc: z.optional(z.object({ handle: z.int(), priority: z.int(), qdiscCreated: z.boolean() })),
   /**
@@ -275,7 +286,11 @@ export const ProgramRecord = z.object({
   type: ProgramType,
   tag: z.string(),
   bytecode: z.union([
-    z.object({ path: z.string() }),
+    /**
+     * `sha256`: of the object's content at load; a slot reload refuses the file if it changed (absent in
+     * records from before it was kept: the first reload records it).
+     */
+    z.object({ path: z.string(), sha256: z.optional(z.string()) }),
     z.object({ image: z.object({ url: z.string(), digest: z.string() }) }),
   ]),
   /** The pinned program. */
@@ -322,7 +337,12 @@ export const ProgramView = z.object({
   managed: z.boolean(),
   /** Absent when a program bpfd manages is no longer in the kernel (unloaded behind its back). */
   kernel: z.optional(KernelProgramInfo),
+  /**
+   * `program.globalData` holds the values only for callers who may load programs (they could set them
+   * anyway); everyone sees each variable's name and size here.
+   */
   program: z.optional(ProgramRecord),
+  globalData: z.optional(z.record(z.string(), z.object({ bytes: z.int() }))),
   links: z._default(z.array(LinkRecord), []),
   /** The trace session whose bpftrace holds this program (it goes when the session ends). */
   session: z.optional(z.object({

@@ -68,12 +68,17 @@ export interface HookOp<S extends NetworkAttach> {
   hook: HookContext;
 }
 
-/** Taking a link off a shared hook; `releaseQdisc`: bpfd has no other tc filter on the interface. */
+/**
+ * Taking a link off a shared hook; `releaseQdisc`: bpfd has no other tc filter on the interface;
+ * `netnsGone`: the link's namespace path names no longer the namespace it was attached in (nothing may be
+ * done in the namespace; only what bpfd holds itself, like a pinned link, is released).
+ */
 export interface DetachOp<S extends NetworkAttach> {
   link: LinkRecord;
   spec: S;
   hook: HookContext;
   releaseQdisc: boolean;
+  netnsGone?: boolean;
 }
 
 /** An attach kind on a shared network hook. */

@@ -190,7 +190,8 @@ export const tc: HookKind<TcAttach> = {
     return { self: moveFilter(k, op.link, op.spec), peers: new Map() };
   },
 
-  async detach(k, { link, spec, hook, releaseQdisc }) {
+  async detach(k, { link, spec, hook, releaseQdisc, netnsGone }) {
+    if (netnsGone) return new Map(); // the namespace is gone, and its filters with it
     const peers = tcPeers(hook);
     if (!link.tc || !peers.length) {
       await detachFilter(link, spec, releaseQdisc);

@@ -64,7 +64,8 @@ export const xdp: HookKind<XdpAttach> = {
   attach: place,
   move: place,
 
-  async detach(k, { link, spec, hook }) {
+  async detach(k, { link, spec, hook, netnsGone }) {
+    if (netnsGone) return new Map(); // the namespace is gone, and its XDP programs with it
     let ifindex: number;
     try {
       ifindex = ifindexOf(spec.iface, spec.netns);

@@ -91,6 +91,8 @@ export interface ReloadPlan {
   globalData: Record<string, Uint8Array>;
   /** Map name → pin path of the maps the program uses (reused, so counters are shared). */
   maps: Record<string, string>;
+  /** Releases what the plan holds open (the checked object file), once the extension is loaded. */
+  close?(): void;
 }
 
 /**
@@ -103,8 +105,10 @@ export async function loadSlotExtension(
   target: { dispatcherFd: number; fn: string },
   where: { hook: string; kind: string; hint?: string },
 ): Promise<HeldProgram> {
+  let plan: ReloadPlan | undefined;
   try {
-    return loadExtension(await member.reload(), target.dispatcherFd, target.fn);
+    plan = await member.reload();
+    return loadExtension(plan, target.dispatcherFd, target.fn);
   } catch (err) {
     if (err instanceof LibbpfError && hasErrno(err, "EPERM") && !err.verifierLog) {
       throw conflict(
@@ -127,6 +131,8 @@ export async function loadSlotExtension(
       );
     }
     throw err;
+  } finally {
+    plan?.close?.();
   }
 }
 

@@ -42,7 +42,8 @@ export function authMiddleware(auth: Authenticator, log: () => Logger, via: stri
     if (path === "/healthz" || path === "/readyz") return await next();
     const fn = path.match(/^\/v1\/functions\/([^/]+)$/)?.[1];
     const verb = verbFor(c.req.method, fn);
-    const verdict = await auth.check(bearerToken(c.req.header("authorization")), verb);
+    const token = bearerToken(c.req.header("authorization"));
+    const verdict = await auth.check(token, verb);
     if (!verdict.ok) {
       log().warn("call refused", {
         function: fn,
@@ -56,10 +57,14 @@ export function authMiddleware(auth: Authenticator, log: () => Logger, via: stri
       if (verdict.status === 401) c.header("WWW-Authenticate", 'Bearer realm="bpfd"');
       return c.json(new BpfdError(verdict.status, code, verdict.reason).toBody(), verdict.status);
     }
+    // A read (nothing is recorded) says whether the reader may load too: only then does it see global
+    // data values (it could set them anyway). Functions that load need that verb already.
+    const mayLoad = verb === "get" && fn !== undefined && (await auth.check(token, "create")).ok;
     identities.set(c.req.raw, {
       user: verdict.identity.user,
       via: `${via} ${verdict.identity.via}`,
       groups: verdict.groups,
+      ...(mayLoad ? { mayLoad } : {}),
     });
     await next();
   };

@@ -95,6 +95,11 @@ Deno.test("deploy creates everything, is idempotent, RBAC roles work, undeploy r
       c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === "/run/bpfd").mountPropagation,
       "Bidirectional",
     );
+    assert.equal(
+      c.volumeMounts.find((m: { mountPath: string }) => m.mountPath === "/sys").mountPropagation,
+      "HostToContainer",
+    );
+    assert.deepEqual(c.resources.limits, { memory: "1280Mi", "ephemeral-storage": "1Gi" });
     // The node CA Secret (the controller signs each runtime's own certificate with it), its hash on the
     // pod templates; the runtimes get no Secret, a pod-bound token and a key of their own in memory.
     const secret = JSON.parse(

@@ -1,0 +1,39 @@
+/** The node DaemonSet's mounts and limits (docs/trust-model.md, "Low items"). */
+import assert from "node:assert/strict";
+import { manifestDocuments } from "../../../manifests/manifests.ts";
+import { RuntimeConfig } from "../../../runtime/config.ts";
+import { ImageStoreConfig } from "../../../model/image.ts";
+
+// deno-lint-ignore no-explicit-any
+const byKind = (kind: string, name: string): any =>
+  manifestDocuments({}).find((d) => d.kind === kind && (d.metadata as { name: string }).name === name);
+
+Deno.test("node DaemonSet: only /run/bpfd propagates back to the host, /sys comes from it", () => {
+  const pod = byKind("DaemonSet", "bpfd-node").spec.template.spec;
+  const mounts = new Map<string, string | undefined>(
+    pod.containers[0].volumeMounts.map((m: { mountPath: string; mountPropagation?: string }) => [
+      m.mountPath,
+      m.mountPropagation,
+    ]),
+  );
+  assert.equal(mounts.get("/run/bpfd"), "Bidirectional");
+  assert.equal(mounts.get("/sys"), "HostToContainer");
+  assert.deepEqual([...mounts.values()].filter((p) => p === "Bidirectional"), ["Bidirectional"]);
+});
+
+Deno.test("node DaemonSet: memory and ephemeral-storage limits above the requests", () => {
+  const { requests, limits } = byKind("DaemonSet", "bpfd-node").spec.template.spec.containers[0].resources;
+  assert.equal(requests.memory, "64Mi");
+  assert.equal(limits.memory, "1280Mi");
+  assert.equal(limits["ephemeral-storage"], "1Gi");
+});
+
+Deno.test("node DaemonSet: the image cache hostPath is mounted where the node config caches images", () => {
+  const pod = byKind("DaemonSet", "bpfd-node").spec.template.spec;
+  const config = RuntimeConfig.parse(JSON.parse(byKind("ConfigMap", "bpfd-node-config").data["node.json"]));
+  const volume = pod.volumes.find((v: { name: string }) => v.name === "image-cache");
+  const mount = pod.containers[0].volumeMounts.find((m: { name: string }) => m.name === "image-cache");
+  assert.equal(config.images?.cacheDir, ImageStoreConfig.parse({}).cacheDir);
+  assert.equal(volume.hostPath.path, config.images?.cacheDir);
+  assert.equal(mount.mountPath, config.images?.cacheDir);
+});
