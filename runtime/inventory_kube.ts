@@ -11,7 +11,6 @@
  * ```
  * @module
  */
-import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
 import { INVENTORY } from "../model/inventory.ts";
 import type { BpfNodeInventorySpec } from "../model/inventory.ts";
 import type { Node } from "./ctx.ts";

@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
+import { kubeClient } from "../lib/kube_client.ts";
 import type { PolicyGate } from "../functions/mod.ts";
 import type { Logger } from "../lib/log.ts";
 import { BpfPolicy } from "../model/policy.ts";
@@ -47,7 +47,7 @@ export class PolicyWatch {
 
   /** Starts watching; resolves once the first list is in. */
   async start(kubeconfig?: string): Promise<void> {
-    const k8s = await import("@kubernetes/client-node");
+    const k8s = await kubeClient();
     const kc = new k8s.KubeConfig();
     if (kubeconfig) kc.loadFromFile(kubeconfig);
     else kc.loadFromDefault();
@@ -113,7 +113,7 @@ export class PolicyFile {
   }
 
   async #read(strict: boolean): Promise<void> {
-    const { loadAllYaml } = await import("@kubernetes/client-node");
+    const { loadAllYaml } = await kubeClient();
     const stat = await Deno.stat(this.path);
     const { policies, problems } = parsePolicies(
       loadAllYaml(await Deno.readTextFile(this.path)) as unknown[],

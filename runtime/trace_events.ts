@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
+import { kubeClient } from "../lib/kube_client.ts";
 import type { Logger } from "../lib/log.ts";
 import type { TraceSessionInfo } from "../model/trace.ts";
 import type { RuntimeConfig } from "./config.ts";
@@ -29,7 +29,7 @@ export function nodeEvents(config: RuntimeConfig, log: Logger): Announce | undef
   const nodeName = nodeNameOf(config);
   let core: Promise<import("@kubernetes/client-node").CoreV1Api> | undefined;
   return async (info, what) => {
-    core ??= import("@kubernetes/client-node").then((k8s) => {
+    core ??= kubeClient().then((k8s) => {
       const kc = new k8s.KubeConfig();
       if (config.auth?.kubeconfig) kc.loadFromFile(config.auth.kubeconfig);
       else kc.loadFromDefault();

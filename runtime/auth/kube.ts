@@ -6,12 +6,12 @@
  *
  * @module
  */
-import "../../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
+import { kubeClient } from "../../lib/kube_client.ts";
 import type { ReviewApi } from "./auth.ts";
 
 /** A ReviewApi on the cluster of `kubeconfig` (or $KUBECONFIG, in-cluster, ~/.kube/config). */
 export async function kubeReviewApi(kubeconfig?: string): Promise<ReviewApi> {
-  const k8s = await import("@kubernetes/client-node");
+  const k8s = await kubeClient();
   const kc = new k8s.KubeConfig();
   if (kubeconfig) kc.loadFromFile(kubeconfig);
   else kc.loadFromDefault();

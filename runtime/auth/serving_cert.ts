@@ -7,7 +7,7 @@
  *
  * @module
  */
-import "../../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node loads Node's punycode
+import { kubeClient } from "../../lib/kube_client.ts";
 import { keyAndRequest } from "../../lib/pki.ts";
 import type { Logger } from "../../lib/log.ts";
 import { NODE_SIGNER_NAME, nodeCommonName } from "../../model/names.ts";
@@ -42,7 +42,7 @@ export interface ServingCertOptions {
 
 /** Makes a key, has the cluster sign a certificate for it, writes both; resolves when they are there. */
 export async function requestServingCertificate(opts: ServingCertOptions, log: Logger): Promise<void> {
-  const k8s = await import("@kubernetes/client-node");
+  const k8s = await kubeClient();
   const kc = new k8s.KubeConfig();
   if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
   else kc.loadFromDefault();
