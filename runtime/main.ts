@@ -9,9 +9,6 @@ import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
 import { startStandalone } from "./standalone.ts";
-import { policyGateFrom } from "./policy.ts";
-import { ensureServingCertificate, nodeNameOf } from "./auth/serving_cert.ts";
-import { startInventory } from "./inventory_kube.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -54,7 +51,10 @@ if (import.meta.main) {
   }
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
-  const policy = await policyGateFrom(config, node.log);
+  // Policy, the serving certificate and the inventory are imported only when configured (runtime memory).
+  const policy = config.policy
+    ? await (await import("./policy.ts")).policyGateFrom(config, node.log)
+    : undefined;
   node.policy = policy;
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -63,8 +63,15 @@ if (import.meta.main) {
   const standalone = config.configs
     ? startStandalone(config, node.log.with({ component: "standalone" }))
     : undefined;
-  await ensureServingCertificate(config, node.log);
-  const inventory = await startInventory(node, nodeNameOf(config));
+  if (config.tls?.request) {
+    await (await import("./auth/serving_cert.ts")).ensureServingCertificate(config, node.log);
+  }
+  const inventory = config.inventory
+    ? await (await import("./inventory_kube.ts")).startInventory(
+      node,
+      (await import("./auth/serving_cert.ts")).nodeNameOf(config),
+    )
+    : undefined;
   await serve(node, stop.signal);
   await inventory?.stop();
   await standalone?.stop();
