@@ -22,6 +22,7 @@ import {
   KUBECONFIG,
   useCluster,
   waitUntil,
+  xdpCounterConfig,
   xdpOnEth0,
 } from "../cluster/_cluster.ts";
 import type { BenchSection } from "./node.ts";
@@ -100,18 +101,7 @@ export async function measureCluster(): Promise<ClusterFigures> {
       await custom.createClusterCustomObject({
         ...crd,
         plural: "bpfprogramconfigs",
-        body: {
-          apiVersion: "bpfd.io/v1alpha1",
-          kind: "BpfProgramConfig",
-          metadata: { name },
-          spec: {
-            name: "xdp_counter",
-            type: "XDP",
-            nodeselector: {},
-            attachpoint: { interface: "eth0" },
-            bytecode: { path: "/app/bytecode/build/xdp_counter.bpf.o" },
-          },
-        },
+        body: xdpCounterConfig(name),
       });
       figures.applyToLoadedMs.push(
         await until(

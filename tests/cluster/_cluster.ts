@@ -103,6 +103,28 @@ export async function pods(ns: string, selector: string): Promise<Json[]> {
 
 export const isReady = (p: Json) => condition(p, "Ready")?.status === "True";
 
+/** The node image's copy of the XDP counter (no registry needed). */
+export const XDP_COUNTER_IN_IMAGE = "/app/bytecode/build/xdp_counter.bpf.o";
+
+/** The seed's BpfProgramConfig: the XDP counter on every node's eth0, from an image url or a path. */
+export function xdpCounterConfig(
+  name: string,
+  bytecode: { imageurl: string } | { path: string } = { path: XDP_COUNTER_IN_IMAGE },
+): Json {
+  return {
+    apiVersion: "bpfd.io/v1alpha1",
+    kind: "BpfProgramConfig",
+    metadata: { name },
+    spec: {
+      name: "xdp_counter",
+      type: "XDP",
+      nodeselector: {},
+      attachpoint: { interface: "eth0" },
+      bytecode,
+    },
+  };
+}
+
 /** The XDP programs attached to the node's eth0, as bpftool reports them (ids). */
 export async function xdpOnEth0(): Promise<number[]> {
   const r = await inNode(["bpftool", "-j", "net", "show", "dev", "eth0"]);

@@ -26,6 +26,7 @@ import {
   useCluster,
   waitUntil,
   withLogs,
+  xdpCounterConfig,
   xdpOnEth0,
 } from "./_cluster.ts";
 
@@ -44,19 +45,7 @@ async function undeployAll(): Promise<void> {
   }
 }
 
-const xdpConfig = (name: string) =>
-  JSON.stringify({
-    apiVersion: "bpfd.io/v1alpha1",
-    kind: "BpfProgramConfig",
-    metadata: { name },
-    spec: {
-      name: "xdp_counter",
-      type: "XDP",
-      nodeselector: {},
-      attachpoint: { interface: "eth0" },
-      bytecode: { path: "/app/bytecode/build/xdp_counter.bpf.o" },
-    },
-  });
+const xdpConfig = (name: string) => JSON.stringify(xdpCounterConfig(name));
 
 async function loaded(config: string): Promise<boolean> {
   const list = await k(["get", "bpfprograms", "-l", `owningConfig=${config}`, "-o", "json"]);

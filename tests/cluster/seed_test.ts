@@ -44,6 +44,7 @@ import {
   startPeerRegistry,
   useCluster,
   waitUntil,
+  xdpCounterConfig,
   xdpOnEth0,
 } from "./_cluster.ts";
 
@@ -203,18 +204,7 @@ Deno.test("cluster: the seed's flow in pods on a real node", async (t) => {
 
         await k(
           ["apply", "-f", "-"],
-          JSON.stringify({
-            apiVersion: "bpfd.io/v1alpha1",
-            kind: "BpfProgramConfig",
-            metadata: { name: CONFIG },
-            spec: {
-              name: "xdp_counter",
-              type: "XDP",
-              nodeselector: {},
-              attachpoint: { interface: "eth0" },
-              bytecode: { imageurl },
-            },
-          }),
+          JSON.stringify(xdpCounterConfig(CONFIG, { imageurl })),
         );
         let bp: Json;
         await waitUntil(`BpfProgram of ${CONFIG} Loaded`, 90, async () => {
@@ -297,18 +287,7 @@ Deno.test("cluster: the seed's flow in pods on a real node", async (t) => {
       // A config whose bytecode is a file in the node pod's image (no registry needed).
       await k(
         ["apply", "-f", "-"],
-        JSON.stringify({
-          apiVersion: "bpfd.io/v1alpha1",
-          kind: "BpfProgramConfig",
-          metadata: { name: CONFIG },
-          spec: {
-            name: "xdp_counter",
-            type: "XDP",
-            nodeselector: {},
-            attachpoint: { interface: "eth0" },
-            bytecode: { path: "/app/bytecode/build/xdp_counter.bpf.o" },
-          },
-        }),
+        JSON.stringify(xdpCounterConfig(CONFIG)),
       );
       await waitUntil(`BpfProgram of ${CONFIG} Loaded`, 60, async () => {
         return condition(await nodeProgram(), "Loaded")?.status === "True";
