@@ -1,6 +1,6 @@
 // The controller's inventory page and metrics on a real API server with two node runtimes publishing
 // their inventories: refused without a token (401) and for a user without rights (403); the viewer (bob)
-// sees every node; in headless Chromium (Debian's `chromium`, installed here if missing) the login from
+// sees every node; in headless Chromium (Debian's `chromium`, which tests/k8s/setup.sh installs) the login from
 // the URL's fragment shows the page, the node filter leaves only that node's programs, and a screenshot
 // is kept (its path is printed). /metrics parses as Prometheus text for a user allowed to get /metrics.
 import assert from "node:assert/strict";
@@ -10,29 +10,11 @@ import { freePort, waitFor } from "../_kube.ts";
 import { bytecodePath } from "../_runtime.ts";
 import { INVENTORY } from "../../model/inventory.ts";
 
-/** Debian's chromium, installed when missing (idempotent). */
-async function ensureChromium(): Promise<string> {
-  const has = async () =>
-    (await new Deno.Command("sh", { args: ["-c", "command -v chromium"] }).output()).code === 0;
-  if (!(await has())) {
-    const sh = "apt-get install -y -qq --no-install-recommends chromium || " +
-      "(apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)";
-    const r = await new Deno.Command("sh", {
-      args: ["-c", sh],
-      env: { DEBIAN_FRONTEND: "noninteractive" },
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    if (r.code !== 0) throw new Error(`installing chromium: ${new TextDecoder().decode(r.stderr)}`);
-  }
-  return "chromium";
-}
-
 /** Runs headless Chromium on `url` with a fresh profile; `mode` is --dump-dom or --screenshot=FILE. */
 async function chromium(url: string, mode: string): Promise<string> {
   const profile = await Deno.makeTempDir({ prefix: "bpfd-chromium-" });
   try {
-    const out = await new Deno.Command(await ensureChromium(), {
+    const out = await new Deno.Command("chromium", {
       args: [
         "--headless",
         "--no-sandbox",
@@ -58,7 +40,7 @@ async function chromium(url: string, mode: string): Promise<string> {
 }
 
 Deno.test("inventory page: RBAC decides, Chromium renders every node, the node filter works, a screenshot is kept; controller /metrics parses", async () => {
-  await ensureChromium();
+  "chromium";
   const cluster = await TestCluster.start({
     nodes: [{ name: "node-a" }, { name: "node-b" }],
     inventory: { minWriteSeconds: 1, fullSeconds: 2 },

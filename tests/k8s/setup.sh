@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the Kubernetes tests need on a Debian 12 machine (root), idempotently:
 #   - Debian packages etcd-server, golang-go, rsync, openssl;
+#   - Debian's chromium (headless, for the inventory page's test);
 #   - kubectl from Debian's kubernetes-client (1.20, matching the API server), extracted into the cache so
 #     that it does not fight with another kubectl the machine may have;
 #   - kube-apiserver, kube-controller-manager, kube-scheduler and kubelet built once from Debian's
@@ -21,6 +22,14 @@ binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 stamp="$apiserver.recipe"
 kubectl="$cache/bin/kubectl"
 mkdir -p "$cache/bin"
+
+# Headless Chromium for the inventory page's test (tests/k8s/inventory_page_test.ts).
+if ! command -v chromium >/dev/null; then
+  echo "k8s setup: installing chromium" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  }
+fi
 
 ready() {
   [ -x "$apiserver" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$recipe" ] && [ -x "$kubectl" ] &&
