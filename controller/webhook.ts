@@ -11,6 +11,7 @@
  * @module
  */
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { BpfPolicy, REQUESTED_BY, type Requester } from "../model/policy.ts";
 import type { EffectivePolicy } from "../policy/evaluate.ts";
 import { configRequest, type ConfigSpecLike, requesterAnnotation } from "../policy/config.ts";
@@ -110,6 +111,8 @@ export function policyProblems(policy: BpfPolicy): string[] {
 export function webhookApp(opts: WebhookOptions): Hono {
   const app = new Hono();
   const log = opts.log;
+  // Any pod can reach the Service: an AdmissionReview is a few KiB, the API server caps objects at ~1.5 MiB.
+  app.use("*", bodyLimit({ maxSize: 3 << 20 }));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
 
