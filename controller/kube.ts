@@ -41,6 +41,9 @@ class Collection<T extends Obj> {
   #seen: (obj: T, deleted: boolean) => void = () => {};
   #restart?: ReturnType<typeof setTimeout>;
   #stopped = false;
+  /** In start(), until a list succeeded. */
+  #starting = false;
+  #listFailed = false;
 
   constructor(
     readonly what: string,
@@ -53,7 +56,15 @@ class Collection<T extends Obj> {
     /** For a namespaced collection: the namespace its objects are in. */
     readonly namespace?: string,
   ) {
-    this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, undefined, fieldSelector);
+    const listed = async () => {
+      try {
+        return await list();
+      } catch (err) {
+        this.#listFailed = true;
+        throw err;
+      }
+    };
+    this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), listed, false, undefined, fieldSelector);
     const seen = (obj: T, deleted: boolean) => {
       const name = obj.metadata.name!;
       // The echo of a write still in flight can arrive before its answer: decide once the answer is in.
@@ -84,6 +95,7 @@ class Collection<T extends Obj> {
     this.informer.on("error", (err) => {
       if (this.#stopped) return;
       log().warn("watch failed; restarting", { what, error: String(err?.message ?? err) });
+      if (this.#starting && this.#listFailed) return; // start() lists again itself
       clearTimeout(this.#restart);
       this.#restart = setTimeout(() => {
         if (!this.#stopped) this.informer.start().catch(() => {});
@@ -91,9 +103,24 @@ class Collection<T extends Obj> {
     });
   }
 
+  /**
+   * Resolves once the first list succeeded. client-node's `start()` resolves after a failed list too (it
+   * reports it as an error): an API server that is restarting answers 404 for CRDs for a few seconds, and
+   * a controller trusting that empty cache would unload every program of every node.
+   */
   async start(): Promise<void> {
     this.#stopped = false;
-    await this.informer.start();
+    this.#starting = true;
+    try {
+      while (!this.#stopped) {
+        this.#listFailed = false;
+        await this.informer.start();
+        if (!this.#listFailed) return;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    } finally {
+      this.#starting = false;
+    }
   }
 
   async stop(): Promise<void> {
