@@ -9,6 +9,7 @@
  */
 import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, type BpfProgram, type BpfProgramConfig, GROUP, VERSION } from "../crds/schema.ts";
+import { Informer } from "../lib/informer.ts";
 import type { Logger } from "../lib/log.ts";
 import type { NodeInfo } from "./node_client.ts";
 import { ApiClient } from "./api_client.ts";
@@ -31,7 +32,7 @@ function rvNewer(a: string | undefined, b: string | undefined): boolean {
 
 /** One watched collection with a freshness overlay for our own writes. */
 class Collection<T extends Obj> {
-  readonly informer: k8s.ListWatch<T>;
+  readonly informer: Informer<T>;
   #overlay = new Map<string, { obj: T | null; at: number }>();
   /** resourceVersions our own writes produced, by name (their watch events are not news). */
   #ours = new Map<string, Set<string>>();
@@ -39,11 +40,6 @@ class Collection<T extends Obj> {
   #writing = new Map<string, number>();
   #held = new Map<string, T[]>();
   #seen: (obj: T, deleted: boolean) => void = () => {};
-  #restart?: ReturnType<typeof setTimeout>;
-  #stopped = false;
-  /** In start(), until a list succeeded. */
-  #starting = false;
-  #listFailed = false;
 
   constructor(
     readonly what: string,
@@ -56,15 +52,11 @@ class Collection<T extends Obj> {
     /** For a namespaced collection: the namespace its objects are in. */
     readonly namespace?: string,
   ) {
-    const listed = async () => {
-      try {
-        return await list();
-      } catch (err) {
-        this.#listFailed = true;
-        throw err;
-      }
-    };
-    this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), listed, false, undefined, fieldSelector);
+    this.informer = new Informer<T>(k8s, kc, path, list, {
+      fieldSelector,
+      onError: (err) =>
+        log().warn("watch failed; restarting", { what, error: String((err as Error)?.message ?? err) }),
+    });
     const seen = (obj: T, deleted: boolean) => {
       const name = obj.metadata.name!;
       // The echo of a write still in flight can arrive before its answer: decide once the answer is in.
@@ -89,48 +81,21 @@ class Collection<T extends Obj> {
       onChange(obj, deleted);
     };
     this.#seen = seen;
-    this.informer.on("add", (o) => seen(o, false));
-    this.informer.on("update", (o) => seen(o, false));
-    this.informer.on("delete", (o) => seen(o, true));
-    this.informer.on("error", (err) => {
-      if (this.#stopped) return;
-      log().warn("watch failed; restarting", { what, error: String(err?.message ?? err) });
-      if (this.#starting && this.#listFailed) return; // start() lists again itself
-      clearTimeout(this.#restart);
-      this.#restart = setTimeout(() => {
-        if (!this.#stopped) this.informer.start().catch(() => {});
-      }, 1000);
-    });
+    this.informer.cache.on("add", (o) => seen(o, false));
+    this.informer.cache.on("update", (o) => seen(o, false));
+    this.informer.cache.on("delete", (o) => seen(o, true));
   }
 
-  /**
-   * Resolves once the first list succeeded. client-node's `start()` resolves after a failed list too (it
-   * reports it as an error): an API server that is restarting answers 404 for CRDs for a few seconds, and
-   * a controller trusting that empty cache would unload every program of every node.
-   */
-  async start(): Promise<void> {
-    this.#stopped = false;
-    this.#starting = true;
-    try {
-      while (!this.#stopped) {
-        this.#listFailed = false;
-        await this.informer.start();
-        if (!this.#listFailed) return;
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-    } finally {
-      this.#starting = false;
-    }
+  start(): Promise<void> {
+    return this.informer.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#restart);
-    await this.informer.stop();
+  stop(): Promise<void> {
+    return this.informer.stop();
   }
 
   get(name: string): T | undefined {
-    const cached = this.informer.get(name, this.namespace);
+    const cached = this.informer.cache.get(name, this.namespace);
     const o = this.#overlay.get(name);
     if (!o) return cached;
     if (Date.now() - o.at > 30_000) {
@@ -144,7 +109,10 @@ class Collection<T extends Obj> {
   }
 
   list(): T[] {
-    const names = new Set([...this.informer.list().map((o) => o.metadata.name!), ...this.#overlay.keys()]);
+    const names = new Set([
+      ...this.informer.cache.list().map((o) => o.metadata.name!),
+      ...this.#overlay.keys(),
+    ]);
     return [...names].map((n) => this.get(n)).filter((o): o is T => o !== undefined);
   }
 

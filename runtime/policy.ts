@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import { Informer } from "../lib/informer.ts";
 import { kubeClient } from "../lib/kube_client.ts";
 import type { PolicyGate } from "../functions/mod.ts";
 import type { Logger } from "../lib/log.ts";
@@ -45,7 +46,7 @@ export class PolicyWatch {
     return this.#policy;
   }
 
-  /** Starts watching; resolves once the first list is in. */
+  /** Starts watching; resolves once a list succeeded (until then nothing new passes: the empty policy). */
   async start(kubeconfig?: string): Promise<void> {
     const k8s = await kubeClient();
     const kc = new k8s.KubeConfig();
@@ -63,27 +64,23 @@ export class PolicyWatch {
           import("@kubernetes/client-node").KubernetesObject
         >
       >;
-    const informer = new k8s.ListWatch(path, new k8s.Watch(kc), list, false);
+    const informer = new Informer(k8s, kc, path, list, {
+      onError: (err) =>
+        this.log.warn("BpfPolicy watch failed; restarting", {
+          error: String((err as Error)?.message ?? err),
+        }),
+    });
     const rebuild = () => {
-      const { policies, problems } = parsePolicies(informer.list());
+      const { policies, problems } = parsePolicies(informer.cache.list());
       if (problems.length) this.log.warn("BpfPolicy objects ignored", { problems });
       this.#policy = compilePolicy(policies);
       this.log.info("policy", { policies: policies.map((p) => p.metadata.name), rules: this.#ruleCount() });
       this.onChange?.(this.#policy);
     };
-    for (const ev of ["add", "update", "delete"] as const) informer.on(ev, rebuild);
-    let stopped = false;
-    informer.on("error", (err) => {
-      if (stopped) return;
-      this.log.warn("BpfPolicy watch failed; restarting", { error: String(err?.message ?? err) });
-      setTimeout(() => !stopped && informer.start().catch(() => {}), 1000);
-    });
+    for (const ev of ["add", "update", "delete"] as const) informer.cache.on(ev, rebuild);
     await informer.start();
     rebuild();
-    this.#stop = async () => {
-      stopped = true;
-      await informer.stop();
-    };
+    this.#stop = () => informer.stop();
   }
 
   #ruleCount(): number {
@@ -141,6 +138,9 @@ export class PolicyFile {
   }
 }
 
+/** How long a node runtime's start waits for the first BpfPolicy list. */
+const FIRST_LIST_WAIT_MS = 10_000;
+
 /** The node's policy gate for its configuration (undefined: no policy, every call allowed); `stop` ends a watch. */
 export async function policyGateFrom(
   config: RuntimeConfig,
@@ -153,7 +153,16 @@ export async function policyGateFrom(
   if (p.source === "file") source = await PolicyFile.open(p.file!, log);
   else {
     const watch = new PolicyWatch(log.with({ component: "policy" }));
-    await watch.start(p.kubeconfig ?? config.auth?.kubeconfig);
+    // The node serves without the API server too (the programs it runs, local callers): after a while it
+    // goes on with the empty policy, under which nothing new passes, until the list is in.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const listed = await Promise.race([
+      watch.start(p.kubeconfig ?? config.auth?.kubeconfig).then(() => true),
+      new Promise<false>((r) => timer = setTimeout(() => r(false), FIRST_LIST_WAIT_MS)),
+    ]).finally(() => clearTimeout(timer));
+    if (!listed) {
+      log.warn("BpfPolicy not listed yet (API server unreachable): nothing new passes until it is");
+    }
     source = watch;
   }
   return {
