@@ -48,20 +48,37 @@ export interface ClusterHandle {
   release(): Promise<void>;
 }
 
-/** The cluster, up (idempotent), with bpfd's image built (if missing) — not deployed. */
+/** Held while a test file uses the cluster: test runs of several worktrees take turns on the one cluster. */
+const LOCK_FILE = "/run/lock/bpfd-cluster-tests.lock";
+
+/**
+ * The cluster, up (idempotent), with bpfd's image built (if missing) — not deployed. Waits for any other
+ * process's test file on the cluster to finish first (one cluster per machine: fixed names and addresses).
+ */
 export async function useCluster(): Promise<ClusterHandle> {
-  const started = !(await isUp());
-  await up({ log: (l) => console.error(`cluster: ${l}`) });
-  await buildImage(IMAGE_REF, IMAGE_ARCHIVE).catch(async (e) => {
-    if (started && !Deno.env.get("BPFD_CLUSTER_KEEP")) await down();
-    throw e;
-  });
-  return {
-    started,
-    async release() {
+  const lock = await Deno.open(LOCK_FILE, { create: true, write: true });
+  await lock.lock(true);
+  try {
+    const started = !(await isUp());
+    await up({ log: (l) => console.error(`cluster: ${l}`) });
+    await buildImage(IMAGE_REF, IMAGE_ARCHIVE).catch(async (e) => {
       if (started && !Deno.env.get("BPFD_CLUSTER_KEEP")) await down();
-    },
-  };
+      throw e;
+    });
+    return {
+      started,
+      async release() {
+        try {
+          if (started && !Deno.env.get("BPFD_CLUSTER_KEEP")) await down();
+        } finally {
+          lock.close(); // closing the file drops the lock
+        }
+      },
+    };
+  } catch (err) {
+    lock.close();
+    throw err;
+  }
 }
 
 /** Runs a command in the node (its network and mount namespaces). */
