@@ -31,6 +31,7 @@ const ERRNO: Record<string, number> = {
   ENOTDIR: 20,
   EINVAL: 22,
   ENOSPC: 28,
+  EROFS: 30,
   ERANGE: 34,
   ENOSYS: 38,
   ENOTEMPTY: 39,
