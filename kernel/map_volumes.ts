@@ -40,7 +40,9 @@ async function unmount(path: string): Promise<void> {
   if (r.code === 0) return;
   // Busy (a process still has it as its cwd): detach it now, the kernel frees it when the last user goes.
   const lazy = await run("umount", ["-l", path]);
-  if (lazy.code !== 0) throw new KernelError("kernel_refused", "mount", `umount ${path}: ${lazy.stderr.trim()}`);
+  if (lazy.code !== 0) {
+    throw new KernelError("kernel_refused", "mount", `umount ${path}: ${lazy.stderr.trim()}`);
+  }
 }
 
 /** Builds the volume and mounts it at `target`; on any failure nothing of it stays (mounts, pins, dirs). */
@@ -101,10 +103,18 @@ export async function unpublishMapVolume(target: string): Promise<void> {
   }
 }
 
-/** The bpffs mount points at or under `dir` in this mount namespace. */
-export async function bpffsMountsUnder(dir: string): Promise<string[]> {
+/** The bpffs mounts at or under `dir` in this mount namespace; with `volumesOnly`, map volumes alone. */
+export async function bpffsMountsUnder(dir: string, volumesOnly = false): Promise<string[]> {
   const prefix = dir.replace(/\/+$/, "") + "/";
-  return [...(await mounts())]
-    .filter(([path, type]) => type === "bpf" && (path === dir || path.startsWith(prefix)))
-    .map(([path]) => path);
+  const found: string[] = [];
+  for (const line of (await Deno.readTextFile("/proc/self/mountinfo")).split("\n")) {
+    const fields = line.split(" ");
+    const sep = fields.indexOf("-");
+    if (sep < 0 || fields[sep + 1] !== "bpf") continue;
+    // A map volume is the `maps` directory of its bpffs (the mount's root, field 4).
+    if (volumesOnly && fields[3] !== "/maps") continue;
+    const path = fields[4].replace(/\\040/g, " ");
+    if ((path === dir || path.startsWith(prefix)) && !found.includes(path)) found.push(path);
+  }
+  return found;
 }

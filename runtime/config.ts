@@ -7,6 +7,7 @@
 import { NonEmpty, PositiveInt, z } from "../model/zod.ts";
 import { ImageStoreConfig } from "../model/image.ts";
 import { CONTROLLER_SERVICE_ACCOUNT, NAMESPACE } from "../model/names.ts";
+import { CsiConfig } from "../csi/config.ts";
 
 /** The bounds of trace sessions: time, script size, concurrency, output, and the child's resources. */
 export const TraceConfig = z.strictObject({
@@ -132,6 +133,8 @@ export const RuntimeConfig = z.strictObject({
     /** Find the processes holding programs bpfd does not manage (/proc). */
     holders: z._default(z.boolean(), true),
   })),
+  /** The CSI node plugin `csi.bpfd.io`: pods get map volumes (csi/, docs/csi.md); absent for none. */
+  csi: z.optional(CsiConfig),
 });
 export type RuntimeConfig = z.output<typeof RuntimeConfig>;
 

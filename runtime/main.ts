@@ -51,7 +51,7 @@ if (import.meta.main) {
   }
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
-  // Policy, the serving certificate and the inventory are imported only when configured (runtime memory).
+  // Policy, the serving certificate, the inventory and CSI are imported only when configured (runtime memory).
   const policy = config.policy
     ? await (await import("./policy.ts")).policyGateFrom(config, node.log)
     : undefined;
@@ -72,7 +72,9 @@ if (import.meta.main) {
       (await import("./auth/serving_cert.ts")).nodeNameOf(config),
     )
     : undefined;
+  const csi = config.csi ? await (await import("./csi.ts")).startCsi(node, config.csi) : undefined;
   await serve(node, stop.signal);
+  await csi?.stop();
   await inventory?.stop();
   await standalone?.stop();
   await policy?.stop();

@@ -18,6 +18,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ["deploy", "manifests"],
   ["controller"],
   ["runtime"],
+  ["csi"],
   ["functions"],
   ["crds"],
   ["image"],
