@@ -14,6 +14,7 @@
  */
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
 import { CONTROLLER_DENO_ARGS } from "../controller/launch.ts";
+import { withCsi } from "./csi.ts";
 import { withInventory } from "./inventory.ts";
 import { withPolicy } from "./policy.ts";
 import {
@@ -128,7 +129,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
     subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns }],
   });
 
-  return withInventory(withPolicy([
+  return withCsi(withInventory(withPolicy([
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(NODE_SERVICE_ACCOUNT, "node") },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(CONTROLLER_SERVICE_ACCOUNT, "controller") },
@@ -405,7 +406,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         },
       },
     },
-  ]));
+  ])));
 }
 
 function tlsItems(keys: string[]) {

@@ -8,7 +8,7 @@ import { ImageStoreConfig } from "../../../model/image.ts";
 const byKind = (kind: string, name: string): any =>
   manifestDocuments({}).find((d) => d.kind === kind && (d.metadata as { name: string }).name === name);
 
-Deno.test("node DaemonSet: only /run/bpfd propagates back to the host, /sys comes from it", () => {
+Deno.test("node DaemonSet: only /run/bpfd and the kubelet's pods dir propagate back to the host, /sys comes from it", () => {
   const pod = byKind("DaemonSet", "bpfd-node").spec.template.spec;
   const mounts = new Map<string, string | undefined>(
     pod.containers[0].volumeMounts.map((m: { mountPath: string; mountPropagation?: string }) => [
@@ -18,7 +18,11 @@ Deno.test("node DaemonSet: only /run/bpfd propagates back to the host, /sys come
   );
   assert.equal(mounts.get("/run/bpfd"), "Bidirectional");
   assert.equal(mounts.get("/sys"), "HostToContainer");
-  assert.deepEqual([...mounts.values()].filter((p) => p === "Bidirectional"), ["Bidirectional"]);
+  assert.equal(mounts.get("/var/lib/kubelet/pods"), "Bidirectional"); // map volumes (manifests/csi.ts)
+  assert.deepEqual([...mounts.values()].filter((p) => p === "Bidirectional"), [
+    "Bidirectional",
+    "Bidirectional",
+  ]);
 });
 
 Deno.test("node DaemonSet: memory and ephemeral-storage limits above the requests", () => {
