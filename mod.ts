@@ -56,7 +56,15 @@ export {
   type NodeProgramEntry,
   NotLoadedError,
 } from "./client/programs.ts";
-export { readMapU64, readMapValue } from "./client/maps.ts";
+export {
+  consumeRingBuffer,
+  openRingBuffer,
+  readMapU64,
+  readMapValue,
+  type RingBufferConsumer,
+  updateMapU32,
+  updateMapValue,
+} from "./client/maps.ts";
 export { type Change, deploy, type DeployOptions, undeploy, type UndeployOptions } from "./deploy/deploy.ts";
 export { manifestDocuments, type ManifestOptions, NAMESPACE } from "./manifests/manifests.ts";
 export type { Identity } from "./model/schemas.ts";
