@@ -86,7 +86,7 @@ async function listen(server: grpc.Server, path: string): Promise<void> {
 
 /** Serves registration, Identity and Node until stopped. */
 export async function serveCsi(deps: CsiServerDeps): Promise<CsiPlugin> {
-  const { config, volumes, access, log } = deps;
+  const { config, access, log } = deps;
   const sockets = csiSockets(config);
   const { csi, registration } = protos();
 

@@ -118,7 +118,7 @@ bpfd_image() {
   cp -a "$repo/bytecode/build" "$stage/app/bytecode/"
   install -m 0755 "$deno_bin" "$stage/usr/local/bin/deno"
   local entries=() e
-  for e in runtime/main.ts controller/main.ts cli/main.ts examples/map_reader.ts; do
+  for e in runtime/main.ts controller/main.ts cli/main.ts examples/map_reader.ts examples/map_volume.ts; do
     [ -f "$stage/app/$e" ] && entries+=("$e")
   done
   (cd "$stage/app" && DENO_DIR="$stage/deno-dir" DENO_NO_UPDATE_CHECK=1 "$deno_bin" cache --quiet "${entries[@]}")
