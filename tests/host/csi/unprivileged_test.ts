@@ -94,7 +94,9 @@ Deno.test("map volume without privileges: read the counter, flip the drop switch
     );
     const reader = `${dir}/pods/reader/mount`, writer = `${dir}/pods/writer/mount`;
     // The kubelet's directories above a target are its own; here they let uid 1000 through.
-    for (const p of ["reader", "writer"]) await Deno.mkdir(`${dir}/pods/${p}`, { recursive: true, mode: 0o755 });
+    for (const p of ["reader", "writer"]) {
+      await Deno.mkdir(`${dir}/pods/${p}`, { recursive: true, mode: 0o755 });
+    }
     await publishMapVolume({ staging: `${dir}/staging/r`, target: reader, maps, gid: GID });
     await publishMapVolume({ staging: `${dir}/staging/w`, target: writer, maps, gid: GID, writable: true });
 
