@@ -45,8 +45,6 @@ if (action === "read") {
 } else {
   let seen = 0;
   await consumeRingBuffer(path, (record) => {
-    const view = new DataView(record.buffer);
-    const words = Array.from({ length: record.length >> 2 }, (_, i) => view.getUint32(i * 4, true));
-    print({ record: ++seen, words });
+    print({ record: ++seen, words: Array.from(new Uint32Array(record.buffer, 0, record.length >> 2)) });
   }, { until: () => count > 0 && seen >= count });
 }
