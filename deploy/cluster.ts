@@ -44,6 +44,7 @@ export {
   KUBECONFIG,
   KUBECTL,
   kubectl,
+  KUBELET_DIR,
   NODE_IP,
   NODE_NAME,
   NODE_NETNS,

@@ -309,7 +309,7 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--aggregate-to-edit] [--webhook-url URL] [--dry-run]
+                         [--aggregate-to-edit] [--webhook-url URL] [--kubelet-dir DIR] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
@@ -317,7 +317,8 @@ makes the node runtimes' CA (Secret bpfd/bpfd-node-ca; the controller signs each
 certificate with it) unless one not made by deploy exists; --dry-run prints the objects instead.
 --aggregate-to-edit aggregates the role bpfd-bpfprogramconfig-editor into the built-in edit and admin
 roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
-selects). undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
+selects). --kubelet-dir is the nodes' kubelet --root-dir (default /var/lib/kubelet), where the CSI
+driver's sockets and map volumes go (docs/csi.md). undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
 (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
@@ -332,6 +333,7 @@ if (import.meta.main) {
       "dry-run": { type: "boolean" },
       "aggregate-to-edit": { type: "boolean" },
       "webhook-url": { type: "string" },
+      "kubelet-dir": { type: "string" },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -364,6 +366,7 @@ if (import.meta.main) {
         imagePullPolicy: policy as ManifestOptions["imagePullPolicy"],
         replicas,
         aggregateToEdit: values["aggregate-to-edit"],
+        kubeletDir: values["kubelet-dir"],
       };
       if (values["dry-run"]) {
         console.log(deployDocuments(mo).map((d) => "---\n" + toYaml(d)).join(""));

@@ -7,7 +7,7 @@
  *
  * @example
  * ```ts
- * const docs = withCsi(baseDocuments);
+ * const docs = withCsi("/var/lib/kubelet")(baseDocuments);
  * ```
  * @module
  */
@@ -20,7 +20,6 @@ type Doc = any;
 
 const labels = { "app.kubernetes.io/part-of": "bpfd", "app.kubernetes.io/component": "csi" };
 const rbac = "rbac.authorization.k8s.io/v1";
-const KUBELET_DIR = CsiConfig.parse({}).kubeletDir;
 const mapsRule = (verbs: string[]) => ({
   apiGroups: [MAPS_ACCESS.group],
   resources: [`${MAPS_ACCESS.resource}/${MAPS_ACCESS.subresource}`],
@@ -74,12 +73,21 @@ export function csiDocuments(): Doc[] {
   ];
 }
 
-/** `docs` with the CSI objects, the node runtime serving the plugin and its pod mounting the kubelet's dirs. */
-export function withCsi<T>(docs: T[]): T[] {
+/**
+ * `docs` with the CSI objects, the node runtime serving the plugin and its pod mounting the kubelet's
+ * directories under `kubeletDir` (the kubelet's --root-dir; default /var/lib/kubelet).
+ */
+export function withCsi(kubeletDir: string | undefined): <T>(docs: T[]) => T[] {
+  return (docs) => addCsi(kubeletDir, docs);
+}
+
+function addCsi<T>(kubeletDir: string | undefined, docs: T[]): T[] {
+  const KUBELET_DIR = kubeletDir ?? CsiConfig.parse({}).kubeletDir;
   for (const d of docs as Doc[]) {
     if (d.kind === "ConfigMap" && d.data?.["node.json"]) {
       const config = JSON.parse(d.data["node.json"]);
-      d.data["node.json"] = JSON.stringify({ ...config, csi: {} }, null, 2) + "\n";
+      const csi = kubeletDir ? { kubeletDir } : {};
+      d.data["node.json"] = JSON.stringify({ ...config, csi }, null, 2) + "\n";
     }
     if (d.kind === "DaemonSet" && d.metadata.name === "bpfd-node") {
       const pod = d.spec.template.spec;

@@ -51,6 +51,8 @@ export interface ManifestOptions {
    * BpfProgramConfig runs code in every selected node's kernel, which `edit` should not imply).
    */
   aggregateToEdit?: boolean;
+  /** The kubelet's root directory on the nodes (its --root-dir; default /var/lib/kubelet): map volumes. */
+  kubeletDir?: string;
 }
 
 /** The pod template annotation carrying ManifestOptions.tlsHash. */
@@ -129,7 +131,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
     subjects: [{ kind: "ServiceAccount", name: sa, namespace: ns }],
   });
 
-  return withCsi(withInventory(withPolicy([
+  return withCsi(opts.kubeletDir)(withInventory(withPolicy([
     { apiVersion: "v1", kind: "Namespace", metadata: { name: ns, labels: PART_OF } },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(NODE_SERVICE_ACCOUNT, "node") },
     { apiVersion: "v1", kind: "ServiceAccount", metadata: meta(CONTROLLER_SERVICE_ACCOUNT, "controller") },

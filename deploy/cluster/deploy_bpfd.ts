@@ -4,7 +4,7 @@
  */
 import { buildImage, IMAGE_ARCHIVE, IMAGE_REF } from "../image.ts";
 import { importImage } from "./images.ts";
-import { KUBECONFIG, kubectl } from "./layout.ts";
+import { KUBECONFIG, kubectl, KUBELET_DIR } from "./layout.ts";
 import { exists } from "./processes.ts";
 
 /** bpfd's image (built if missing) loaded into the node, bpfd deployed with it, its pods waited for. */
@@ -20,7 +20,7 @@ export async function deployBpfd(log: (line: string) => void): Promise<void> {
   const { deploy } = await import("../deploy.ts");
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(KUBECONFIG);
-  const changes = await deploy({ kc, image: IMAGE_REF, imagePullPolicy: "Never" });
+  const changes = await deploy({ kc, image: IMAGE_REF, imagePullPolicy: "Never", kubeletDir: KUBELET_DIR });
   const changed = changes.filter((c) => c.action !== "unchanged").length;
   log(`deployed bpfd (${changed} object(s) created or changed)`);
   const workloads = ["daemonset/bpfd-node", "deployment/bpfd-controller"];

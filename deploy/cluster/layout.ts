@@ -35,6 +35,8 @@ export const PAUSE_IMAGE = "localhost/bpfd-pause:1";
 /** A busybox image for pods (see {@link PAUSE_IMAGE}). */
 export const BUSYBOX_IMAGE = "localhost/bpfd-busybox:1";
 
+/** The kubelet's --root-dir (its plugins, plugin registry and pods' volumes). */
+export const KUBELET_DIR = `${CLUSTER_DIR}/kubelet`;
 /** The cluster's certificates and keys. */
 export const pki = `${CLUSTER_DIR}/pki`;
 /** The cluster's own (hard-linked) copies of the Kubernetes binaries. */

@@ -26,6 +26,7 @@ import {
   k,
   KUBECONFIG,
   kubectl,
+  KUBELET_DIR,
   NODE_NAME,
   pingNode,
   pods,
@@ -169,7 +170,7 @@ async function nodePod(): Promise<Json> {
 async function volumeMounts(): Promise<string[]> {
   const r = await inNode(["cat", "/proc/self/mountinfo"]);
   return r.stdout.split("\n").filter((l) =>
-    / - bpf /.test(l) && (l.includes("/var/lib/kubelet/pods/") || l.includes("csi-staging"))
+    / - bpf /.test(l) && (l.includes(`${KUBELET_DIR}/pods/`) || l.includes("csi-staging"))
   );
 }
 
@@ -178,13 +179,25 @@ async function deletePods(ns: string, names: string[]): Promise<void> {
 }
 
 Deno.test("cluster csi: map volumes for pods without privileges, authorized per ServiceAccount", async (t) => {
+  /** A step; the steps after a failed one are not run (each builds on the ones before). */
+  const step = async (name: string, fn: () => Promise<void>) => {
+    if (!(await t.step(name, fn))) throw new Error(`step failed: ${name}`);
+  };
   const cluster = await useCluster();
   try {
     await importImage(IMAGE_ARCHIVE, IMAGE_REF);
     await undeployAll();
     await withLogs(async () => {
-      await t.step("1. deploy: the kubelet registers csi.bpfd.io", async () => {
-        const r = await deployCli(["deploy", "--image", IMAGE_REF, "--pull-policy", "Never"]);
+      await step("1. deploy: the kubelet registers csi.bpfd.io", async () => {
+        const r = await deployCli([
+          "deploy",
+          "--image",
+          IMAGE_REF,
+          "--pull-policy",
+          "Never",
+          "--kubelet-dir",
+          KUBELET_DIR,
+        ]);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /^csidriver\/csi.bpfd.io (created|configured|unchanged)$/m);
         await nodePod();
@@ -216,7 +229,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         ]);
       });
 
-      await t.step("2. a reader waits for the program, then reads the counter while pings flow", async () => {
+      await step("2. a reader waits for the program, then reads the counter while pings flow", async () => {
         await apply(
           appPod("reader", {
             sa: "app",
@@ -260,7 +273,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         assert.match(inside.stdout, /CapEff:\s+0+\n/);
       });
 
-      await t.step(
+      await step(
         "3. a writer flips the drop switch: the peer's pings are dropped, then pass again",
         async () => {
           await apply(appPod("writer", {
@@ -300,7 +313,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         },
       );
 
-      await t.step("4. a pod consumes ring buffer records while traffic flows", async () => {
+      await step("4. a pod consumes ring buffer records while traffic flows", async () => {
         await apply(appPod("events", {
           sa: "writer",
           maps: "gate_events",
@@ -326,7 +339,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         await deletePods(NS_A, ["events"]);
       });
 
-      await t.step(
+      await step(
         "5. no grant, another namespace, an unknown map: never started, Events say why",
         async () => {
           await apply(
@@ -372,7 +385,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         },
       );
 
-      await t.step(
+      await step(
         "6. node pod restarted while a pod goes: nothing left behind; a running pod keeps its maps",
         async () => {
           const old = await nodePod();
@@ -408,7 +421,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         },
       );
 
-      await t.step(
+      await step(
         "7. figures: pod created → volume published; reads through the volume vs the node's pin",
         async () => {
           const published: number[] = [], handler: number[] = [], toRunning: number[] = [];
