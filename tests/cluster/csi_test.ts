@@ -53,18 +53,19 @@ async function undeployAll(): Promise<void> {
   }
 }
 
-const gateConfig = {
+/** The gate program's config; `nodeselector` selects every node unless given. */
+const gateConfig = (nodeselector: Json = {}) => ({
   apiVersion: "bpfd.io/v1alpha1",
   kind: "BpfProgramConfig",
   metadata: { name: CONFIG },
   spec: {
     name: "xdp_gate",
     type: "XDP",
-    nodeselector: {},
+    nodeselector,
     attachpoint: { interface: "eth0" },
     bytecode: { path: "/app/bytecode/build/xdp_gate.bpf.o" },
   },
-};
+});
 
 /** An application pod: uid 1000, no capabilities, read-only root, its maps through a CSI volume only. */
 function appPod(
@@ -240,7 +241,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         const waiting = await waitEvent(NS_A, "reader", /FailedMount.*xdp-gate is not Loaded on node/);
         assert.match(waiting, /code = Unavailable/);
         assert.equal((await pod(NS_A, "reader")).status.phase, "Pending");
-        await apply(gateConfig);
+        await apply(gateConfig());
         await waitUntil(`BpfProgram of ${CONFIG} Loaded`, 90, async () => {
           const list = await k(["get", "bpfprograms", "-l", `owningConfig=${CONFIG}`, "-o", "json"]);
           return condition(list.items[0], "Loaded")?.status === "True";
@@ -358,6 +359,13 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
             }),
           );
           await apply(appPod("badmap", { sa: "app", maps: "nope", args: ["read", "--map", "nope"] }));
+          const noConfig = appPod("noconfig", {
+            sa: "app",
+            maps: "gate_packets",
+            args: ["read", "--map", "gate_packets"],
+          });
+          noConfig.spec.volumes[0].csi.volumeAttributes["bpfd.io/config"] = "no-such-config";
+          await apply(noConfig);
           assert.match(
             await waitEvent(NS_A, "nogrant", /PermissionDenied/),
             new RegExp(`ServiceAccount ${NS_A}/nogrant may not use the maps of BpfProgramConfig ${CONFIG}`),
@@ -378,7 +386,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
               `${name} never started`,
             );
           }
-          await deletePods(NS_A, ["nogrant", "badmap"]);
+          await deletePods(NS_A, ["nogrant", "badmap", "noconfig"]);
           await deletePods(NS_B, ["other-ns"]);
           // reader + writer (events finished: its volume is gone with its containers).
           await waitUntil("two map volumes left", 60, async () => (await volumeMounts()).length === 2);
