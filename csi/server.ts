@@ -18,6 +18,7 @@ import type { Logger } from "../lib/log.ts";
 import { type AccessDeps, grantFor } from "./access.ts";
 import { type CsiConfig, csiSockets } from "./config.ts";
 import { type CsiCode, CsiError } from "./errors.ts";
+import { relayUnix } from "./authority_proxy.ts";
 import { publishRequest, type RawPublishRequest, targetPathOf, volumeIdOf } from "./request.ts";
 import type { MapVolumes } from "./volumes.ts";
 
@@ -72,7 +73,6 @@ function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<R
 }
 
 async function listen(server: grpc.Server, path: string): Promise<void> {
-  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true, mode: 0o700 });
   await Deno.remove(path).catch(() => {/* no stale socket */});
   await new Promise<number>((resolve, reject) =>
     server.bindAsync(
@@ -105,8 +105,7 @@ export async function serveCsi(deps: CsiServerDeps): Promise<CsiPlugin> {
     NodeGetInfo: unary(() => Promise.resolve({ nodeId: access.nodeName, maxVolumesPerNode: "0" })),
   });
 
-  const registrar = new grpc.Server();
-  registrar.addService(registration.Registration.service, {
+  plugin.addService(registration.Registration.service, {
     GetInfo: unary(() =>
       Promise.resolve({
         type: "CSIPlugin",
@@ -116,18 +115,22 @@ export async function serveCsi(deps: CsiServerDeps): Promise<CsiPlugin> {
       })
     ),
     NotifyRegistrationStatus: unary((s: { pluginRegistered?: boolean; error?: string }) => {
-      if (s.pluginRegistered) log.info("csi: registered with the kubelet", { driver: config.driverName });
-      else {log.error("csi: the kubelet refused the registration", {
-          driver: config.driverName,
-          error: s.error,
-        });}
+      const fields = { driver: config.driverName, error: s.error || undefined };
+      if (s.pluginRegistered) log.info("csi: registered with the kubelet", fields);
+      else log.error("csi: the kubelet refused the registration", fields);
       return Promise.resolve({});
     }),
   });
 
-  await listen(plugin, sockets.endpoint);
+  // gRPC on a socket of its own; the kubelet dials relays (csi/authority_proxy.ts) on the two sockets.
+  const dir = sockets.endpoint.slice(0, sockets.endpoint.lastIndexOf("/"));
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await Deno.chmod(dir, 0o700);
+  const grpcSocket = `${dir}/grpc.sock`;
+  await listen(plugin, grpcSocket);
+  const relays = [await relayUnix(sockets.endpoint, grpcSocket)];
   // Registration last: once the kubelet sees this socket it calls the endpoint.
-  await listen(registrar, sockets.registration);
+  relays.push(await relayUnix(sockets.registration, grpcSocket));
   log.info("csi: serving", {
     driver: config.driverName,
     endpoint: sockets.endpoint,
@@ -135,9 +138,11 @@ export async function serveCsi(deps: CsiServerDeps): Promise<CsiPlugin> {
   });
   return {
     async stop() {
-      await Deno.remove(sockets.registration).catch(() => {/* gone */});
-      for (const s of [registrar, plugin]) await new Promise<void>((r) => s.tryShutdown(() => r()));
-      await Deno.remove(sockets.endpoint).catch(() => {/* gone */});
+      for (const r of relays.reverse()) r.close();
+      await new Promise<void>((r) => plugin.tryShutdown(() => r()));
+      for (const path of [sockets.registration, sockets.endpoint, grpcSocket]) {
+        await Deno.remove(path).catch(() => {/* gone */});
+      }
     },
   };
 }

@@ -378,7 +378,12 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
             await waitEvent(NS_A, "badmap", /NotFound/),
             /has no map nope \(it has: .*gate_packets/,
           );
-          for (const [ns, name] of [[NS_A, "nogrant"], [NS_B, "other-ns"], [NS_A, "badmap"]]) {
+          assert.match(
+            await waitEvent(NS_A, "noconfig", /NotFound/),
+            /BpfProgramConfig no-such-config not found/,
+          );
+          const refused = [[NS_A, "nogrant"], [NS_B, "other-ns"], [NS_A, "badmap"], [NS_A, "noconfig"]];
+          for (const [ns, name] of refused) {
             const p = await pod(ns, name);
             assert.equal(p.status.phase, "Pending");
             assert.ok(
