@@ -49,6 +49,10 @@ class Reader {
   }
 }
 
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+}
+
 function frame(type: number, flags: number, stream: number, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(9 + payload.length);
   out.set([payload.length >> 16, (payload.length >> 8) & 255, payload.length & 255, type, flags]);
@@ -71,7 +75,7 @@ async function forward(client: Deno.Conn, server: Deno.Conn): Promise<void> {
   const encoder = hpack.compressor.create({ table: { size: 4096 } });
   const preface = await reader.take(PREFACE);
   if (!preface) return;
-  await server.write(preface);
+  await writeAll(server, preface);
   let pending: { stream: number; flags: number; block: Uint8Array[] } | undefined;
   while (true) {
     const head = await reader.take(9);
@@ -84,7 +88,8 @@ async function forward(client: Deno.Conn, server: Deno.Conn): Promise<void> {
     if (type === HEADERS) pending = { stream, flags, block: [fragment(flags, payload)] };
     else if (type === CONTINUATION && pending) pending.block.push(payload);
     else {
-      await server.write(new Uint8Array([...head, ...payload]));
+      await writeAll(server, head);
+      await writeAll(server, payload);
       continue;
     }
     if (!((type === HEADERS ? flags : flags | pending.flags) & END_HEADERS)) continue;
@@ -98,7 +103,7 @@ async function forward(client: Deno.Conn, server: Deno.Conn): Promise<void> {
     }
     encoder.write(headers);
     const block = new Uint8Array(encoder.read());
-    await server.write(frame(HEADERS, END_HEADERS | (pending.flags & END_STREAM), pending.stream, block));
+    await writeAll(server, frame(HEADERS, END_HEADERS | (pending.flags & END_STREAM), pending.stream, block));
     pending = undefined;
   }
 }
