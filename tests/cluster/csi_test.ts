@@ -202,6 +202,11 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /^csidriver\/csi.bpfd.io (created|configured|unchanged)$/m);
         await nodePod();
+        // The controller serves the configs' admission webhooks.
+        await waitUntil("controller pods Ready", 120, async () => {
+          const ps = await pods("bpfd", "app.kubernetes.io/name=bpfd-controller");
+          return ps.length > 0 && ps.every(isReady);
+        });
         await waitUntil("CSINode lists csi.bpfd.io", 60, async () => {
           const csinode = await get(["csinode", NODE_NAME]);
           return (csinode?.spec?.drivers ?? []).some((d: Json) => d.name === "csi.bpfd.io");
@@ -231,6 +236,8 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
       });
 
       await step("2. a reader waits for the program, then reads the counter while pings flow", async () => {
+        // The config selects no node yet: the program is not Loaded here.
+        await apply(gateConfig({ matchLabels: { "bpfd.io/csi-test": "later" } }));
         await apply(
           appPod("reader", {
             sa: "app",
