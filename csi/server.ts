@@ -140,8 +140,9 @@ export async function serveCsi(deps: CsiServerDeps): Promise<CsiPlugin> {
     async stop() {
       for (const r of relays.reverse()) r.close();
       await new Promise<void>((r) => plugin.tryShutdown(() => r()));
-      for (const path of [sockets.registration, sockets.endpoint, grpcSocket]) {
-        await Deno.remove(path).catch(() => {/* gone */});
+      // The plugin's directory goes too once empty: nothing of the driver stays in the kubelet's.
+      for (const path of [sockets.registration, sockets.endpoint, grpcSocket, dir]) {
+        await Deno.remove(path).catch(() => {/* gone, or not empty */});
       }
     },
   };
