@@ -157,6 +157,19 @@ async function logLines(ns: string, name: string): Promise<Json[]> {
   return r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 }
 
+/** The pod's JSON log lines once there is one (its whole log in the error when it ends without). */
+async function readings(ns: string, name: string): Promise<Json[]> {
+  let lines: Json[] = [];
+  await waitUntil(`a line in ${ns}/${name}'s log`, 60, async () => {
+    lines = await logLines(ns, name);
+    if (!lines.length && ["Succeeded", "Failed"].includes((await pod(ns, name))?.status?.phase)) {
+      throw new Error(`${name} ended: ${(await kubectl(["-n", ns, "logs", name])).stdout}`);
+    }
+    return lines.length > 0;
+  });
+  return lines;
+}
+
 async function nodePod(): Promise<Json> {
   let p: Json;
   await waitUntil("the bpfd-node pod Ready", 120, async () => {
@@ -256,9 +269,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
         const p = await running(NS_A, "reader", 180);
         assert.equal(p.spec.securityContext.runAsUser, 1000);
         assert.ok(!p.spec.volumes.some((v: Json) => v.hostPath));
-        const before = await logLines(NS_A, "reader");
-        assert.ok(before.length > 0, "a reading");
-        const first = BigInt(before.at(-1).value);
+        const first = BigInt((await readings(NS_A, "reader")).at(-1).value);
         assert.equal((await pingNode(10, 0.1)).received, 10);
         let last = first;
         await waitUntil("the reader sees the pings", 20, async () => {
@@ -292,11 +303,7 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
             args: ["set", "--map", "gate_drop", "--value", "1"],
           }));
           await running(NS_A, "writer");
-          await waitUntil(
-            "the writer's value set",
-            60,
-            async () => (await logLines(NS_A, "writer")).length > 0,
-          );
+          await readings(NS_A, "writer");
           assert.equal((await pingNode(5, 0.2)).received, 0, "pings dropped while the switch is on");
           const set0 = await kubectl([
             "-n",
