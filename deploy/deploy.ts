@@ -318,8 +318,8 @@ certificate with it) unless one not made by deploy exists; --dry-run prints the 
 --aggregate-to-edit aggregates the role bpfd-bpfprogramconfig-editor into the built-in edit and admin
 roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
 selects). --kubelet-dir is the nodes' kubelet --root-dir (default /var/lib/kubelet), where the CSI
-driver's sockets and map volumes go (docs/csi.md). undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
-(without it, users' configs and the CRDs stay).`;
+driver's sockets and map volumes go (docs/csi.md). undeploy deletes them; --all also deletes every
+BpfProgramConfig, BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
   const [command, ...rest] = Deno.args;
