@@ -167,18 +167,23 @@ export class MapVolumes {
       const mounted = new Set(
         await bpffsMountsUnder(`${this.opts.kubeletDir.replace(/\/+$/, "")}/pods`, true),
       );
-      for (const r of this.records()) {
-        const gone = await podGone(r.pod).catch((err) => {
-          this.opts.log.warn("map volume: pod lookup failed, volume kept", {
-            volumeId: r.volumeId,
-            error: String(err),
-          });
-          return false;
-        });
-        if (mounted.has(r.targetPath) && !gone) continue;
+      // Asked all at once: an API server that does not answer delays the start by one timeout, not one each.
+      const gone = await Promise.all(
+        this.records().map((r) =>
+          podGone(r.pod).catch((err) => {
+            this.opts.log.warn("map volume: pod lookup failed, volume kept", {
+              volumeId: r.volumeId,
+              error: String(err),
+            });
+            return false;
+          })
+        ),
+      );
+      for (const [i, r] of this.records().entries()) {
+        if (mounted.has(r.targetPath) && !gone[i]) continue;
         await unpublishMapVolume(r.targetPath);
         this.#records.delete(r.volumeId);
-        if (mounted.has(r.targetPath)) removed.push(r.targetPath);
+        if (mounted.delete(r.targetPath)) removed.push(r.targetPath);
       }
       const known = new Set(this.records().map((r) => r.targetPath));
       for (const path of mounted) {
