@@ -92,7 +92,7 @@ async function forward(client: Deno.Conn, server: Deno.Conn): Promise<void> {
       await writeAll(server, payload);
       continue;
     }
-    if (!((type === HEADERS ? flags : flags | pending.flags) & END_HEADERS)) continue;
+    if (!(flags & END_HEADERS)) continue; // CONTINUATION frames follow
     decoder.write(new Uint8Array(pending.block.flatMap((b) => [...b])));
     decoder.execute();
     const headers: Header[] = [];
