@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { Hono } from "hono";
+import { Hono } from "hono/tiny";
 import { createApp } from "./app.ts";
 import { groupId, type Node } from "./ctx.ts";
 import { browserGuard, hostAllowed, jsonOnly, peerGuard, peerIdentity } from "./front_door.ts";
