@@ -150,11 +150,27 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
   // each state write waits for fdatasync (and for whatever else the disk is syncing: etcd, VM images).
   const dir = await stateDirOnTmpfs("bpfd-bench-");
   const diskDir = await Deno.makeTempDir({ prefix: "bpfd-bench-disk-" });
-  const rt = await RuntimeProcess.start(dir);
-  const rtDisk = await RuntimeProcess.start(diskDir).catch(async (err) => {
-    await rt.stop();
-    throw err;
-  });
+  const started: Array<[RuntimeProcess, string]> = [];
+  const cleanUp = async () => {
+    for (const [r, d] of started) {
+      await r.stop();
+      await run("umount", `${d}/fs`).catch(() => {});
+    }
+    await run("umount", dir).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(diskDir, { recursive: true });
+    await Deno.remove(pin).catch(() => {});
+    if (mountedBpffs) await run("umount", "/sys/fs/bpf");
+  };
+  const start = async (d: string) => {
+    const r = await RuntimeProcess.start(d).catch(async (err) => {
+      await cleanUp();
+      throw err;
+    });
+    started.push([r, d]);
+    return r;
+  };
+  const rt = await start(dir), rtDisk = await start(diskDir);
 
   // (a) in-process: open, load, attach (XDP link, native mode); then release everything (not timed).
   const inProcess = async () => {
@@ -235,15 +251,7 @@ export async function benchNode(rounds = 100): Promise<BenchSection> {
     fullRss = await rss(rt.child.pid);
     for (const p of (await rt.call("list", {})).body.programs) await rt.call("unload", { programId: p.id });
   } finally {
-    for (const [r, d] of [[rt, dir], [rtDisk, diskDir]] as const) {
-      await r.stop();
-      await run("umount", `${d}/fs`).catch(() => {});
-    }
-    await run("umount", dir).catch(() => {});
-    await Deno.remove(dir, { recursive: true });
-    await Deno.remove(diskDir, { recursive: true });
-    await Deno.remove(pin).catch(() => {});
-    if (mountedBpffs) await run("umount", "/sys/fs/bpf");
+    await cleanUp();
   }
   const [inProcessMs, httpMs, httpDiskMs, processesMs] = samples;
   const bare = await bareServeRss(3 * rounds + 200);
