@@ -1,6 +1,6 @@
 /**
  * Timers for the node runtime's request path that do not use the global `setTimeout`: Deno 2.9 loads its
- * Node timers (node:timers and Node's error tables) on the first call, about 1.7 MiB of the runtime's RSS
+ * Node timers (node:timers and Node's error tables) on the first call, about 2 MiB of RSS in a bare script
  * (BENCHMARKS.md). Deadlines share one ticker on `AbortSignal.timeout` and fire up to TICK_MS late; like
  * every `AbortSignal.timeout`, the ticker does not keep a process alive (a listener does).
  *
