@@ -138,10 +138,11 @@ export function lazyTraceSessions(config: RuntimeConfig, log: Logger): NodeTrace
       return await (await get()).containerRoot(containerId);
     },
     async recover() {
+      let recorded = false;
       try {
-        if (!Deno.readDirSync(`${stateDir}/traces`).next().done) return await (await get()).recover();
+        recorded = !Deno.readDirSync(`${stateDir}/traces`).next().done;
       } catch { /* no sessions ever ran here */ }
-      return [];
+      return recorded ? await (await get()).recover() : [];
     },
     killAll: () => loaded?.killAll(),
   };
