@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import { after, Deadline, TICK_MS } from "../../../lib/timers.ts";
+import { blank } from "../_source.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => after(ms, r));
 
@@ -27,4 +28,22 @@ Deno.test("after: calls back after the delay without the global setTimeout", asy
   const started = performance.now();
   await sleep(30);
   assert.ok(performance.now() - started >= 29);
+});
+
+Deno.test("the runtime's listeners and request path never call the global setTimeout or setInterval", async () => {
+  // Their first call makes Deno load its Node timers: about 2 MiB of the runtime's RSS (BENCHMARKS.md).
+  const files = [
+    "app.ts",
+    "ctx.ts",
+    "front_door.ts",
+    "http1.ts",
+    "http1_stream.ts",
+    "listeners.ts",
+    "main.ts",
+  ]
+    .concat(["metrics.ts", "stream.ts", "tcp_listener.ts", "unix_listener.ts"]);
+  for (const file of files) {
+    const { code } = blank(await Deno.readTextFile(new URL(`../../../runtime/${file}`, import.meta.url)));
+    assert.doesNotMatch(code, /\bset(Timeout|Interval)\s*\(/, `runtime/${file}`);
+  }
 });
