@@ -83,6 +83,23 @@ export async function useCluster(): Promise<ClusterHandle> {
   }
 }
 
+/**
+ * `deno task deploy|undeploy ARGS` against the cluster, with the cluster's kubelet directory (the CSI driver's
+ * sockets and map volumes go there, not into this machine's /var/lib/kubelet).
+ */
+export function deployCli(args: string[]): Promise<RunResult> {
+  return run(Deno.execPath(), [
+    "run",
+    "-A",
+    `${root}deploy/deploy.ts`,
+    ...args,
+    "--kubeconfig",
+    KUBECONFIG,
+    "--kubelet-dir",
+    KUBELET_DIR,
+  ]);
+}
+
 /** Runs a command in the node (its network and mount namespaces). */
 export function inNode(args: string[], stdin?: string): Promise<RunResult> {
   return run(IN_NODE[0], [...IN_NODE.slice(1), ...args], stdin);

@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import { importImage } from "../../deploy/cluster.ts";
 import {
   condition,
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -24,14 +25,12 @@ import {
   isReady,
   type Json,
   k,
-  KUBECONFIG,
   kubectl,
   KUBELET_DIR,
   NODE_NAME,
   pingNode,
   pods,
   root,
-  run,
   useCluster,
   waitUntil,
   withLogs,
@@ -41,10 +40,6 @@ const CONFIG = "xdp-gate";
 const NS_A = "bpfd-csi-a", NS_B = "bpfd-csi-b";
 const NODE_SELECTOR = "app.kubernetes.io/name=bpfd-node";
 const FS_GROUP = 3000;
-
-function deployCli(args: string[]) {
-  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
 
 async function undeployAll(): Promise<void> {
   if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
@@ -209,8 +204,6 @@ Deno.test("cluster csi: map volumes for pods without privileges, authorized per 
           IMAGE_REF,
           "--pull-policy",
           "Never",
-          "--kubelet-dir",
-          KUBELET_DIR,
         ]);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stdout, /^csidriver\/csi.bpfd.io (created|configured|unchanged)$/m);

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { importImage, stopApiserver, up } from "../../deploy/cluster.ts";
 import {
   condition,
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -17,12 +18,9 @@ import {
   isReady,
   type Json,
   k,
-  KUBECONFIG,
   kubectl,
   pingNode,
   pods,
-  root,
-  run,
   useCluster,
   waitUntil,
   withLogs,
@@ -33,10 +31,6 @@ import {
 const LATE_IMAGE = "localhost/bpfd:arrives-late";
 const ctr = (args: string[]) =>
   inNode(["ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", ...args]);
-
-function deployCli(args: string[]) {
-  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
 
 async function undeployAll(): Promise<void> {
   if (await get(["namespace", "bpfd"]).catch(() => undefined)) {

@@ -26,6 +26,7 @@ import { importImage, restartKubelet } from "../../deploy/cluster.ts";
 import {
   BPFD_GID,
   condition,
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -33,14 +34,11 @@ import {
   isReady,
   type Json,
   k,
-  KUBECONFIG,
   kubectl,
   NODE_NAME,
   pingNode,
   pods,
   pushXdpCounter,
-  root,
-  run,
   startPeerRegistry,
   useCluster,
   waitUntil,
@@ -51,10 +49,6 @@ import {
 const CONFIG = "xdp-counter";
 const NODE_SELECTOR = "app.kubernetes.io/name=bpfd-node";
 const CONTROLLER_SELECTOR = "app.kubernetes.io/name=bpfd-controller";
-
-function deployCli(args: string[]) {
-  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
 
 async function nodeProgram(): Promise<Json | undefined> {
   const list = await k(["get", "bpfprograms", "-l", `owningConfig=${CONFIG}`, "-o", "json"]);
