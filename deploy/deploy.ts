@@ -26,7 +26,7 @@ import {
   NODE_CA_SECRET,
 } from "../manifests/manifests.ts";
 import { ensureNodeCa, removeNodeCa } from "./tls.ts";
-import { deployWebhook, undeployWebhook } from "./webhook.ts";
+import { deployWebhook, undeployWebhook, webhookConfigurations } from "./webhook.ts";
 
 export const FIELD_MANAGER = "bpfd-deploy";
 
@@ -171,7 +171,12 @@ export interface DeployOptions extends ManifestOptions {
   webhookUrl?: string;
 }
 
-/** Applies the CRDs, waits until they are Established, then applies the manifests. */
+/**
+ * Applies the CRDs, waits until they are Established, then applies the manifests. All or nothing for what
+ * it creates: when a step fails (the API refuses an object, a CRD never gets Established), the objects this
+ * run created are deleted again, newest first, and the error says so. Objects that existed before (an
+ * upgrade) keep what was applied to them.
+ */
 export async function deploy(opts: DeployOptions): Promise<Change[]> {
   const via = access(opts.kc);
   const changes: Change[] = [];
@@ -179,17 +184,51 @@ export async function deploy(opts: DeployOptions): Promise<Change[]> {
     changes.push(c);
     opts.onChange?.(c);
   };
-  const crds = crdDocuments();
-  for (const crd of crds) note(await applyOne(via(crd), crd));
-  for (const crd of crds) await waitEstablished(via(crd), crd, opts.timeoutMs ?? 60_000);
-  // The namespace first, then the node CA Secret, whose hash goes on the pod templates.
-  const [namespace] = manifestDocuments(opts);
-  note(await applyOne(via(namespace), namespace));
-  const tls = await ensureNodeCa(opts.kc);
-  note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
-  for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) note(await applyOne(via(o), o));
-  for (const c of await deployWebhook(opts.kc, opts)) note(c);
+  try {
+    const crds = crdDocuments();
+    for (const crd of crds) note(await applyOne(via(crd), crd));
+    for (const crd of crds) await waitEstablished(via(crd), crd, opts.timeoutMs ?? 60_000);
+    // The namespace first, then the node CA Secret, whose hash goes on the pod templates.
+    const [namespace] = manifestDocuments(opts);
+    note(await applyOne(via(namespace), namespace));
+    const tls = await ensureNodeCa(opts.kc);
+    note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
+    for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) {
+      note(await applyOne(via(o), o));
+    }
+    await deployWebhook(opts.kc, { ...opts, onChange: note });
+  } catch (err) {
+    const undone = await rollBack(opts.kc, changes.filter((c) => c.action === "created"), note);
+    throw new Error(`${(err as Error).message}\n${undone}`);
+  }
   return changes;
+}
+
+/** Deletes `created`, newest first (what is in a namespace it created goes with the namespace). */
+async function rollBack(kc: k8s.KubeConfig, created: Change[], note: (c: Change) => void): Promise<string> {
+  if (!created.length) return "nothing was created, nothing to roll back";
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const apiVersions = new Map(
+    [...deployDocuments(), ...webhookConfigurations("")].map((o) => [o.kind, o.apiVersion]),
+  ).set("Secret", "v1");
+  const namespaces = new Set(created.filter((c) => c.kind === "Namespace").map((c) => c.name));
+  const failed: string[] = [];
+  for (const c of created.toReversed()) {
+    if (c.namespace && namespaces.has(c.namespace)) continue;
+    const o = {
+      apiVersion: apiVersions.get(c.kind)!,
+      kind: c.kind,
+      metadata: { name: c.name, namespace: c.namespace },
+    };
+    try {
+      note({ ...(await deleteOne(api, o)), note: "rolled back" });
+    } catch (e) {
+      failed.push((e as Error).message);
+    }
+  }
+  return failed.length
+    ? `rolling back the ${created.length} objects this run created failed: ${failed.join("; ")}`
+    : `rolled back: the ${created.length} objects this run created are deleted`;
 }
 
 export interface UndeployOptions {
@@ -301,6 +340,22 @@ export async function undeploy(opts: UndeployOptions): Promise<Change[]> {
   return changes;
 }
 
+/** A registry's host[:port], as image references and the node config spell it. */
+const REGISTRY_HOST = /^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
+
+/** The PEM certificates of `files`, one bundle; undefined for none. Throws naming a file that is not one. */
+async function readCertificates(files: string[]): Promise<string | undefined> {
+  const pems: string[] = [];
+  for (const file of files) {
+    const text = await Deno.readTextFile(file).catch((e) => {
+      throw new Error(`cannot read ${file}: ${(e as Error).message}`);
+    });
+    if (!text.includes("-----BEGIN CERTIFICATE-----")) throw new Error(`${file} holds no PEM certificate`);
+    pems.push(text.trim());
+  }
+  return pems.length ? pems.join("\n") + "\n" : undefined;
+}
+
 function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
   if (file) kc.loadFromFile(file);
@@ -309,7 +364,8 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--aggregate-to-edit] [--webhook-url URL] [--dry-run]
+                         [--aggregate-to-edit] [--webhook-url URL] [--insecure-registry HOST[:PORT]]...
+                         [--registry-ca PEM-FILE]... [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
@@ -317,7 +373,9 @@ makes the node runtimes' CA (Secret bpfd/bpfd-node-ca; the controller signs each
 certificate with it) unless one not made by deploy exists; --dry-run prints the objects instead.
 --aggregate-to-edit aggregates the role bpfd-bpfprogramconfig-editor into the built-in edit and admin
 roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
-selects). undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
+selects). --insecure-registry and --registry-ca go into the node runtimes' configuration (ConfigMap
+bpfd/bpfd-node-config): bytecode images from those registries over plain HTTP, or over TLS signed by that
+CA. A deploy that fails midway deletes what it created. undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
 (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
@@ -332,6 +390,8 @@ if (import.meta.main) {
       "dry-run": { type: "boolean" },
       "aggregate-to-edit": { type: "boolean" },
       "webhook-url": { type: "string" },
+      "insecure-registry": { type: "string", multiple: true },
+      "registry-ca": { type: "string", multiple: true },
       all: { type: "boolean" },
       timeout: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -352,6 +412,16 @@ if (import.meta.main) {
     console.error(`--replicas: must be a positive integer, not ${values.replicas}`);
     Deno.exit(2);
   }
+  for (const host of values["insecure-registry"] ?? []) {
+    if (!REGISTRY_HOST.test(host)) {
+      console.error(`--insecure-registry: a registry host[:port] (no scheme, no path), not ${host}`);
+      Deno.exit(2);
+    }
+  }
+  const registryCa = await readCertificates(values["registry-ca"] ?? []).catch((e) => {
+    console.error(`--registry-ca: ${(e as Error).message}`);
+    Deno.exit(2);
+  });
   const show = (c: Change) =>
     console.log(
       `${c.kind.toLowerCase()}/${c.name}${c.namespace ? ` (${c.namespace})` : ""} ${c.action}` +
@@ -364,6 +434,8 @@ if (import.meta.main) {
         imagePullPolicy: policy as ManifestOptions["imagePullPolicy"],
         replicas,
         aggregateToEdit: values["aggregate-to-edit"],
+        insecureRegistries: values["insecure-registry"],
+        registryCa,
       };
       if (values["dry-run"]) {
         console.log(deployDocuments(mo).map((d) => "---\n" + toYaml(d)).join(""));

@@ -175,9 +175,12 @@ export interface PeerRegistry {
   stop(): Promise<void>;
 }
 
+/** Where {@link startPeerRegistry} serves: known before it runs (deploy's `--insecure-registry`). */
+export const REGISTRY_HOST = `${PEER_IP}:5000`;
+
 export async function startPeerRegistry(): Promise<PeerRegistry> {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-cluster-registry-" });
-  const host = `${PEER_IP}:5000`;
+  const host = REGISTRY_HOST;
   await Deno.writeTextFile(
     `${dir}/config.yml`,
     `version: 0.1
@@ -278,4 +281,26 @@ export async function withLogs<T>(f: () => Promise<T>): Promise<T> {
     err.message += `\nbpfd's pods:\n${await bpfdLogs()}`;
     throw err;
   }
+}
+
+/**
+ * A kubeconfig (a temporary file) whose user is ServiceAccount `ns/name`, with the token of its Secret
+ * (Kubernetes 1.20 makes one per ServiceAccount). The caller removes the file.
+ */
+export async function serviceAccountKubeconfig(ns: string, name: string): Promise<string> {
+  let token = "";
+  await waitUntil(`the token of ServiceAccount ${ns}/${name}`, 30, async () => {
+    const sa = await get(["-n", ns, "serviceaccount", name]);
+    const secret = sa?.secrets?.[0]?.name;
+    const s = secret ? await get(["-n", ns, "secret", secret]) : undefined;
+    token = s?.data?.token ? atob(s.data.token) : "";
+    return token !== "";
+  });
+  const admin = await Deno.readTextFile(KUBECONFIG);
+  const file = await Deno.makeTempFile({ prefix: `bpfd-${name}-`, suffix: ".kubeconfig" });
+  await Deno.writeTextFile(
+    file,
+    admin.replace(/^users:[\s\S]*?(?=^contexts:)/m, `users:\n- name: admin\n  user:\n    token: ${token}\n`),
+  );
+  return file;
 }
