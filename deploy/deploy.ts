@@ -110,7 +110,9 @@ async function read(a: Access, o: Manifest): Promise<Manifest | undefined> {
 
 /** Applies one object: server-side apply, or create / merge patch on a server without it. */
 async function applyOne(a: Access, o: Manifest): Promise<Change> {
-  const before = await read(a, o);
+  const before = await read(a, o).catch((e) => {
+    throw new Error(`applying ${describe(o)}: ${errText(e)}`);
+  });
   let after: Manifest;
   try {
     after = await a.patch(o, k8s.PatchStrategy.ServerSideApply);

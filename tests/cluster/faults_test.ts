@@ -36,7 +36,7 @@ import {
 } from "./_cluster.ts";
 
 const LATE_IMAGE = "localhost/bpfd:arrives-late";
-const DEPLOYER = "bpfd-test-deployer";
+const DEPLOYER = "test-deployer-without-apps"; // not "bpfd" in its name: bpfdObjects() looks for that
 const BPFFS = "/run/bpfd/fs";
 const ctr = (args: string[]) =>
   inNode(["ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", ...args]);
