@@ -2,7 +2,8 @@
  * `deno task deploy [--kubeconfig F] [--image I] [--dry-run]` applies bpfd to a cluster: the CRDs (crds/),
  * then every object of manifests/manifests.ts, with server-side apply (field manager `bpfd-deploy`;
  * create-or-patch where the server does not know apply patches), waiting until the CRDs are
- * Established. It reports per object `created`, `configured` or `unchanged`; a second run changes nothing.
+ * Established. It reports per object `created`, `configured` or `unchanged`; a second run changes nothing;
+ * a run that fails midway deletes what it created.
  * `--dry-run` prints the objects as YAML and touches no cluster.
  *
  * `deno task undeploy [--kubeconfig F] [--all]` deletes the manifests' objects. The CRDs, and with them
@@ -25,6 +26,7 @@ import {
   NAMESPACE,
   NODE_CA_SECRET,
 } from "../manifests/manifests.ts";
+import { registryOptions } from "./registries.ts";
 import { ensureNodeCa, removeNodeCa } from "./tls.ts";
 import { deployWebhook, undeployWebhook, webhookConfigurations } from "./webhook.ts";
 
@@ -342,22 +344,6 @@ export async function undeploy(opts: UndeployOptions): Promise<Change[]> {
   return changes;
 }
 
-/** A registry's host[:port], as image references and the node config spell it. */
-const REGISTRY_HOST = /^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?$/;
-
-/** The PEM certificates of `files`, one bundle; undefined for none. Throws naming a file that is not one. */
-async function readCertificates(files: string[]): Promise<string | undefined> {
-  const pems: string[] = [];
-  for (const file of files) {
-    const text = await Deno.readTextFile(file).catch((e) => {
-      throw new Error(`cannot read ${file}: ${(e as Error).message}`);
-    });
-    if (!text.includes("-----BEGIN CERTIFICATE-----")) throw new Error(`${file} holds no PEM certificate`);
-    pems.push(text.trim());
-  }
-  return pems.length ? pems.join("\n") + "\n" : undefined;
-}
-
 function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
   if (file) kc.loadFromFile(file);
@@ -377,8 +363,8 @@ certificate with it) unless one not made by deploy exists; --dry-run prints the 
 roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
 selects). --insecure-registry and --registry-ca go into the node runtimes' configuration (ConfigMap
 bpfd/bpfd-node-config): bytecode images from those registries over plain HTTP, or over TLS signed by that
-CA. A deploy that fails midway deletes what it created. undeploy deletes them; --all also deletes every BpfProgramConfig, BpfProgram and the CRDs
-(without it, users' configs and the CRDs stay).`;
+CA. A deploy that fails midway deletes what it created. undeploy deletes them; --all also deletes every
+BpfProgramConfig, BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
   const [command, ...rest] = Deno.args;
@@ -414,14 +400,8 @@ if (import.meta.main) {
     console.error(`--replicas: must be a positive integer, not ${values.replicas}`);
     Deno.exit(2);
   }
-  for (const host of values["insecure-registry"] ?? []) {
-    if (!REGISTRY_HOST.test(host)) {
-      console.error(`--insecure-registry: a registry host[:port] (no scheme, no path), not ${host}`);
-      Deno.exit(2);
-    }
-  }
-  const registryCa = await readCertificates(values["registry-ca"] ?? []).catch((e) => {
-    console.error(`--registry-ca: ${(e as Error).message}`);
+  const registries = await registryOptions(values["insecure-registry"], values["registry-ca"]).catch((e) => {
+    console.error((e as Error).message);
     Deno.exit(2);
   });
   const show = (c: Change) =>
@@ -436,8 +416,7 @@ if (import.meta.main) {
         imagePullPolicy: policy as ManifestOptions["imagePullPolicy"],
         replicas,
         aggregateToEdit: values["aggregate-to-edit"],
-        insecureRegistries: values["insecure-registry"],
-        registryCa,
+        ...registries,
       };
       if (values["dry-run"]) {
         console.log(deployDocuments(mo).map((d) => "---\n" + toYaml(d)).join(""));
