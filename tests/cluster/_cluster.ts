@@ -169,18 +169,27 @@ export async function pingNode(count: number, interval = 0.2): Promise<{ sent: n
   return { sent: Number(m[1]), received: Number(m[2]) };
 }
 
-/** A plain-HTTP registry (Debian's docker-registry) in the peer's namespace, at PEER_IP:5000. */
+/** A registry (Debian's docker-registry) in the peer's namespace: plain HTTP at PEER_IP:5000, or TLS. */
 export interface PeerRegistry {
   host: string;
+  /** What `bpfd image push` needs to reach it (`--insecure HOST` or `--ca FILE`). */
+  pushArgs: string[];
   stop(): Promise<void>;
 }
 
-/** Where {@link startPeerRegistry} serves: known before it runs (deploy's `--insecure-registry`). */
+/** Where {@link startPeerRegistry} serves plain HTTP: known before it runs (deploy's `--insecure-registry`). */
 export const REGISTRY_HOST = `${PEER_IP}:5000`;
 
-export async function startPeerRegistry(): Promise<PeerRegistry> {
+/** With `tls` (PEM), it serves HTTPS at PEER_IP:5443 with that certificate, signed by the CA in `tls.caFile`. */
+export async function startPeerRegistry(
+  tls?: { cert: string; key: string; caFile: string },
+): Promise<PeerRegistry> {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-cluster-registry-" });
-  const host = REGISTRY_HOST;
+  const host = tls ? `${PEER_IP}:5443` : REGISTRY_HOST;
+  if (tls) {
+    await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
+    await Deno.writeTextFile(`${dir}/tls.key`, tls.key, { mode: 0o600 });
+  }
   await Deno.writeTextFile(
     `${dir}/config.yml`,
     `version: 0.1
@@ -193,7 +202,7 @@ storage:
     rootdirectory: ${dir}/data
 http:
   addr: ${host}
-`,
+${tls ? `  tls:\n    certificate: ${dir}/tls.crt\n    key: ${dir}/tls.key\n` : ""}`,
   );
   const child = new Deno.Command("setpriv", {
     args: ["--pdeathsig", "KILL", "--", ...IN_PEER, "docker-registry", "serve", `${dir}/config.yml`],
@@ -212,13 +221,13 @@ http:
     await waitUntil(
       "the registry",
       20,
-      async () => (await inPeer(["bash", "-c", `exec 3<>/dev/tcp/${PEER_IP}/5000`])).code === 0,
+      async () => (await inPeer(["bash", "-c", `exec 3<>/dev/tcp/${host.replace(":", "/")}`])).code === 0,
     );
   } catch (e) {
     await stop();
     throw e;
   }
-  return { host, stop };
+  return { host, pushArgs: tls ? ["--ca", tls.caFile] : ["--insecure", host], stop };
 }
 
 /**
@@ -242,7 +251,7 @@ export async function pushXdpCounter(registry: PeerRegistry, repoTag: string): P
     ]);
     if (built.code !== 0) throw new Error(`bpfd image build: ${built.stderr}`);
     const ref = `${registry.host}/${repoTag}`;
-    const pushed = await inPeer([...cli, "push", `${dir}/layout:v1`, ref, "--insecure", registry.host]);
+    const pushed = await inPeer([...cli, "push", `${dir}/layout:v1`, ref, ...registry.pushArgs]);
     if (pushed.code !== 0) throw new Error(`bpfd image push: ${pushed.stderr}`);
     return ref;
   } finally {

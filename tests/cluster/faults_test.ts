@@ -7,11 +7,14 @@
  * - then a node where bpffs cannot be mounted (a file where /run/bpfd/fs should be): the node pod's
  *   termination message names the cause; once the file is gone, kubelet's next restart makes it Ready;
  * - the API server gone for 30 s while a program is loaded: the program keeps running (same kernel program,
- *   pings counted), and afterwards the controller leads again, unloads a deleted config and loads a new one.
+ *   pings counted), and afterwards the controller leads again, unloads a deleted config and loads a new one;
+ * - a bytecode image in a registry whose certificate a private CA signed: refused (the Loaded condition names
+ *   the certificate) until `deploy --registry-ca` puts the CA in the node config, which rolls the node pod.
  * bpfd is undeployed (`--all`) in `finally`.
  */
 import assert from "node:assert/strict";
 import { importImage, stopApiserver, up } from "../../deploy/cluster.ts";
+import { issueCa, keyAndRequest, signServing } from "../../lib/pki.ts";
 import {
   condition,
   get,
@@ -23,11 +26,15 @@ import {
   k,
   KUBECONFIG,
   kubectl,
+  PEER_IP,
+  type PeerRegistry,
   pingNode,
   pods,
+  pushXdpCounter,
   root,
   run,
   serviceAccountKubeconfig,
+  startPeerRegistry,
   useCluster,
   waitUntil,
   withLogs,
@@ -116,8 +123,10 @@ async function loaded(config: string): Promise<boolean> {
   return list.items.length === 1 && condition(list.items[0], "Loaded")?.status === "True";
 }
 
-Deno.test("cluster faults: a refused deploy, an image the node lacks, bpffs not mountable, the API server gone for 30 s", async (t) => {
+Deno.test("cluster faults: a refused deploy, a missing image, no bpffs, no API server, an untrusted registry", async (t) => {
   const cluster = await useCluster();
+  const tmp = await Deno.makeTempDir({ prefix: "bpfd-cluster-faults-" });
+  let registry: PeerRegistry | undefined;
   try {
     await importImage(IMAGE_ARCHIVE, IMAGE_REF);
     await ctr(["images", "rm", LATE_IMAGE]);
@@ -247,7 +256,51 @@ Deno.test("cluster faults: a refused deploy, an image the node lacks, bpffs not 
           assert.deepEqual(await xdpOnEth0(), []);
         }),
     );
+
+    await t.step(
+      "a registry signed by a private CA: refused, then deploy --registry-ca rolls the node pod and it pulls",
+      () =>
+        withLogs(async () => {
+          const ca = await issueCa("bpfd-test-registry-ca", 1);
+          const { key, csr } = await keyAndRequest("bpfd-test-registry");
+          const cert = await signServing(csr, ca, { ips: [PEER_IP], dns: [] }, 1);
+          await Deno.writeTextFile(`${tmp}/registry-ca.pem`, ca.cert);
+          registry = await startPeerRegistry({ cert, key, caFile: `${tmp}/registry-ca.pem` });
+          const imageurl = await pushXdpCounter(registry, "bytecode/xdp_counter:ca");
+          await k(["apply", "-f", "-"], JSON.stringify(xdpCounterConfig("fault-ca", { imageurl })));
+          let message = "";
+          await waitUntil("fault-ca refused: the registry's CA is not trusted", 90, async () => {
+            const list = await k(["get", "bpfprograms", "-l", "owningConfig=fault-ca", "-o", "json"]);
+            const c = condition(list.items[0], "Loaded");
+            message = c?.message ?? "";
+            return c?.status === "False";
+          });
+          assert.match(message, /certificate|issuer/i);
+          const [old] = await pods("bpfd", "app.kubernetes.io/name=bpfd-node");
+          const r = await deployCli([
+            "deploy",
+            "--image",
+            LATE_IMAGE,
+            "--pull-policy",
+            "Never",
+            "--registry-ca",
+            `${tmp}/registry-ca.pem`,
+          ]);
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stdout, /^configmap\/bpfd-node-config \(bpfd\) configured$/m);
+          assert.match(r.stdout, /^daemonset\/bpfd-node \(bpfd\) configured$/m);
+          await waitUntil("a new node pod Ready", 180, async () => {
+            const ps = await pods("bpfd", "app.kubernetes.io/name=bpfd-node");
+            return ps.length === 1 && ps[0].metadata.name !== old.metadata.name && isReady(ps[0]);
+          });
+          await waitUntil("fault-ca Loaded from the registry", 120, () => loaded("fault-ca"));
+          await k(["delete", "bpfprogramconfig", "fault-ca", "--timeout=90s"]);
+          assert.deepEqual(await xdpOnEth0(), []);
+        }),
+    );
   } finally {
+    await registry?.stop();
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
     await up({ log: () => {} }).catch(() => {}); // the API server, if a step left it stopped
     await undeployAll().catch(() => {});
     await unblockBpffs();
