@@ -9,7 +9,7 @@
  * - the API server gone for 30 s while a program is loaded: the program keeps running (same kernel program,
  *   pings counted), and afterwards the controller leads again, unloads a deleted config and loads a new one;
  * - a bytecode image in a registry whose certificate a private CA signed: refused (the Loaded condition names
- *   the certificate) until `deploy --registry-ca` puts the CA in the node config, which rolls the node pod.
+ *   the registry) until `deploy --registry-ca` puts the CA in the node config, which rolls the node pod.
  * bpfd is undeployed (`--all`) in `finally`.
  */
 import assert from "node:assert/strict";
