@@ -267,7 +267,10 @@ Deno.test("cluster faults: a refused deploy, a missing image, no bpffs, no API s
           await Deno.writeTextFile(`${tmp}/registry-ca.pem`, ca.cert);
           registry = await startPeerRegistry({ cert, key, caFile: `${tmp}/registry-ca.pem` });
           const imageurl = await pushXdpCounter(registry, "bytecode/xdp_counter:ca");
-          await k(["apply", "-f", "-"], JSON.stringify(xdpCounterConfig("fault-ca", { imageurl })));
+          // Always: the node's image cache (a hostPath) may hold this reference from an earlier run.
+          const config = xdpCounterConfig("fault-ca", { imageurl });
+          config.spec.bytecode.imagepullpolicy = "Always";
+          await k(["apply", "-f", "-"], JSON.stringify(config));
           let message = "";
           await waitUntil("fault-ca refused: the registry's CA is not trusted", 90, async () => {
             const list = await k(["get", "bpfprograms", "-l", "owningConfig=fault-ca", "-o", "json"]);
