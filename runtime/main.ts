@@ -9,7 +9,6 @@ import { Logger } from "../lib/log.ts";
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
-import { startStandalone } from "./standalone.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -56,7 +55,8 @@ if (import.meta.main) {
     new Logger(config.logLevel).error("cannot start", { error: (err as Error).message });
     Deno.exit(1);
   });
-  // Policy, the serving certificate and the inventory are imported only when configured (runtime memory).
+  // Policy, standalone mode, the serving certificate and the inventory are imported only when configured
+  // (runtime memory).
   const policy = config.policy
     ? await (await import("./policy.ts")).policyGateFrom(config, node.log)
     : undefined;
@@ -66,7 +66,7 @@ if (import.meta.main) {
     Deno.addSignalListener(signal, () => stop.abort());
   }
   const standalone = config.configs
-    ? startStandalone(config, node.log.with({ component: "standalone" }))
+    ? (await import("./standalone.ts")).startStandalone(config, node.log.with({ component: "standalone" }))
     : undefined;
   if (config.tls?.request) {
     await (await import("./auth/serving_cert.ts")).ensureServingCertificate(config, node.log);
