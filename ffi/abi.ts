@@ -174,7 +174,14 @@ export const XdpAttached = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const
 
 /** The bpf() syscall: number, the commands bpfd issues raw (libbpf 1.1.2 predates TCX), `union bpf_attr`. */
 export const SYS_bpf = 321;
-export const BpfCmd = { PROG_QUERY: 16, LINK_CREATE: 28, LINK_UPDATE: 29 } as const;
+export const BpfCmd = {
+  PROG_GET_FD_BY_ID: 13,
+  OBJ_GET_INFO_BY_FD: 15,
+  PROG_QUERY: 16,
+  TASK_FD_QUERY: 20,
+  LINK_CREATE: 28,
+  LINK_UPDATE: 29,
+} as const;
 /** Bytes of `union bpf_attr` bpfd passes (zeroed beyond the fields a command uses). */
 export const BPF_ATTR_SIZE = 64;
 /** `bpf_attr.link_create`: tcx {relative_fd|relative_id, expected_revision}; tracing/freplace target_btf_id. */
@@ -187,6 +194,30 @@ export const AttrLinkCreate = {
   tcxRelative: 16,
   tcxExpectedRevision: 24,
 } as const;
+/** `bpf_attr` of BPF_PROG_GET_FD_BY_ID (`prog_id`) and BPF_OBJ_GET_INFO_BY_FD (`info`). */
+export const AttrGetFdById = { size: 12, id: 0 } as const;
+export const AttrObjInfo = { size: 16, bpfFd: 0, infoLen: 4, info: 8 } as const;
+/** `bpf_attr.task_fd_query`: what a process's fd (a perf event, a raw tracepoint) runs. */
+export const AttrTaskFdQuery = {
+  size: 48,
+  pid: 0,
+  fd: 4,
+  bufLen: 12,
+  buf: 16,
+  progId: 24,
+  fdType: 28,
+  probeOffset: 32,
+  probeAddr: 40,
+} as const;
+/** `enum bpf_task_fd_type`. */
+export const BPF_FD_TYPE_NAMES: Record<number, string> = {
+  0: "raw_tracepoint",
+  1: "tracepoint",
+  2: "kprobe",
+  3: "kretprobe",
+  4: "uprobe",
+  5: "uretprobe",
+};
 /** `bpf_attr.link_update`. */
 export const AttrLinkUpdate = { linkFd: 0, newProgFd: 4, flags: 8, oldProgFd: 12 } as const;
 /** `bpf_attr.query` (BPF_PROG_QUERY), with the mprog fields of kernels >= 6.6. */

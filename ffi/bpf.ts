@@ -1,6 +1,6 @@
 /**
  * The raw bpf() syscall, for what libbpf 1.1.2 cannot express: TCX (mprog) positions and revisions,
- * freplace targets, link updates. Failures throw {@link LibbpfError}, as libbpf's calls do.
+ * freplace targets, link updates; and programs' run stats, read often, without libbpf's wrapping. Failures throw {@link LibbpfError}, as libbpf's calls do.
  *
  * @example
  * ```ts
@@ -8,9 +8,18 @@
  * ```
  * @module
  */
-import { AttrLinkCreate, AttrLinkUpdate, AttrProgQuery, BPF_ATTR_SIZE, BpfCmd } from "./abi.ts";
+import {
+  AttrGetFdById,
+  AttrLinkCreate,
+  AttrLinkUpdate,
+  AttrObjInfo,
+  AttrProgQuery,
+  BPF_ATTR_SIZE,
+  BpfCmd,
+  ProgInfo,
+} from "./abi.ts";
 import { hasErrno, LibbpfError } from "./errno.ts";
-import { bpfSyscall } from "./libc.ts";
+import { bpfSyscall, closeFd } from "./libc.ts";
 
 /** Issues bpf(cmd, attr, size); returns the result (an fd or 0) or throws with errno. */
 function sysBpf(op: string, cmd: number, attr: Uint8Array<ArrayBuffer>): number {
@@ -106,4 +115,49 @@ export function linkUpdate(op: string, linkFd: number, newProgFd: number, oldPro
     dv.setUint32(AttrLinkUpdate.oldProgFd, oldProgFd, true);
   }
   sysBpf(op, BpfCmd.LINK_UPDATE, attr);
+}
+
+/** What changes while a program stays loaded (its run stats), with its load time (ns since boot). */
+export interface ProgramRunStats {
+  loadTimeNs: number;
+  runTimeNs: number;
+  runCount: number;
+}
+
+const idAttr = new Uint8Array(AttrGetFdById.size);
+const idView = new DataView(idAttr.buffer);
+const infoAttr = new Uint8Array(AttrObjInfo.size);
+const infoView = new DataView(infoAttr.buffer);
+const statsInfo = new Uint8Array(ProgInfo.runCnt + 8); // the prefix of bpf_prog_info up to run_cnt
+const statsWords = new Uint32Array(statsInfo.buffer);
+infoView.setBigUint64(
+  AttrObjInfo.info,
+  BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(statsInfo))),
+  true,
+);
+
+/** A u64 of `statsInfo` at byte `offset`, as a number. */
+const u64 = (offset: number) => statsWords[offset / 4] + statsWords[offset / 4 + 1] * 2 ** 32;
+
+/**
+ * Program `id`'s load time and run stats, or undefined once it is gone: one open by id, one info call of
+ * the info's prefix (no map ids), one close, into buffers kept for it.
+ */
+export function programRunStats(id: number): ProgramRunStats | undefined {
+  idView.setUint32(AttrGetFdById.id, id, true);
+  const fd = bpfSyscall(BpfCmd.PROG_GET_FD_BY_ID, idAttr);
+  if (fd < 0) return undefined;
+  try {
+    statsInfo.fill(0);
+    infoView.setUint32(AttrObjInfo.bpfFd, fd, true);
+    infoView.setUint32(AttrObjInfo.infoLen, statsInfo.length, true);
+    if (bpfSyscall(BpfCmd.OBJ_GET_INFO_BY_FD, infoAttr) < 0) return undefined;
+    return {
+      loadTimeNs: u64(ProgInfo.loadTime),
+      runTimeNs: u64(ProgInfo.runTimeNs),
+      runCount: u64(ProgInfo.runCnt),
+    };
+  } finally {
+    closeFd(fd);
+  }
 }

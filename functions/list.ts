@@ -70,6 +70,7 @@ export const list = defineFunction({
     /** The network hooks bpfd has programs on, each with what runs there in order. */
     hooks: z._default(z.array(HookChainView), []),
   }),
+  checkOutput: false, // up to thousands of views; tests/host/node/list_test.ts validates them
   handler({ all, type, metadata }, ctx) {
     const managed = ctx.state.programs()
       .filter((p) => !type || p.type === type)
