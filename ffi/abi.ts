@@ -381,3 +381,29 @@ export function decodeDispatcherConfig(bytes: Uint8Array): DispatcherState | und
   }));
   return { magic, version, isXdpFrags: dv.getUint8(DispatcherConfig.isXdpFrags) !== 0, slots };
 }
+
+/** rtnetlink: a tc filter dump (RTM_GETTFILTER) and what its answers carry. */
+export const Rtnl = {
+  AF_NETLINK: 16,
+  NETLINK_ROUTE: 0,
+  SOCK_RAW: 3,
+  RTM_NEWTFILTER: 44,
+  RTM_GETTFILTER: 46,
+  NLMSG_ERROR: 2,
+  NLMSG_DONE: 3,
+  NLM_F_REQUEST: 1,
+  NLM_F_DUMP: 0x300,
+  TCA_KIND: 1,
+  TCA_OPTIONS: 2,
+  TCA_CHAIN: 11,
+  TCA_BPF_NAME: 7,
+  TCA_BPF_FLAGS: 8,
+  TCA_BPF_ID: 11,
+  TCA_BPF_FLAG_ACT_DIRECT: 1,
+} as const;
+/** `struct nlmsghdr`, `struct tcmsg` (after it) and `struct rtattr`. */
+export const NlMsgHdr = { size: 16, len: 0, type: 4, flags: 6, seq: 8 } as const;
+export const TcMsg = { size: 20, ifindex: 4, handle: 8, parent: 12, info: 16 } as const;
+export const RtAttr = { size: 4, len: 0, type: 2 } as const;
+/** tc parents: the root qdisc, clsact's ingress and egress. */
+export const TC_PARENTS: Record<string, number> = { root: 0, ingress: 0xfffffff2, egress: 0xfffffff3 };

@@ -14,7 +14,9 @@ import {
   AttrLinkUpdate,
   AttrObjInfo,
   AttrProgQuery,
+  AttrTaskFdQuery,
   BPF_ATTR_SIZE,
+  BPF_FD_TYPE_NAMES,
   BpfCmd,
   ProgInfo,
 } from "./abi.ts";
@@ -160,4 +162,38 @@ export function programRunStats(id: number): ProgramRunStats | undefined {
   } finally {
     closeFd(fd);
   }
+}
+
+/** What a process's perf event (or raw tracepoint) fd runs, from BPF_TASK_FD_QUERY. */
+export interface TaskFdProgram {
+  programId: number;
+  /** tracepoint, kprobe, kretprobe, uprobe, uretprobe or raw_tracepoint. */
+  fdType: string;
+  /** The tracepoint, probed function or probed file. */
+  target: string;
+  /** The probe's offset (in the file, or from the function). */
+  offset: number;
+}
+
+/**
+ * `BPF_TASK_FD_QUERY` for fd `fd` of process `pid`, as `bpftool perf` asks: the program attached to that
+ * perf event, or undefined when none is (or the fd is gone, or is not one).
+ */
+export function taskFdQuery(pid: number, fd: number): TaskFdProgram | undefined {
+  const attr = new Uint8Array(AttrTaskFdQuery.size);
+  const name = new Uint8Array(256);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(AttrTaskFdQuery.pid, pid, true);
+  dv.setUint32(AttrTaskFdQuery.fd, fd, true);
+  dv.setUint32(AttrTaskFdQuery.bufLen, name.length, true);
+  dv.setBigUint64(AttrTaskFdQuery.buf, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(name))), true);
+  if (bpfSyscall(BpfCmd.TASK_FD_QUERY, attr) < 0) return undefined;
+  const len = Math.min(dv.getUint32(AttrTaskFdQuery.bufLen, true), name.length);
+  const nul = name.subarray(0, len).indexOf(0);
+  return {
+    programId: dv.getUint32(AttrTaskFdQuery.progId, true),
+    fdType: BPF_FD_TYPE_NAMES[dv.getUint32(AttrTaskFdQuery.fdType, true)] ?? "unknown",
+    target: new TextDecoder().decode(name.subarray(0, nul < 0 ? len : nul)),
+    offset: Number(dv.getBigUint64(AttrTaskFdQuery.probeOffset, true)),
+  };
 }

@@ -207,6 +207,21 @@ export function perfEventOpen(event: PerfEvent, pid: number, cpu: number): numbe
   return fd;
 }
 
+const PERF_EVENT_IOC_ENABLE = 0x2400, PERF_EVENT_IOC_SET_BPF = 0x40042408;
+
+/**
+ * Attaches program `progFd` to perf event `perfFd` without a BPF link (`ioctl(PERF_EVENT_IOC_SET_BPF)`, as
+ * bcc and bpftrace do) and enables the event: the event holds the program until its fd is closed.
+ */
+export function perfEventSetBpf(perfFd: number, progFd: number): void {
+  if (libc.ioctl(perfFd, BigInt(PERF_EVENT_IOC_SET_BPF), BigInt(progFd)) !== 0) {
+    throw new SysError("ioctl(PERF_EVENT_IOC_SET_BPF)", lastErrno());
+  }
+  if (libc.ioctl(perfFd, BigInt(PERF_EVENT_IOC_ENABLE), 0n) !== 0) {
+    throw new SysError("ioctl(PERF_EVENT_IOC_ENABLE)", lastErrno());
+  }
+}
+
 /** The raw `bpf(cmd, attr, size)` syscall: the result (an fd or 0), or -errno. */
 export function bpfSyscall(cmd: number, attr: Uint8Array<ArrayBuffer>): number {
   const r = Number(libc.syscall_bpf(BigInt(SYS_bpf), BigInt(cmd), attr, attr.length));

@@ -42,7 +42,7 @@ import { TcxChains } from "./chains/tcx.ts";
 import { XdpChains } from "./chains/xdp.ts";
 import { allLinks, ProgramInfos } from "./inspect.ts";
 import { type AttachmentScan, kernelAttachments } from "./attachments.ts";
-import { type Holder, scanHolders, type ScanOptions } from "./holders.ts";
+import { type Held, scanHolders, type ScanOptions } from "./holders.ts";
 import type { InventoryAttachment } from "../model/inventory.ts";
 import { load, type LoadedProgram, type LoadPlan, programAlive, unload } from "./load.ts";
 import { ifindexOf, netnsIdOf, netnsStillSame, sameNetnsAs } from "./netns.ts";
@@ -247,9 +247,12 @@ export class NodeKernel implements KernelParts {
     return kernelAttachments(scan);
   }
 
-  /** The processes holding programs (kernel/holders.ts), by program id. */
-  holders(scan?: ScanOptions): Promise<Map<number, Holder[]>> {
-    return scanHolders(scan);
+  /**
+   * The processes holding programs and the perf events running them (kernel/holders.ts), by program id;
+   * not this process (it holds bpfd's programs).
+   */
+  holders(scan?: ScanOptions): Promise<Held> {
+    return scanHolders({ skipPids: [Deno.pid], ...scan });
   }
 
   /** Pins under bpfd's directories: program ids, link ids and map directories found on the bpffs. */
