@@ -26,11 +26,19 @@ export interface Holder {
   podUid?: string;
 }
 
-/** Where a process runs, from the lines of /proc/<pid>/cgroup. */
+/**
+ * Where a process runs, from the lines of /proc/<pid>/cgroup: the pod UID and container id of a kubepods
+ * path; else a container id that ends a path (`/<id>`, `cri-containerd-<id>.scope`: a kubelet without
+ * per-QoS cgroups puts containers under the root), to be matched with the pods' container statuses.
+ */
 export function podOfCgroup(cgroupFile: string): { podUid?: string; containerId?: string } {
+  let bare: string | undefined; // a container id outside kubepods
   for (const line of cgroupFile.split("\n")) {
     const path = line.slice(line.indexOf(":", line.indexOf(":") + 1) + 1);
-    if (!path.includes("kubepods")) continue;
+    if (!path.includes("kubepods")) {
+      bare ??= path.match(/[/-]([0-9a-f]{64})(?:\.scope)?$/)?.[1];
+      continue;
+    }
     // cgroupfs: /kubepods/besteffort/pod<uid>/<container>; systemd: kubepods-...-pod<uid_with_>.slice/
     // cri-containerd-<container>.scope (also docker-, crio-).
     const pod = path.match(/pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/);
@@ -42,7 +50,7 @@ export function podOfCgroup(cgroupFile: string): { podUid?: string; containerId?
       ...(container ? { containerId: container[1] } : {}),
     };
   }
-  return {};
+  return bare ? { containerId: bare } : {};
 }
 
 function readText(path: string): string | undefined {

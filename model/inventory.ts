@@ -138,6 +138,8 @@ export function ownerOf(p: InventoryProgram): string {
   if (p.owner) {
     return p.owner.config ? `config ${p.owner.config} (${p.owner.loadedBy})` : p.owner.loadedBy;
   }
-  const holders = (p.holders ?? []).map((h) => `${h.comm}[${h.pid}]${h.pod ? ` pod ${h.pod}` : ""}`);
+  const holders = (p.holders ?? []).map((h) =>
+    `${h.comm}[${h.pid}]${h.pod ? ` pod ${h.pod}${h.container ? ` container ${h.container}` : ""}` : ""}`
+  );
   return holders.join(", ") || `uid ${p.uid}`;
 }

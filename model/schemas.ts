@@ -354,8 +354,10 @@ export const InventoryHolder = z.object({
   comm: z.string(),
   containerId: z.optional(z.string()),
   podUid: z.optional(z.string()),
-  /** namespace/name of the pod, when the UID was found on this node. */
+  /** namespace/name of the pod, when the UID or the container was found on this node. */
   pod: z.optional(z.string()),
+  /** The container's name in that pod. */
+  container: z.optional(z.string()),
 });
 export type InventoryHolder = z.infer<typeof InventoryHolder>;
 

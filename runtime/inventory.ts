@@ -23,11 +23,20 @@ import { CONFIG_KEY, OWNER_KEY } from "../model/names.ts";
 import type { HookChainView, LinkRecord, ProgramRecord, ProgramView } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
 
+/** A pod of this node, found by its UID or by one of its containers' ids. */
+export interface PodRef {
+  /** namespace/name */
+  pod: string;
+  podUid: string;
+  /** The container's name, when found by its id. */
+  container?: string;
+}
+
 /** Options of {@link takeInventory}. */
 export interface InventoryOptions {
   nodeName: string;
-  /** namespace/name of the pod with this UID on this node, when known. */
-  podName?: (uid: string) => string | undefined;
+  /** The pod of this node with this UID or container id, when known. */
+  podOf?: (key: string) => PodRef | undefined;
   /** The most the spec may take as JSON (default 1,000,000 bytes: the API server stores up to ~1.5 MiB). */
   maxBytes?: number;
   /** Read holders from /proc (default true). */
@@ -82,7 +91,7 @@ function owner(record: ProgramRecord): InventoryProgram["owner"] {
 
 function inventoryProgram(
   view: ProgramView,
-  podName: (holder: InventoryHolder) => InventoryHolder,
+  withPod: (holder: InventoryHolder) => InventoryHolder,
 ): InventoryProgram | undefined {
   const k = view.kernel;
   if (!k) return undefined; // gone behind bpfd's back: `list` shows it, the kernel does not have it
@@ -100,7 +109,7 @@ function inventoryProgram(
       : view.attachments ?? [],
   };
   if (view.program) p.owner = owner(view.program);
-  else if (view.holders) p.holders = view.holders.map(podName);
+  else if (view.holders) p.holders = view.holders.map(withPod);
   return p;
 }
 
@@ -132,11 +141,13 @@ export async function takeInventory(node: Node, opts: InventoryOptions): Promise
     programs: ProgramView[];
     hooks: HookChainView[];
   };
-  const podName = (h: InventoryHolder) => {
-    const pod = h.podUid ? opts.podName?.(h.podUid) : undefined;
-    return pod ? { ...h, pod } : h;
+  const withPod = (h: InventoryHolder): InventoryHolder => {
+    const ref = (h.containerId ? opts.podOf?.(h.containerId) : undefined) ??
+      (h.podUid ? opts.podOf?.(h.podUid) : undefined);
+    if (!ref) return h;
+    return { ...h, podUid: ref.podUid, pod: ref.pod, ...(ref.container ? { container: ref.container } : {}) };
   };
-  const programs = out.programs.map((v) => inventoryProgram(v, podName))
+  const programs = out.programs.map((v) => inventoryProgram(v, withPod))
     .filter((p): p is InventoryProgram => !!p);
   const intruders = out.hooks.flatMap((h) =>
     h.chain.filter((e) => !e.managed).map((e) => ({ hook: h.hook, programId: e.programId, name: e.name }))
