@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { importImage } from "../../deploy/cluster.ts";
 import {
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -21,6 +22,7 @@ import {
   pods,
   root,
   run,
+  undeployAll,
   useCluster,
   waitUntil,
 } from "./_cluster.ts";
@@ -53,17 +55,6 @@ const holderPod: Json = {
 
 function cli(args: string[]) {
   return run(Deno.execPath(), ["run", "-A", `${root}cli/main.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
-
-function deployCli(args: string[]) {
-  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
-
-async function undeployAll(): Promise<void> {
-  if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
-    await deployCli(["undeploy", "--all", "--timeout", "30"]);
-    await waitUntil("namespace bpfd gone", 120, async () => (await get(["namespace", "bpfd"])) === undefined);
-  }
 }
 
 async function inventoryProgram(id: number): Promise<Json | undefined> {
