@@ -45,8 +45,8 @@ export function defineFunction<I extends Schema, O extends Schema>(
 }
 
 /**
- * Validates `input`, runs the handler and validates what it returns (unless `fn.checkOutput` is false). Bad input is a 400 naming the field;
- * kernel errors become answers naming the field from `fn.fields`.
+ * Validates `input`, runs the handler and validates what it returns (unless `fn.checkOutput` is false).
+ * Bad input is a 400 naming the field; kernel errors become answers naming the field from `fn.fields`.
  */
 export async function invoke<I extends Schema, O extends Schema>(
   fn: BpfdFunction<I, O>,
