@@ -1,6 +1,7 @@
 /**
  * The raw bpf() syscall, for what libbpf 1.1.2 cannot express: TCX (mprog) positions and revisions,
- * freplace targets, link updates; and programs' run stats, read often, without libbpf's wrapping. Failures throw {@link LibbpfError}, as libbpf's calls do.
+ * freplace targets, link updates; and what is read often or per fd (programs' run stats, a perf event's
+ * program), without libbpf's wrapping. Failures throw {@link LibbpfError}, as libbpf's calls do.
  *
  * @example
  * ```ts
