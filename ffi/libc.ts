@@ -56,7 +56,6 @@ export const libc = lazyLibrary("libc.so.6", {
   epoll_create1: { parameters: ["i32"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
-  mallopt: { parameters: ["i32", "i32"], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "i64"], result: "i32" },
 });
 
@@ -92,17 +91,6 @@ export function lockDirectory(path: string): () => void {
     libc.flock(fd, LOCK_UN);
     closeFd(fd);
   };
-}
-
-const M_MMAP_THRESHOLD = -3;
-
-/**
- * Fixes malloc's mmap threshold at `bytes`: larger blocks are mapped and returned to the system when freed.
- * glibc otherwise raises the threshold to the largest block freed, so that after one ~1 MB answer or state
- * write every later one is carved from the heap, which then stays resident (BENCHMARKS.md, issue 16).
- */
-export function fixMmapThreshold(bytes: number): void {
-  if (libc.mallopt(M_MMAP_THRESHOLD, bytes) !== 1) throw new SysError("mallopt", lastErrno());
 }
 
 /** The calling thread's errno after a failed libc call. */

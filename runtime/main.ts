@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { fixMmapThreshold } from "../ffi/libc.ts";
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
@@ -50,7 +49,6 @@ if (import.meta.main) {
     console.log(USAGE);
     Deno.exit(0);
   }
-  fixMmapThreshold(128 * 1024); // large answers and state writes return their memory (BENCHMARKS.md)
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
   // Policy, the serving certificate and the inventory are imported only when configured (runtime memory).
