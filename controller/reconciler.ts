@@ -7,10 +7,11 @@
  * Work items (keys of a WorkQueue):
  * - `config:<name>` — a config changed: its finalizer, and one `pair` per node it selects or has a
  *   BpfProgram on;
- * - `pair:<config>/<node>` — one BpfProgram `<config>-<node>`: created (label `owningConfig`, owner
- *   reference, finalizer `bpfd.io.agent/finalizer`) and loaded on the node when the node is selected;
- *   unloaded on the node, its finalizer removed and deleted when not (config gone or deleting, node no
- *   longer matching); spec.programs and the `Loaded` condition written when they change;
+ * - `pair:<config>/<node>` — one BpfProgram `<config>-<node>`: loaded on the node when the node is
+ *   selected, then created with what the node reported (label `owningConfig`, owner reference, finalizer
+ *   `bpfd.io.agent/finalizer`, spec.programs); unloaded on the node, its finalizer removed and deleted
+ *   when not (config gone or deleting, node no longer matching); spec.programs and the `Loaded` condition
+ *   written when they change;
  * - `summary:<name>` — the config's status: how many selected nodes are loaded / failing, and a `Loaded`
  *   condition; the config's own finalizer goes once no BpfProgram of it is left.
  *
@@ -83,6 +84,11 @@ export class Reconciler {
   /** Paces bytecode roll-outs (max unavailable per config). */
   readonly rollout = new Rollout();
   #selected = new Map<string, number>();
+  /**
+   * Per deleting config: selected nodes with no BpfProgram of it, asked to unload by name before the
+   * config's finalizer goes (a first load answered just before the controller stopped has none).
+   */
+  #sweeping = new Map<string, Set<string>>();
   /** Each node's labels and address as last seen. */
   #nodeKeys = new Map<string, string>();
   #secrets: PullSecrets;
@@ -161,9 +167,18 @@ export class Reconciler {
     if (!cfg) {
       this.rollout.forget(name);
       this.#selected.delete(name);
+      this.#sweeping.delete(name);
       return;
     }
-    if (!isDeleting(cfg)) {
+    if (isDeleting(cfg)) {
+      const have = new Set(mine.map((bp) => pairOf(bp)!.node));
+      const sweep = this.store.nodes()
+        .filter((n) => !have.has(n.name) && selectorMatches(cfg!.spec.nodeselector, n.labels))
+        .map((n) => n.name);
+      this.#sweeping.set(name, new Set(sweep));
+      for (const n of sweep) this.queue.add(`pair:${name}/${n}`);
+    } else {
+      this.#sweeping.delete(name);
       if (this.#configFinalizer && !(cfg.metadata.finalizers ?? []).includes(CONFIG_FINALIZER)) {
         cfg = await this.writer.write(() =>
           this.store.updateConfig({
@@ -197,21 +212,26 @@ export class Reconciler {
       selectorMatches(cfg.spec.nodeselector, node.labels);
 
     if (!selected || isDeleting(bp)) {
+      const sweeping = this.#sweeping.get(configName);
       if (bp) {
         await retire(this.#ctx, bp, {
           cfg,
           node,
           why: selected ? "deleted" : cfg && !isDeleting(cfg) ? "unselected" : "gone",
         });
+      } else if (node && sweeping?.has(nodeName)) {
+        // No BpfProgram, yet something may be loaded for it: unload by name (no write).
+        this.writer.stats.nodeCalls++;
+        await this.#nodes.reconcile(node, { name, spec: null });
       }
+      sweeping?.delete(nodeName);
       if (cfg) this.queue.add(`summary:${configName}`);
       return;
     }
 
-    // Selected: the BpfProgram exists (with its finalizer) before anything is loaded for it.
-    if (!bp) {
-      bp = await this.writer.write(() => this.store.createProgram(newProgram(cfg!, nodeName, name)));
-    } else {
+    // Selected. A new BpfProgram is created once the node answered, with its finalizer and spec.programs in
+    // the one write (a deletion meanwhile finds it: the config's finalizer waits for the sweep above).
+    if (bp) {
       // Someone removed the finalizer or labels, or the config was re-created (new uid): put them back.
       const fixed = newProgram(cfg!, nodeName, name);
       const owner = bp.metadata.ownerReferences?.find((r) => r.kind === "BpfProgramConfig");
@@ -275,7 +295,16 @@ export class Reconciler {
       this.queue.addAfter(`pair:${configName}/${nodeName}`, ROLLOUT_RETRY_MS);
     }
 
-    if (programs !== undefined && !jsonEqual(bp.spec.programs ?? {}, programs)) {
+    if (!bp) {
+      const created = newProgram(cfg!, nodeName, name);
+      created.spec.programs = programs ?? {};
+      bp = await this.writer.write(() => this.store.createProgram(created));
+      // The config went, or stopped selecting the node, while the node loaded: let it go next.
+      const now = this.store.config(configName), on = this.store.node(nodeName);
+      if (!now || isDeleting(now) || !on || !selectorMatches(now.spec.nodeselector, on.labels)) {
+        this.queue.add(`pair:${configName}/${nodeName}`);
+      }
+    } else if (programs !== undefined && !jsonEqual(bp.spec.programs ?? {}, programs)) {
       const cur = bp;
       bp = await this.writer.write(() =>
         this.store.updateProgram({ ...cur, spec: { ...cur.spec, programs } })
@@ -326,6 +355,8 @@ export class Reconciler {
 
   /** A config's status: counts, failing nodes, digests, its Loaded condition (see summary.ts). */
   reconcileSummary(name: string): Promise<void> {
+    // A deleting config keeps its finalizer until every node was swept (the pairs queue it again).
+    if (this.#sweeping.get(name)?.size) return Promise.resolve();
     return writeSummary(this.#ctx, name, this.#conditions);
   }
 }

@@ -173,16 +173,19 @@ export class RuntimeProcess {
 
   /**
    * Starts `deno <denoArgs> runtime/main.ts` on `dir` (plus `extraArgs`) and waits until it answers;
-   * `denoArgs` are the runtime's own unless a benchmark compares others.
+   * `denoArgs` are the runtime's own unless a benchmark compares others; `netns`: inside that network
+   * namespace (a name under /run/netns), where interfaces are found by name alone.
    */
   static async start(
     dir: string,
     extraArgs: string[] = [],
-    denoArgs: readonly string[] = RUNTIME_DENO_ARGS,
+    { denoArgs = RUNTIME_DENO_ARGS, netns }: { denoArgs?: readonly string[]; netns?: string } = {},
   ): Promise<RuntimeProcess> {
     const socket = `${dir}/bpfd.sock`;
-    const child = new Deno.Command(Deno.execPath(), {
+    // nsenter execs deno: the child's pid is the runtime's.
+    const child = new Deno.Command(netns ? "nsenter" : Deno.execPath(), {
       args: [
+        ...(netns ? [`--net=/run/netns/${netns}`, Deno.execPath()] : []),
         ...denoArgs,
         `${root}runtime/main.ts`,
         "--state-dir",

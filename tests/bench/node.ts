@@ -97,7 +97,7 @@ function argumentSteps(): string[][] {
 /** The runtime's RSS with `denoArgs`, after VARIANT_ROUNDS load + attach + unload rounds and 100 loads. */
 async function variantRss(denoArgs: string[], net: VethPair): Promise<Rss> {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-bench-variant-" });
-  const rt = await RuntimeProcess.start(dir, [], denoArgs);
+  const rt = await RuntimeProcess.start(dir, [], { denoArgs });
   const load = {
     bytecode: { path: bytecodePath("xdp_counter") },
     programs: [{ name: "xdp_counter", type: "xdp" }],

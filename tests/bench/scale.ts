@@ -15,7 +15,7 @@
 import { waitFor } from "../_kube.ts";
 import { type Json, TestCluster } from "../k8s/_cluster.ts";
 import { SimulatedNodes } from "../sim/nodes.ts";
-import { diff, sum, writeCounts } from "./controller.ts";
+import { cpuByGroup, diff, sum, writeCounts } from "./controller.ts";
 
 const RESYNC_S = 10;
 const IMAGE = "registry.sim.invalid/bytecode/xdp_counter:latest";
@@ -30,6 +30,8 @@ export interface ScaleFigure {
   changeToDoneMs: number;
   writesIdle: number;
   controllerCpuMs: number;
+  /** CPU time (ms) during the apply: API server, etcd, this process (the simulation). */
+  cpuMs: { apiserver: number; etcd: number; simulation: number };
   controllerRssMiB: number;
   controllerPeakRssMiB: number;
 }
@@ -45,8 +47,8 @@ export interface RolloutFigure {
   statusDigests: Record<string, number>;
 }
 
-/** The controller process's CPU time (ms), RSS and peak RSS (MiB). */
-function controllerUsage(pid: number): { cpuMs: number; rssMiB: number; peakMiB: number } {
+/** A process's CPU time (ms), RSS and peak RSS (MiB). */
+function usage(pid: number): { cpuMs: number; rssMiB: number; peakMiB: number } {
   const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const kb = (k: string) => Number(status.match(new RegExp(`${k}:\\s+(\\d+)`))?.[1] ?? 0);
@@ -123,12 +125,18 @@ export async function runScaleBench(
       await new Promise((r) => setTimeout(r, 2000));
       const name = `scale-${n}`;
       const w0 = await writeCounts(cluster);
-      const u0 = controllerUsage(pid);
+      const groups = {
+        apiserver: `--cert-dir=${cluster.kube.dir}/certs`,
+        etcd: `--data-dir=${cluster.kube.dir}/etcd`,
+      };
+      const c0 = cpuByGroup(groups);
+      const u0 = usage(pid), s0 = usage(Deno.pid);
       const t0 = performance.now();
       await kubectl(["apply", "-f", "-"], config(name, {}));
       await waitFor(`${n} loaded`, async () => (await status(name))?.nodes?.loaded === n, 300_000, 50);
       const applyToLoadedMs = performance.now() - t0;
-      const u1 = controllerUsage(pid);
+      const u1 = usage(pid);
+      const c1 = cpuByGroup(groups), s1 = usage(Deno.pid);
       await new Promise((r) => setTimeout(r, 1000));
       const w1 = await writeCounts(cluster);
       // A priority change: a modify on every node, no reload.
@@ -147,7 +155,7 @@ export async function runScaleBench(
       const w2 = await writeCounts(cluster);
       await new Promise((r) => setTimeout(r, (RESYNC_S + 2) * 1000));
       const w3 = await writeCounts(cluster);
-      const u2 = controllerUsage(pid);
+      const u2 = usage(pid);
       const f: ScaleFigure = {
         nodes: n,
         applyToLoadedMs,
@@ -156,6 +164,11 @@ export async function runScaleBench(
         changeToDoneMs,
         writesIdle: sum(diff(w2, w3), ["leases", "events"]),
         controllerCpuMs: u1.cpuMs - u0.cpuMs,
+        cpuMs: {
+          apiserver: c1.apiserver - c0.apiserver,
+          etcd: c1.etcd - c0.etcd,
+          simulation: s1.cpuMs - s0.cpuMs,
+        },
         controllerRssMiB: u2.rssMiB,
         controllerPeakRssMiB: u2.peakMiB,
       };
@@ -226,12 +239,14 @@ export function scaleMarkdown({ figures, rollout }: Awaited<ReturnType<typeof ru
       (f.writesApply / f.nodes).toFixed(2)
     }/node) | ` +
     `${f.changeToDoneMs.toFixed(0)} ms | ${f.writesChange} | ${f.writesIdle} | ${
-      f.controllerCpuMs.toFixed(0)
+      [f.cpuMs.apiserver, f.cpuMs.etcd, f.controllerCpuMs, f.cpuMs.simulation].map((x) => x.toFixed(0)).join(
+        " / ",
+      )
     } ms | ` +
     `${f.controllerRssMiB.toFixed(0)} MiB (peak ${f.controllerPeakRssMiB.toFixed(0)}) |`
   );
   return [
-    "| simulated nodes | apply → all Loaded | API writes for the apply | priority change → all modified | API writes for the change | writes in an idle resync | controller CPU during the apply | controller RSS |",
+    "| simulated nodes | apply → all Loaded | API writes for the apply | priority change → all modified | API writes for the change | writes in an idle resync | CPU during the apply: apiserver / etcd / controller / simulation | controller RSS |",
     "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows,
     "",

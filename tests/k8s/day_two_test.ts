@@ -4,7 +4,7 @@
  * reload; a re-pushed tag (`imagepullpolicy: Always`) is rolled out by the resync and the config's status
  * shows the digest; a private registry image loads through a pull secret; a manifest list without the
  * node's platform, a missing Secret, one without `.dockerconfigjson` and wrong credentials each end in a
- * condition that names the cause.
+ * condition that names the cause. The controller runs as its ServiceAccount with the RBAC deploy grants.
  *
  * @module
  */
@@ -17,6 +17,8 @@ import { buildImage, hostPlatform } from "../../image/format.ts";
 import { parseReference } from "../../image/reference.ts";
 import { MT } from "../../image/registry.ts";
 import { type Json, TestCluster } from "./_cluster.ts";
+import { manifestDocuments } from "../../manifests/manifests.ts";
+import { serviceAccountToken, tokenKubeconfig } from "./deploy/_secure.ts";
 
 const root = new URL("../..", import.meta.url).pathname;
 const xdpObject = `${root}bytecode/build/xdp_counter.bpf.o`;
@@ -53,6 +55,21 @@ function xdpConfig(name: string, spec: Record<string, unknown>): string {
   });
 }
 
+/**
+ * A kubeconfig for the controller's ServiceAccount with the RBAC `deno task deploy` grants it (the manifests'
+ * ServiceAccounts, roles and bindings): the controller here reads pull secrets as it does in a cluster.
+ */
+async function controllerKubeconfig(cluster: TestCluster): Promise<string> {
+  const kinds = ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"];
+  const items = manifestDocuments().filter((d) => kinds.includes(d.kind));
+  const r = await cluster.kube.kubectl(["apply", "-f", "-"], {
+    stdin: JSON.stringify({ apiVersion: "v1", kind: "List", items }),
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const token = await serviceAccountToken(cluster.kube, "bpfd-controller");
+  return await tokenKubeconfig(cluster.kube, `${cluster.dir}/controller.kubeconfig`, token);
+}
+
 const loaded = (bp: Json) => bp?.status?.conditions?.find((c: Json) => c.type === "Loaded");
 
 Deno.test("day two: modify, move, digest roll-out by resync, pull secrets, through the controller", async (t) => {
@@ -70,7 +87,13 @@ Deno.test("day two: modify, move, digest roll-out by resync, pull secrets, throu
       JSON.stringify({ images: { cacheDir: `${cluster.dir}/images`, insecureRegistries: [fwd.host] } }),
     );
     await rt.start();
-    await cluster.startController("ctl", ["--log-level", "debug"]);
+    // The controller as its ServiceAccount, with the deployed RBAC (the later --kubeconfig wins).
+    await cluster.startController("ctl", [
+      "--log-level",
+      "debug",
+      "--kubeconfig",
+      await controllerKubeconfig(cluster),
+    ]);
     const kubectl = async (args: string[], stdin?: string) => {
       const r = await cluster.kube.kubectl(args, stdin !== undefined ? { stdin } : undefined);
       assert.equal(r.code, 0, r.stderr);

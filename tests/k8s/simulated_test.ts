@@ -154,3 +154,57 @@ Deno.test("controller on simulated nodes: edit storms, slow and failing nodes, p
     await cluster.stop();
   }
 });
+
+Deno.test("controller on simulated nodes: a deleted config leaves nothing loaded, even for a load the controller never recorded", async (t) => {
+  await using sim = await SimulatedNodes.start({ latencyMs: 1 });
+  const cluster = await TestCluster.start({ nodes: [], settings: { "bpfd.resync.seconds": "60" } });
+  try {
+    for (const name of ["sim-1", "sim-2", "sim-3"]) {
+      await cluster.core.createNode({
+        body: { metadata: { name, annotations: { "bpfd.io/address": sim.address(name) } } },
+      });
+    }
+    const kubectl = async (args: string[], stdin?: string) => {
+      const r = await cluster.kube.kubectl(args, stdin !== undefined ? { stdin } : undefined);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const on = (config: string) => [...sim.nodes].filter(([n, m]) => m.has(`${config}-${n}`)).map(([n]) => n);
+    const gone = (name: string) =>
+      waitFor(`${name} gone`, async () => !(await cluster.config(name)), 30000, 100);
+
+    await t.step("loaded on sim-1, the controller stopped before it created the BpfProgram", async () => {
+      // What a controller that stopped between the node's answer and the create leaves: a config with its
+      // finalizer, a program on the node for `lost-sim-1`, no BpfProgram. Then the config is deleted.
+      const cfg = JSON.parse(config("lost"));
+      cfg.metadata.finalizers = ["bpfd.io.controller/finalizer"];
+      await kubectl(["apply", "-f", "-"], JSON.stringify(cfg));
+      const res = await fetch(`${sim.address("sim-1")}/v1/functions/reconcile`, {
+        method: "POST",
+        body: JSON.stringify({ name: "lost-sim-1", config: "lost", spec: cfg.spec }),
+      });
+      assert.equal(res.status, 200, await res.text());
+      assert.deepEqual(on("lost"), ["sim-1"]);
+      await kubectl(["delete", "bpfprogramconfig", "lost", "--wait=false"]);
+      await cluster.startController("ctl", ["--log-level", "warn"]);
+      await gone("lost");
+      assert.deepEqual(on("lost"), [], "the program stayed loaded after its config went");
+      assert.deepEqual(await cluster.bpfPrograms("lost"), []);
+    });
+
+    await t.step("a config deleted while its first loads are under way", async () => {
+      sim.opts.latencyMs = 1500;
+      await kubectl(["apply", "-f", "-"], config("brief"));
+      const calls = sim.stats.calls;
+      await waitFor("first loads under way", () => Promise.resolve(sim.stats.calls >= calls + 3), 10000, 20);
+      await kubectl(["delete", "bpfprogramconfig", "brief", "--wait=false"]);
+      await gone("brief");
+      assert.deepEqual(on("brief"), [], "a program stayed loaded after its config went");
+      assert.deepEqual(await cluster.bpfPrograms("brief"), []);
+    });
+  } catch (err) {
+    console.error(await cluster.logs(30));
+    throw err;
+  } finally {
+    await cluster.stop();
+  }
+});

@@ -27,7 +27,7 @@ export interface ChainProgram {
  * returning `verdict` when given.
  */
 export async function loadChain(
-  rt: TestRuntime,
+  rt: Pick<TestRuntime, "invoke">,
   kind: "xdp" | "tc" | "tcx",
   tags: Array<{ tag: number; verdict?: number }>,
 ): Promise<ChainProgram[]> {
