@@ -61,7 +61,7 @@ interface Namespace {
 }
 
 /** The network namespaces other than the caller's: named ones (/run/netns), then processes', by inode. */
-export function otherNamespaces(max: number): Namespace[] {
+function otherNamespaces(max: number): Namespace[] {
   const inode = (link: string) => Number(link.match(/^net:\[(\d+)\]$/)?.[1]);
   const seen = new Set([inode(Deno.readLinkSync("/proc/thread-self/ns/net"))]);
   const found: Namespace[] = [];
