@@ -9,7 +9,7 @@
  * ```
  * @module
  */
-import type { Ctx, ImagePuller, PolicyGate } from "../functions/mod.ts";
+import type { Ctx, ImagePuller, PolicyGate, Traces } from "../functions/mod.ts";
 import type { Identity } from "../model/schemas.ts";
 import { closeFd } from "../ffi/libc.ts";
 import { programIds } from "../ffi/libbpf.ts";
@@ -19,8 +19,6 @@ import { KeyedLocks } from "./locks.ts";
 import { Logger } from "../lib/log.ts";
 import { ensureBpffs } from "../kernel/mounts.ts";
 import { type Finding, recover } from "./recover.ts";
-import { TraceSessions } from "./trace_sessions.ts";
-import { nodeEvents } from "./trace_events.ts";
 import { lockStateDir, StateStore } from "./state.ts";
 
 /** A running node: everything a ctx is made of. */
@@ -32,7 +30,7 @@ export interface Node {
   log: Logger;
   images?: ImagePuller;
   /** Trace sessions (bpftrace children). */
-  traces: TraceSessions;
+  traces: NodeTraces;
   /** The BpfPolicy every ctx enforces (runtime/policy.ts); undefined: none. */
   policy?: PolicyGate;
   /** What start-up recovery found. */
@@ -68,8 +66,7 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     const state = await StateStore.open(config.stateDir);
     const locks = new KeyedLocks();
     const findings = await recover({ kernel, state, log });
-    const announce = nodeEvents(config, log);
-    const traces = new TraceSessions({ config: config.trace, stateDir: config.stateDir, log, announce });
+    const traces = lazyTraceSessions(config, log);
     findings.push(...await traces.recover());
     const node: Node = {
       config,
@@ -100,6 +97,55 @@ export async function createNode(config: RuntimeConfig, images?: ImagePuller): P
     closeFd(lockFd);
     throw err;
   }
+}
+
+/** The node's trace sessions, and what the runtime does with them at start and stop. */
+export interface NodeTraces extends Traces {
+  /** Ends what sessions of a previous runtime left (their records in the state directory). */
+  recover(): Promise<Finding[]>;
+  /** SIGKILLs every session's child. */
+  killAll(): void;
+}
+
+/**
+ * Trace sessions, imported on the first `trace` call or when a previous runtime left session records:
+ * until then there is no session to list, stop or kill, and a runtime nobody traces on never holds
+ * bpftrace's supervision in memory.
+ */
+export function lazyTraceSessions(config: RuntimeConfig, log: Logger): NodeTraces {
+  const stateDir = config.stateDir;
+  let sessions: Promise<import("./trace_sessions.ts").TraceSessions> | undefined;
+  let loaded: import("./trace_sessions.ts").TraceSessions | undefined;
+  const get = () =>
+    sessions ??= Promise.all([import("./trace_sessions.ts"), import("./trace_events.ts")]).then(
+      ([{ TraceSessions }, { nodeEvents }]) =>
+        loaded = new TraceSessions({
+          config: config.trace,
+          stateDir,
+          log,
+          announce: nodeEvents(config, log),
+        }),
+    );
+  const { defaultSeconds, maxSeconds, maxScriptBytes } = config.trace;
+  return {
+    bounds: { defaultSeconds, maxSeconds, maxScriptBytes },
+    async start(request) {
+      return await (await get()).start(request);
+    },
+    stop: (id, caller) => loaded?.stop(id, caller) ?? "not_found",
+    sessions: () => loaded?.sessions() ?? [],
+    async containerRoot(containerId) {
+      return await (await get()).containerRoot(containerId);
+    },
+    async recover() {
+      let recorded = false;
+      try {
+        recorded = !Deno.readDirSync(`${stateDir}/traces`).next().done;
+      } catch { /* no sessions ever ran here */ }
+      return recorded ? await (await get()).recover() : [];
+    },
+    killAll: () => loaded?.killAll(),
+  };
 }
 
 /**

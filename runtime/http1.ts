@@ -11,6 +11,7 @@
  * @module
  */
 import { isStreamed, writeStreamed } from "./http1_stream.ts";
+import { Deadline } from "../lib/timers.ts";
 
 /** A connection's bytes: `read` resolves null at the end of the stream or once `close` was called. */
 export interface ByteStream {
@@ -201,11 +202,8 @@ export async function serveHttp1(
   limits: HttpLimits,
 ): Promise<void> {
   let buf: Uint8Array = new Uint8Array(0);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = (ms: number) => {
-    clearTimeout(timer);
-    timer = setTimeout(() => stream.close(), ms);
-  };
+  const timeout = new Deadline(() => stream.close());
+  const deadline = (ms: number) => timeout.set(ms);
   const more = async () => {
     const chunk = await stream.read().catch(() => null);
     if (chunk === null) return false;
@@ -271,7 +269,7 @@ export async function serveHttp1(
         response = Response.json({ error: { code: "internal", message } }, { status: 500 });
       }
       if (isStreamed(response) && head.method !== "HEAD") {
-        clearTimeout(timer); // a trace session bounds its own time (runtime/http1_stream.ts)
+        timeout.clear(); // a trace session bounds its own time (runtime/http1_stream.ts)
         return await writeStreamed(stream, response);
       }
       deadline(limits.idleTimeoutMs);
@@ -281,7 +279,7 @@ export async function serveHttp1(
   } catch {
     /* the peer went away or a write failed: nothing to answer */
   } finally {
-    clearTimeout(timer);
+    timeout.clear();
     stream.close();
   }
 }
@@ -292,7 +290,8 @@ export async function serveHttp1(
  */
 async function refuse(stream: ByteStream, refusal: Refusal): Promise<void> {
   await writeParts(stream, await serializeResponse(refusalResponse(refusal), false, false));
-  const linger = setTimeout(() => stream.close(), 2000);
+  const linger = new Deadline(() => stream.close());
+  linger.set(2000);
   try {
     for (let dropped = 0; dropped < 16 << 20;) {
       const chunk = await stream.read().catch(() => null);
@@ -300,6 +299,6 @@ async function refuse(stream: ByteStream, refusal: Refusal): Promise<void> {
       dropped += chunk.length;
     }
   } finally {
-    clearTimeout(linger);
+    linger.clear();
   }
 }

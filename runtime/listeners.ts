@@ -11,14 +11,12 @@
  * ```
  * @module
  */
-import { Hono } from "hono";
+import { Hono } from "hono/tiny";
 import { createApp } from "./app.ts";
-import { authenticatorFrom, authMiddleware, identityOf } from "./auth/middleware.ts";
 import { groupId, type Node } from "./ctx.ts";
 import { browserGuard, hostAllowed, jsonOnly, peerGuard, peerIdentity } from "./front_door.ts";
 import { DEFAULT_HTTP_LIMITS } from "./http1.ts";
 import { INSECURE_TCP_OPTION } from "./options.ts";
-import { TcpListener } from "./tcp_listener.ts";
 import { UnixListener } from "./unix_listener.ts";
 import type { PeerCredentials } from "../ffi/socket.ts";
 
@@ -52,9 +50,16 @@ export async function serveSocket(node: Node, socket: string): Promise<Served> {
   });
 }
 
-/** The TCP listener: TLS and authentication, unless the loudly named option says otherwise. */
+/**
+ * The TCP listener: TLS and authentication, unless the loudly named option says otherwise. Its modules
+ * (authentication, TLS) are imported only by a runtime that listens on TCP.
+ */
 export async function serveTcp(node: Node, listen: string): Promise<Served> {
   const { tls, http, allowedHosts } = node.config;
+  const [{ authenticatorFrom, authMiddleware, identityOf }, { TcpListener }] = await Promise.all([
+    import("./auth/middleware.ts"),
+    import("./tcp_listener.ts"),
+  ]);
   const at = listen.lastIndexOf(":");
   const hostname = listen.slice(0, at).replace(/^\[|\]$/g, ""), port = Number(listen.slice(at + 1));
   const auth = await authenticatorFrom(node.config);

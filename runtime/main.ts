@@ -8,7 +8,6 @@
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
-import { startStandalone } from "./standalone.ts";
 
 const USAGE = `usage: deno task start [options]
 
@@ -51,7 +50,8 @@ if (import.meta.main) {
   }
   const config = await configFrom(values);
   const node = await createNode(config, lazyImageStore(config.images));
-  // Policy, the serving certificate and the inventory are imported only when configured (runtime memory).
+  // Policy, standalone mode, the serving certificate and the inventory are imported only when configured
+  // (runtime memory).
   const policy = config.policy
     ? await (await import("./policy.ts")).policyGateFrom(config, node.log)
     : undefined;
@@ -61,7 +61,7 @@ if (import.meta.main) {
     Deno.addSignalListener(signal, () => stop.abort());
   }
   const standalone = config.configs
-    ? startStandalone(config, node.log.with({ component: "standalone" }))
+    ? (await import("./standalone.ts")).startStandalone(config, node.log.with({ component: "standalone" }))
     : undefined;
   if (config.tls?.request) {
     await (await import("./auth/serving_cert.ts")).ensureServingCertificate(config, node.log);

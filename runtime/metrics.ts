@@ -34,16 +34,19 @@ export function instrument(app: Hono, node: Node): void {
     }
   }
   if (node.config.metrics === false) return;
-  let loading = perNode.get(node);
-  if (!loading) {
-    loading = import("./metrics_registry.ts").then((m) => m.nodeMetrics(node));
-    perNode.set(node, loading);
-  }
-  const ready = loading;
+  // The registry is imported on the first call or scrape: a runtime nobody calls never holds it.
+  const ready = () => {
+    let loading = perNode.get(node);
+    if (!loading) {
+      loading = import("./metrics_registry.ts").then((m) => m.nodeMetrics(node));
+      perNode.set(node, loading);
+    }
+    return loading;
+  };
   app.use("/v1/functions/:name", async (c, next) => {
     const started = performance.now();
     await next();
-    const metrics = await ready;
+    const metrics = await ready();
     const fn = c.req.param("name") ?? "";
     if (!FUNCTIONS.has(fn)) return; // label values stay the known names
     metrics.calls.inc({ function: fn, status: String(c.res.status) });
@@ -54,7 +57,7 @@ export function instrument(app: Hono, node: Node): void {
     }
   });
   app.get("/metrics", async (c) => {
-    const metrics = await ready;
+    const metrics = await ready();
     return c.body(metrics.render(), 200, { "content-type": metrics.contentType });
   });
 }

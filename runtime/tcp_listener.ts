@@ -10,6 +10,7 @@
  * @module
  */
 import type { Logger } from "../lib/log.ts";
+import { after } from "../lib/timers.ts";
 import { type ByteStream, type HttpLimits, serveHttp1 } from "./http1.ts";
 
 /** The bounds of one listener. */
@@ -75,7 +76,7 @@ export class TcpListener {
           lastWarning = Date.now();
           this.options.log.warn("accept failed; retrying", { error: (err as Error).message });
         }
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise<void>((r) => after(100, r));
         continue;
       }
       this.#serve(conn);

@@ -26,6 +26,7 @@ import {
   startListening,
 } from "../ffi/socket.ts";
 import type { Logger } from "../lib/log.ts";
+import { after } from "../lib/timers.ts";
 import { type ByteStream, type HttpLimits, serveHttp1 } from "./http1.ts";
 
 /** The bounds of one listener. */
@@ -122,7 +123,7 @@ export class UnixListener {
           this.#lastWarning = Date.now();
           this.options.log.warn("accept failed; retrying", { error: (err as Error).message });
         }
-        setTimeout(() => this.#rearmListen(), 100);
+        after(100, () => this.#rearmListen());
         return;
       }
       if (fd === null) break;
