@@ -313,3 +313,16 @@ export async function serviceAccountKubeconfig(ns: string, name: string): Promis
   );
   return file;
 }
+
+/** Runs deploy/deploy.ts (`deploy ...`, `undeploy ...`) against the cluster. */
+export function deployCli(args: string[]): Promise<RunResult> {
+  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
+}
+
+/** Undeploys bpfd with its CRDs and objects, if it is there, and waits until its namespace is gone. */
+export async function undeployAll(): Promise<void> {
+  if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
+    await deployCli(["undeploy", "--all", "--timeout", "30"]);
+    await waitUntil("namespace bpfd gone", 120, async () => (await get(["namespace", "bpfd"])) === undefined);
+  }
+}

@@ -17,6 +17,7 @@ import { importImage, stopApiserver, up } from "../../deploy/cluster.ts";
 import { issueCa, keyAndRequest, signServing } from "../../lib/pki.ts";
 import {
   condition,
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -24,7 +25,6 @@ import {
   isReady,
   type Json,
   k,
-  KUBECONFIG,
   kubectl,
   PEER_IP,
   type PeerRegistry,
@@ -35,6 +35,7 @@ import {
   run,
   serviceAccountKubeconfig,
   startPeerRegistry,
+  undeployAll,
   useCluster,
   waitUntil,
   withLogs,
@@ -47,17 +48,6 @@ const DEPLOYER = "test-deployer-without-apps"; // not "bpfd" in its name: bpfdOb
 const BPFFS = "/run/bpfd/fs";
 const ctr = (args: string[]) =>
   inNode(["ctr", "--address", "/run/containerd/containerd.sock", "-n", "k8s.io", ...args]);
-
-function deployCli(args: string[]) {
-  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
-
-async function undeployAll(): Promise<void> {
-  if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
-    await deployCli(["undeploy", "--all", "--timeout", "30"]);
-    await waitUntil("namespace bpfd gone", 120, async () => (await get(["namespace", "bpfd"])) === undefined);
-  }
-}
 
 const xdpConfig = (name: string) => JSON.stringify(xdpCounterConfig(name));
 

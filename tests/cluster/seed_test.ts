@@ -26,6 +26,7 @@ import { importImage, restartKubelet } from "../../deploy/cluster.ts";
 import {
   BPFD_GID,
   condition,
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -33,15 +34,12 @@ import {
   isReady,
   type Json,
   k,
-  KUBECONFIG,
   kubectl,
   NODE_NAME,
   pingNode,
   pods,
   pushXdpCounter,
   REGISTRY_HOST,
-  root,
-  run,
   startPeerRegistry,
   useCluster,
   waitUntil,
@@ -52,10 +50,6 @@ import {
 const CONFIG = "xdp-counter";
 const NODE_SELECTOR = "app.kubernetes.io/name=bpfd-node";
 const CONTROLLER_SELECTOR = "app.kubernetes.io/name=bpfd-controller";
-
-function deployCli(args: string[]) {
-  return run(Deno.execPath(), ["run", "-A", `${root}deploy/deploy.ts`, ...args, "--kubeconfig", KUBECONFIG]);
-}
 
 async function nodeProgram(): Promise<Json | undefined> {
   const list = await k(["get", "bpfprograms", "-l", `owningConfig=${CONFIG}`, "-o", "json"]);
