@@ -14,6 +14,7 @@ import "../lib/quiet_deprecations.ts"; // first: before @kubernetes/client-node 
 import { parseCommandLine, requestFor, USAGE, UsageError, type Values } from "./args.ts";
 import { isClusterCommand } from "./cluster.ts";
 import { table } from "./table.ts";
+import { describeAttachment } from "../model/inventory.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
@@ -47,6 +48,12 @@ function describeAttach(a: Json): string {
   }
 }
 
+/** The processes holding a program bpfd does not manage (`list --all`), if any. */
+function heldBy(p: Json): string | undefined {
+  const holders = (p.holders ?? []).map((h: Json) => `${h.comm}[${h.pid}]`);
+  return holders.length ? holders.join(", ") : undefined;
+}
+
 function programRows(programs: Json[]): string {
   return table(
     ["ID", "NAME", "TYPE", "BPFD", "LOADED AT", "LOADED BY", "LINKS", "METADATA"],
@@ -56,8 +63,10 @@ function programRows(programs: Json[]): string {
       p.program?.type ?? p.kernel?.type ?? "",
       p.managed ? "yes" : p.session ? `session ${p.session.id} until ${p.session.expiresAt}` : "no",
       (p.kernel?.loadedAt ?? p.program?.loadedAt ?? "").replace(/\.\d+Z$/, "Z"),
-      p.program?.loadedBy.user ?? p.session?.startedBy.user ?? `uid ${p.kernel?.uid}`,
-      p.links.map((l: Json) => `${l.id}: ${describeAttach(l.attach)}`).join("; "),
+      p.program?.loadedBy.user ?? p.session?.startedBy.user ?? heldBy(p) ?? `uid ${p.kernel?.uid}`,
+      p.managed
+        ? p.links.map((l: Json) => `${l.id}: ${describeAttach(l.attach)}`).join("; ")
+        : (p.attachments ?? []).map(describeAttachment).join("; "),
       Object.entries(p.program?.metadata ?? {}).map(([k, v]) => `${k}=${v}`).join(","),
     ]),
   );

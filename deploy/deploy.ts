@@ -2,7 +2,8 @@
  * `deno task deploy [--kubeconfig F] [--image I] [--dry-run]` applies bpfd to a cluster: the CRDs (crds/),
  * then every object of manifests/manifests.ts, with server-side apply (field manager `bpfd-deploy`;
  * create-or-patch where the server does not know apply patches), waiting until the CRDs are
- * Established. It reports per object `created`, `configured` or `unchanged`; a second run changes nothing.
+ * Established. It reports per object `created`, `configured` or `unchanged`; a second run changes nothing;
+ * a run that fails midway deletes what it created.
  * `--dry-run` prints the objects as YAML and touches no cluster.
  *
  * `deno task undeploy [--kubeconfig F] [--all]` deletes the manifests' objects. The CRDs, and with them
@@ -25,8 +26,9 @@ import {
   NAMESPACE,
   NODE_CA_SECRET,
 } from "../manifests/manifests.ts";
+import { registryOptions } from "./registries.ts";
 import { ensureNodeCa, removeNodeCa } from "./tls.ts";
-import { deployWebhook, undeployWebhook } from "./webhook.ts";
+import { deployWebhook, undeployWebhook, webhookConfigurations } from "./webhook.ts";
 
 export const FIELD_MANAGER = "bpfd-deploy";
 
@@ -110,7 +112,9 @@ async function read(a: Access, o: Manifest): Promise<Manifest | undefined> {
 
 /** Applies one object: server-side apply, or create / merge patch on a server without it. */
 async function applyOne(a: Access, o: Manifest): Promise<Change> {
-  const before = await read(a, o);
+  const before = await read(a, o).catch((e) => {
+    throw new Error(`applying ${describe(o)}: ${errText(e)}`);
+  });
   let after: Manifest;
   try {
     after = await a.patch(o, k8s.PatchStrategy.ServerSideApply);
@@ -171,7 +175,12 @@ export interface DeployOptions extends ManifestOptions {
   webhookUrl?: string;
 }
 
-/** Applies the CRDs, waits until they are Established, then applies the manifests. */
+/**
+ * Applies the CRDs, waits until they are Established, then applies the manifests. All or nothing for what
+ * it creates: when a step fails (the API refuses an object, a CRD never gets Established), the objects this
+ * run created are deleted again, newest first, and the error says so. Objects that existed before (an
+ * upgrade) keep what was applied to them.
+ */
 export async function deploy(opts: DeployOptions): Promise<Change[]> {
   const via = access(opts.kc);
   const changes: Change[] = [];
@@ -179,17 +188,51 @@ export async function deploy(opts: DeployOptions): Promise<Change[]> {
     changes.push(c);
     opts.onChange?.(c);
   };
-  const crds = crdDocuments();
-  for (const crd of crds) note(await applyOne(via(crd), crd));
-  for (const crd of crds) await waitEstablished(via(crd), crd, opts.timeoutMs ?? 60_000);
-  // The namespace first, then the node CA Secret, whose hash goes on the pod templates.
-  const [namespace] = manifestDocuments(opts);
-  note(await applyOne(via(namespace), namespace));
-  const tls = await ensureNodeCa(opts.kc);
-  note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
-  for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) note(await applyOne(via(o), o));
-  for (const c of await deployWebhook(opts.kc, opts)) note(c);
+  try {
+    const crds = crdDocuments();
+    for (const crd of crds) note(await applyOne(via(crd), crd));
+    for (const crd of crds) await waitEstablished(via(crd), crd, opts.timeoutMs ?? 60_000);
+    // The namespace first, then the node CA Secret, whose hash goes on the pod templates.
+    const [namespace] = manifestDocuments(opts);
+    note(await applyOne(via(namespace), namespace));
+    const tls = await ensureNodeCa(opts.kc);
+    note({ kind: "Secret", name: NODE_CA_SECRET, namespace: NAMESPACE, action: tls.action, note: tls.note });
+    for (const o of manifestDocuments({ ...opts, tlsHash: tls.hash }).slice(1)) {
+      note(await applyOne(via(o), o));
+    }
+    await deployWebhook(opts.kc, { ...opts, onChange: note });
+  } catch (err) {
+    const undone = await rollBack(opts.kc, changes.filter((c) => c.action === "created"), note);
+    throw new Error(`${(err as Error).message}\n${undone}`);
+  }
   return changes;
+}
+
+/** Deletes `created`, newest first (what is in a namespace it created goes with the namespace). */
+async function rollBack(kc: k8s.KubeConfig, created: Change[], note: (c: Change) => void): Promise<string> {
+  if (!created.length) return "nothing was created, nothing to roll back";
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  const apiVersions = new Map(
+    [...deployDocuments(), ...webhookConfigurations("")].map((o) => [o.kind, o.apiVersion]),
+  ).set("Secret", "v1");
+  const namespaces = new Set(created.filter((c) => c.kind === "Namespace").map((c) => c.name));
+  const failed: string[] = [];
+  for (const c of created.toReversed()) {
+    if (c.namespace && namespaces.has(c.namespace)) continue;
+    const o = {
+      apiVersion: apiVersions.get(c.kind)!,
+      kind: c.kind,
+      metadata: { name: c.name, namespace: c.namespace },
+    };
+    try {
+      note({ ...(await deleteOne(api, o)), note: "rolled back" });
+    } catch (e) {
+      failed.push((e as Error).message);
+    }
+  }
+  return failed.length
+    ? `rolling back the ${created.length} objects this run created failed: ${failed.join("; ")}`
+    : `rolled back: the ${created.length} objects this run created are deleted`;
 }
 
 export interface UndeployOptions {
@@ -309,7 +352,8 @@ function kubeConfigFrom(file: string | undefined): k8s.KubeConfig {
 }
 
 const USAGE = `usage: deno task deploy [--kubeconfig F] [--image I] [--pull-policy P] [--replicas N]
-                         [--aggregate-to-edit] [--webhook-url URL] [--kubelet-dir DIR] [--dry-run]
+                         [--aggregate-to-edit] [--webhook-url URL] [--insecure-registry HOST[:PORT]]...
+                         [--registry-ca PEM-FILE]... [--kubelet-dir DIR] [--dry-run]
        deno task undeploy [--kubeconfig F] [--all] [--timeout SEC]
 
 deploy applies crds/ and manifests/ (server-side apply) and waits until the CRDs are Established; it
@@ -317,8 +361,11 @@ makes the node runtimes' CA (Secret bpfd/bpfd-node-ca; the controller signs each
 certificate with it) unless one not made by deploy exists; --dry-run prints the objects instead.
 --aggregate-to-edit aggregates the role bpfd-bpfprogramconfig-editor into the built-in edit and admin
 roles (off by default: whoever may create a BpfProgramConfig runs code in the kernel of the nodes it
-selects). --kubelet-dir is the nodes' kubelet --root-dir (default /var/lib/kubelet), where the CSI
-driver's sockets and map volumes go (docs/csi.md). undeploy deletes them; --all also deletes every
+selects). --insecure-registry and --registry-ca go into the node runtimes' configuration (ConfigMap
+bpfd/bpfd-node-config): bytecode images from those registries over plain HTTP, or over TLS signed by that
+CA. --kubelet-dir is the nodes' kubelet --root-dir (default /var/lib/kubelet), where the CSI driver's
+sockets and map volumes go (docs/csi.md). A deploy that fails midway deletes what it created. undeploy
+deletes them; --all also deletes every
 BpfProgramConfig, BpfProgram and the CRDs (without it, users' configs and the CRDs stay).`;
 
 if (import.meta.main) {
@@ -333,6 +380,8 @@ if (import.meta.main) {
       "dry-run": { type: "boolean" },
       "aggregate-to-edit": { type: "boolean" },
       "webhook-url": { type: "string" },
+      "insecure-registry": { type: "string", multiple: true },
+      "registry-ca": { type: "string", multiple: true },
       "kubelet-dir": { type: "string" },
       all: { type: "boolean" },
       timeout: { type: "string" },
@@ -354,6 +403,10 @@ if (import.meta.main) {
     console.error(`--replicas: must be a positive integer, not ${values.replicas}`);
     Deno.exit(2);
   }
+  const registries = await registryOptions(values["insecure-registry"], values["registry-ca"]).catch((e) => {
+    console.error((e as Error).message);
+    Deno.exit(2);
+  });
   const show = (c: Change) =>
     console.log(
       `${c.kind.toLowerCase()}/${c.name}${c.namespace ? ` (${c.namespace})` : ""} ${c.action}` +
@@ -366,6 +419,7 @@ if (import.meta.main) {
         imagePullPolicy: policy as ManifestOptions["imagePullPolicy"],
         replicas,
         aggregateToEdit: values["aggregate-to-edit"],
+        ...registries,
         kubeletDir: values["kubelet-dir"],
       };
       if (values["dry-run"]) {

@@ -138,17 +138,25 @@ export function webhookConfigurations(caPem: string, url?: string) {
   ];
 }
 
-/** Makes the certificate and registers the webhooks (at `url`, or the controllers' Service). */
+/**
+ * Makes the certificate and registers the webhooks (at `url`, or the controllers' Service); `onChange` hears
+ * each step as it is done.
+ */
 export async function deployWebhook(
   kc: k8s.KubeConfig,
-  opts: { webhookUrl?: string } = {},
+  opts: { webhookUrl?: string; onChange?: (c: WebhookChange) => void } = {},
 ): Promise<WebhookChange[]> {
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const host = opts.webhookUrl
     ? new URL(opts.webhookUrl).hostname.replace(/^\[|\]$/g, "")
     : `${WEBHOOK_SERVICE}.${NS}.svc`;
   const { ca, change } = await ensureWebhookTls(core, host);
-  const changes = [change];
+  const changes: WebhookChange[] = [];
+  const note = (c: WebhookChange) => {
+    changes.push(c);
+    opts.onChange?.(c);
+  };
+  note(change);
   const api = k8s.KubernetesObjectApi.makeApiClient(kc);
   for (const o of webhookConfigurations(ca, opts.webhookUrl)) {
     let before: k8s.KubernetesObject | undefined;
@@ -172,7 +180,7 @@ export async function deployWebhook(
       : before.metadata?.resourceVersion === after.metadata?.resourceVersion
       ? "unchanged"
       : "configured";
-    changes.push({ kind: o.kind, name: o.metadata.name, action });
+    note({ kind: o.kind, name: o.metadata.name, action });
   }
   return changes;
 }

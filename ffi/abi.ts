@@ -174,7 +174,14 @@ export const XdpAttached = { NONE: 0, DRV: 1, SKB: 2, HW: 3, MULTI: 4 } as const
 
 /** The bpf() syscall: number, the commands bpfd issues raw (libbpf 1.1.2 predates TCX), `union bpf_attr`. */
 export const SYS_bpf = 321;
-export const BpfCmd = { PROG_QUERY: 16, LINK_CREATE: 28, LINK_UPDATE: 29 } as const;
+export const BpfCmd = {
+  PROG_GET_FD_BY_ID: 13,
+  OBJ_GET_INFO_BY_FD: 15,
+  PROG_QUERY: 16,
+  TASK_FD_QUERY: 20,
+  LINK_CREATE: 28,
+  LINK_UPDATE: 29,
+} as const;
 /** Bytes of `union bpf_attr` bpfd passes (zeroed beyond the fields a command uses). */
 export const BPF_ATTR_SIZE = 64;
 /** `bpf_attr.link_create`: tcx {relative_fd|relative_id, expected_revision}; tracing/freplace target_btf_id. */
@@ -187,6 +194,30 @@ export const AttrLinkCreate = {
   tcxRelative: 16,
   tcxExpectedRevision: 24,
 } as const;
+/** `bpf_attr` of BPF_PROG_GET_FD_BY_ID (`prog_id`) and BPF_OBJ_GET_INFO_BY_FD (`info`). */
+export const AttrGetFdById = { size: 12, id: 0 } as const;
+export const AttrObjInfo = { size: 16, bpfFd: 0, infoLen: 4, info: 8 } as const;
+/** `bpf_attr.task_fd_query`: what a process's fd (a perf event, a raw tracepoint) runs. */
+export const AttrTaskFdQuery = {
+  size: 48,
+  pid: 0,
+  fd: 4,
+  bufLen: 12,
+  buf: 16,
+  progId: 24,
+  fdType: 28,
+  probeOffset: 32,
+  probeAddr: 40,
+} as const;
+/** `enum bpf_task_fd_type`. */
+export const BPF_FD_TYPE_NAMES: Record<number, string> = {
+  0: "raw_tracepoint",
+  1: "tracepoint",
+  2: "kprobe",
+  3: "kretprobe",
+  4: "uprobe",
+  5: "uretprobe",
+};
 /** `bpf_attr.link_update`. */
 export const AttrLinkUpdate = { linkFd: 0, newProgFd: 4, flags: 8, oldProgFd: 12 } as const;
 /** `bpf_attr.query` (BPF_PROG_QUERY), with the mprog fields of kernels >= 6.6. */
@@ -350,3 +381,29 @@ export function decodeDispatcherConfig(bytes: Uint8Array): DispatcherState | und
   }));
   return { magic, version, isXdpFrags: dv.getUint8(DispatcherConfig.isXdpFrags) !== 0, slots };
 }
+
+/** rtnetlink: a tc filter dump (RTM_GETTFILTER) and what its answers carry. */
+export const Rtnl = {
+  AF_NETLINK: 16,
+  NETLINK_ROUTE: 0,
+  SOCK_RAW: 3,
+  RTM_NEWTFILTER: 44,
+  RTM_GETTFILTER: 46,
+  NLMSG_ERROR: 2,
+  NLMSG_DONE: 3,
+  NLM_F_REQUEST: 1,
+  NLM_F_DUMP: 0x300,
+  TCA_KIND: 1,
+  TCA_OPTIONS: 2,
+  TCA_CHAIN: 11,
+  TCA_BPF_NAME: 7,
+  TCA_BPF_FLAGS: 8,
+  TCA_BPF_ID: 11,
+  TCA_BPF_FLAG_ACT_DIRECT: 1,
+} as const;
+/** `struct nlmsghdr`, `struct tcmsg` (after it) and `struct rtattr`. */
+export const NlMsgHdr = { size: 16, len: 0, type: 4, flags: 6, seq: 8 } as const;
+export const TcMsg = { size: 20, ifindex: 4, handle: 8, parent: 12, info: 16 } as const;
+export const RtAttr = { size: 4, len: 0, type: 2 } as const;
+/** tc parents: the root qdisc, clsact's ingress and egress. */
+export const TC_PARENTS: Record<string, number> = { root: 0, ingress: 0xfffffff2, egress: 0xfffffff3 };

@@ -1,6 +1,7 @@
 /**
  * The raw bpf() syscall, for what libbpf 1.1.2 cannot express: TCX (mprog) positions and revisions,
- * freplace targets, link updates. Failures throw {@link LibbpfError}, as libbpf's calls do.
+ * freplace targets, link updates; and what is read often or per fd (programs' run stats, a perf event's
+ * program), without libbpf's wrapping. Failures throw {@link LibbpfError}, as libbpf's calls do.
  *
  * @example
  * ```ts
@@ -8,9 +9,20 @@
  * ```
  * @module
  */
-import { AttrLinkCreate, AttrLinkUpdate, AttrProgQuery, BPF_ATTR_SIZE, BpfCmd } from "./abi.ts";
+import {
+  AttrGetFdById,
+  AttrLinkCreate,
+  AttrLinkUpdate,
+  AttrObjInfo,
+  AttrProgQuery,
+  AttrTaskFdQuery,
+  BPF_ATTR_SIZE,
+  BPF_FD_TYPE_NAMES,
+  BpfCmd,
+  ProgInfo,
+} from "./abi.ts";
 import { hasErrno, LibbpfError } from "./errno.ts";
-import { bpfSyscall } from "./libc.ts";
+import { bpfSyscall, closeFd } from "./libc.ts";
 
 /** Issues bpf(cmd, attr, size); returns the result (an fd or 0) or throws with errno. */
 function sysBpf(op: string, cmd: number, attr: Uint8Array<ArrayBuffer>): number {
@@ -106,4 +118,83 @@ export function linkUpdate(op: string, linkFd: number, newProgFd: number, oldPro
     dv.setUint32(AttrLinkUpdate.oldProgFd, oldProgFd, true);
   }
   sysBpf(op, BpfCmd.LINK_UPDATE, attr);
+}
+
+/** What changes while a program stays loaded (its run stats), with its load time (ns since boot). */
+export interface ProgramRunStats {
+  loadTimeNs: number;
+  runTimeNs: number;
+  runCount: number;
+}
+
+const idAttr = new Uint8Array(AttrGetFdById.size);
+const idView = new DataView(idAttr.buffer);
+const infoAttr = new Uint8Array(AttrObjInfo.size);
+const infoView = new DataView(infoAttr.buffer);
+const statsInfo = new Uint8Array(ProgInfo.runCnt + 8); // the prefix of bpf_prog_info up to run_cnt
+const statsWords = new Uint32Array(statsInfo.buffer);
+infoView.setBigUint64(
+  AttrObjInfo.info,
+  BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(statsInfo))),
+  true,
+);
+
+/** A u64 of `statsInfo` at byte `offset`, as a number. */
+const u64 = (offset: number) => statsWords[offset / 4] + statsWords[offset / 4 + 1] * 2 ** 32;
+
+/**
+ * Program `id`'s load time and run stats, or undefined once it is gone: one open by id, one info call of
+ * the info's prefix (no map ids), one close, into buffers kept for it.
+ */
+export function programRunStats(id: number): ProgramRunStats | undefined {
+  idView.setUint32(AttrGetFdById.id, id, true);
+  const fd = bpfSyscall(BpfCmd.PROG_GET_FD_BY_ID, idAttr);
+  if (fd < 0) return undefined;
+  try {
+    statsInfo.fill(0);
+    infoView.setUint32(AttrObjInfo.bpfFd, fd, true);
+    infoView.setUint32(AttrObjInfo.infoLen, statsInfo.length, true);
+    if (bpfSyscall(BpfCmd.OBJ_GET_INFO_BY_FD, infoAttr) < 0) return undefined;
+    return {
+      loadTimeNs: u64(ProgInfo.loadTime),
+      runTimeNs: u64(ProgInfo.runTimeNs),
+      runCount: u64(ProgInfo.runCnt),
+    };
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** What a process's perf event (or raw tracepoint) fd runs, from BPF_TASK_FD_QUERY. */
+export interface TaskFdProgram {
+  programId: number;
+  /** tracepoint, kprobe, kretprobe, uprobe, uretprobe or raw_tracepoint. */
+  fdType: string;
+  /** The tracepoint, probed function or probed file. */
+  target: string;
+  /** The probe's offset (in the file, or from the function). */
+  offset: number;
+}
+
+/**
+ * `BPF_TASK_FD_QUERY` for fd `fd` of process `pid`, as `bpftool perf` asks: the program attached to that
+ * perf event, or undefined when none is (or the fd is gone, or is not one).
+ */
+export function taskFdQuery(pid: number, fd: number): TaskFdProgram | undefined {
+  const attr = new Uint8Array(AttrTaskFdQuery.size);
+  const name = new Uint8Array(256);
+  const dv = new DataView(attr.buffer);
+  dv.setUint32(AttrTaskFdQuery.pid, pid, true);
+  dv.setUint32(AttrTaskFdQuery.fd, fd, true);
+  dv.setUint32(AttrTaskFdQuery.bufLen, name.length, true);
+  dv.setBigUint64(AttrTaskFdQuery.buf, BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(name))), true);
+  if (bpfSyscall(BpfCmd.TASK_FD_QUERY, attr) < 0) return undefined;
+  const len = Math.min(dv.getUint32(AttrTaskFdQuery.bufLen, true), name.length);
+  const nul = name.subarray(0, len).indexOf(0);
+  return {
+    programId: dv.getUint32(AttrTaskFdQuery.progId, true),
+    fdType: BPF_FD_TYPE_NAMES[dv.getUint32(AttrTaskFdQuery.fdType, true)] ?? "unknown",
+    target: new TextDecoder().decode(name.subarray(0, nul < 0 ? len : nul)),
+    offset: Number(dv.getBigUint64(AttrTaskFdQuery.probeOffset, true)),
+  };
 }

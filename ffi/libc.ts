@@ -56,6 +56,7 @@ export const libc = lazyLibrary("libc.so.6", {
   epoll_create1: { parameters: ["i32"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
+  ioctl: { parameters: ["i32", "u64", "i64"], result: "i32" },
 });
 
 const LOCK_NB = 4;
@@ -192,6 +193,21 @@ export function perfEventOpen(event: PerfEvent, pid: number, cpu: number): numbe
   probe?.fill(0); // keeps the string referenced until the kernel has read it
   if (fd < 0) throw new SysError("perf_event_open", errno);
   return fd;
+}
+
+const PERF_EVENT_IOC_ENABLE = 0x2400, PERF_EVENT_IOC_SET_BPF = 0x40042408;
+
+/**
+ * Attaches program `progFd` to perf event `perfFd` without a BPF link (`ioctl(PERF_EVENT_IOC_SET_BPF)`, as
+ * bcc and bpftrace do) and enables the event: the event holds the program until its fd is closed.
+ */
+export function perfEventSetBpf(perfFd: number, progFd: number): void {
+  if (libc.ioctl(perfFd, BigInt(PERF_EVENT_IOC_SET_BPF), BigInt(progFd)) !== 0) {
+    throw new SysError("ioctl(PERF_EVENT_IOC_SET_BPF)", lastErrno());
+  }
+  if (libc.ioctl(perfFd, BigInt(PERF_EVENT_IOC_ENABLE), 0n) !== 0) {
+    throw new SysError("ioctl(PERF_EVENT_IOC_ENABLE)", lastErrno());
+  }
 }
 
 /** The raw `bpf(cmd, attr, size)` syscall: the result (an fd or 0), or -errno. */

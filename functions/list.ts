@@ -1,6 +1,7 @@
 /**
  * `list`: the programs bpfd manages, with their links; with `all`, every program in the kernel (the
- * same set `bpftool prog list` shows), the ones bpfd did not load with the kernel's information only.
+ * same set `bpftool prog list` shows), the ones bpfd did not load with where the kernel says they are
+ * attached and the processes holding them.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { HookChainView, Metadata, ProgramType, ProgramView } from "../model/sche
 import { hookKey, kernelInfo, managedView } from "./_views.ts";
 import { hookMembers, isSharedHook } from "./_hooks.ts";
 import type { Ctx } from "./_ctx.ts";
+import { CGROUP_PROGRAM_TYPES } from "../kernel/attachments.ts";
 
 /** Every network hook bpfd has programs on (of `type`, if given), with its whole chain in run order. */
 function hookChains(ctx: Ctx, type?: string): HookChainView[] {
@@ -57,11 +59,27 @@ function sessionPrograms(ctx: Ctx, type?: ProgramType): ProgramView[] {
   );
 }
 
+/** Sets where each of `views` (programs bpfd does not manage) is attached and, with `holders`, who holds it. */
+async function describeOthers(ctx: Ctx, views: ProgramView[], holders: boolean): Promise<void> {
+  if (views.length === 0) return;
+  const cgroupPrograms = views.filter((v) => v.kernel && CGROUP_PROGRAM_TYPES.has(v.kernel.type))
+    .map((v) => v.id);
+  const attachments = ctx.kernel.attachments({ cgroupPrograms });
+  const held = holders ? await ctx.kernel.holders() : undefined;
+  for (const v of views) {
+    v.attachments = [...attachments.get(v.id) ?? [], ...held?.perfEvents.get(v.id) ?? []];
+    const h = held?.holders.get(v.id);
+    if (h) v.holders = h;
+  }
+}
+
 export const list = defineFunction({
   name: "list",
   summary: "List managed programs and trace sessions' programs; with all, every program in the kernel.",
   input: z.strictObject({
     all: z._default(z.boolean(), false),
+    /** With `all`: read the processes holding the programs bpfd does not manage (a /proc scan). */
+    holders: z._default(z.boolean(), true),
     type: z.optional(ProgramType),
     metadata: z.optional(Metadata),
   }),
@@ -70,23 +88,28 @@ export const list = defineFunction({
     /** The network hooks bpfd has programs on, each with what runs there in order. */
     hooks: z._default(z.array(HookChainView), []),
   }),
-  handler({ all, type, metadata }, ctx) {
+  checkOutput: false, // up to thousands of views; tests/host/node/list_test.ts validates them
+  async handler({ all, holders, type, metadata }, ctx) {
     const managed = ctx.state.programs()
       .filter((p) => !type || p.type === type)
       .filter((p) => !metadata || Object.entries(metadata).every(([k, v]) => p.metadata[k] === v))
       .map((p) => managedView(ctx, p));
     const hooks = hookChains(ctx, type);
     const traced = sessionPrograms(ctx, type);
-    if (metadata) return Promise.resolve({ programs: managed, hooks });
-    if (!all) {
-      return Promise.resolve({ programs: [...managed, ...traced].sort((a, b) => a.id - b.id), hooks });
-    }
+    if (metadata) return { programs: managed, hooks };
+    if (!all) return { programs: [...managed, ...traced].sort((a, b) => a.id - b.id), hooks };
     const known = new Set([...managed, ...traced].map((p) => p.id));
     const unmanaged = ctx.kernel.allPrograms()
       .filter((info) => !known.has(info.id) && !ctx.state.program(info.id))
       .filter((info) => !type || info.type === KERNEL_TYPE[type])
-      .map((info) => ({ id: info.id, managed: false, kernel: kernelInfo(ctx, info.id) ?? info, links: [] }));
+      .map(({ typeId: _typeId, ...kernel }): ProgramView => ({
+        id: kernel.id,
+        managed: false,
+        kernel,
+        links: [],
+      }));
+    await describeOthers(ctx, [...traced, ...unmanaged], holders);
     const programs = [...managed, ...traced, ...unmanaged].sort((a, b) => a.id - b.id);
-    return Promise.resolve({ programs, hooks });
+    return { programs, hooks };
   },
 });

@@ -1,9 +1,10 @@
 /**
  * Where every program in the kernel is attached, as far as the kernel tells: BPF links of every type
- * (with their target: interface, cgroup, network namespace, tracepoint, function), XDP attached through
- * netlink and TCX attached without a link on the interfaces of the caller's network namespace, and
+ * (with their target: interface, cgroup, network namespace, tracepoint, function); XDP attached through
+ * netlink, TCX attached without a link and tc cls_bpf filters (root, ingress, egress) on the interfaces of
+ * the caller's network namespace and of every other one it finds (/run/netns, processes' namespaces);
  * cgroup attachments made without a link (BPF_PROG_QUERY on each cgroup2 directory, only when a cgroup
- * program has no link). tc cls_bpf filters outside bpfd's own hooks are not listed (docs/inventory.md).
+ * program has no link). Perf events without a link are found with their holders (kernel/holders.ts).
  *
  * @example
  * ```ts
@@ -15,6 +16,8 @@
 import { mprogQuery } from "../ffi/bpf.ts";
 import { xdpQuery } from "../ffi/netlink.ts";
 import { linkIds } from "../ffi/libbpf.ts";
+import { inNetns } from "../ffi/libc.ts";
+import { bpfFilters } from "../ffi/tc_filters.ts";
 import {
   ATTACH_TYPE_NAMES,
   CGROUP_ATTACH_TYPES,
@@ -46,6 +49,41 @@ export interface AttachmentScan {
   cgroupRoot?: string;
   /** At most this many cgroup directories are queried (default 4096). */
   maxCgroups?: number;
+  /** At most this many network namespaces besides the caller's are looked in (default 1024). */
+  maxNamespaces?: number;
+}
+
+/** A network namespace to look in: a path that enters it, how its interfaces are shown, its inode. */
+interface Namespace {
+  path?: string;
+  suffix: string;
+  ino?: number;
+}
+
+/** The network namespaces other than the caller's: named ones (/run/netns), then processes', by inode. */
+function otherNamespaces(max: number): Namespace[] {
+  const inode = (link: string) => Number(link.match(/^net:\[(\d+)\]$/)?.[1]);
+  const seen = new Set([inode(Deno.readLinkSync("/proc/thread-self/ns/net"))]);
+  const found: Namespace[] = [];
+  const add = (path: string, ino: number, name?: string) => {
+    if (!ino || seen.has(ino) || found.length >= max) return;
+    seen.add(ino);
+    found.push({ path, suffix: `@${name ?? `netns ${ino}`}`, ino });
+  };
+  try {
+    for (const e of Deno.readDirSync("/run/netns")) {
+      try {
+        add(`/run/netns/${e.name}`, Deno.statSync(`/run/netns/${e.name}`).ino ?? 0, e.name);
+      } catch { /* removed meanwhile */ }
+    }
+  } catch { /* no named namespaces */ }
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      add(`/proc/${e.name}/ns/net`, inode(Deno.readLinkSync(`/proc/${e.name}/ns/net`)));
+    } catch { /* exited meanwhile */ }
+  }
+  return found;
 }
 
 function add(map: Map<number, InventoryAttachment[]>, id: number, a: InventoryAttachment): void {
@@ -88,6 +126,59 @@ function cgroupDirs(root: string, max: number): string[] {
   return dirs;
 }
 
+/**
+ * XDP through netlink, TCX without a link and tc cls_bpf filters on `ifaces` (of the calling thread's
+ * network namespace, shown with `ns.suffix`).
+ */
+function interfaceAttachments(
+  found: Map<number, InventoryAttachment[]>,
+  ifaces: Array<{ index: number; name: string }>,
+  linked: Set<string>,
+  ns: Namespace,
+): void {
+  const where = (name: string) => ({ iface: `${name}${ns.suffix}`, ...(ns.ino ? { netnsIno: ns.ino } : {}) });
+  for (const { index, name } of ifaces) {
+    try {
+      const xdp = xdpQuery(index);
+      if (xdp.programId && !linked.has(`xdp:${index}:${xdp.programId}`)) {
+        add(found, xdp.programId, {
+          kind: "xdp (netlink)",
+          ...where(name),
+          ...(xdp.mode ? { mode: xdp.mode } : {}),
+        });
+      }
+    } catch { /* interface gone meanwhile */ }
+    for (const type of [TCX_INGRESS, TCX_EGRESS]) {
+      try {
+        const state = mprogQuery(index, type);
+        state.programIds.forEach((programId, i) => {
+          if (state.linkIds[i]) return; // a TCX link: listed above
+          add(found, programId, {
+            kind: "tcx (no link)",
+            ...where(name),
+            attachType: ATTACH_TYPE_NAMES[type],
+          });
+        });
+      } catch { /* no TCX on this kernel or interface gone */ }
+    }
+    try {
+      for (const f of bpfFilters(index)) {
+        add(found, f.programId, {
+          kind: "tc (netlink)",
+          ...where(name),
+          attachType: f.parent,
+          target: [
+            `priority ${f.priority} handle 0x${f.handle.toString(16)}`,
+            f.chain ? `chain ${f.chain}` : "",
+            f.directAction ? "direct-action" : "",
+            f.name ?? "",
+          ].filter(Boolean).join(" "),
+        });
+      }
+    } catch { /* interface gone meanwhile */ }
+  }
+}
+
 /** Every attachment the kernel reports, by program id. */
 export function kernelAttachments(opts: AttachmentScan = {}): Map<number, InventoryAttachment[]> {
   const found = new Map<number, InventoryAttachment[]>();
@@ -100,26 +191,11 @@ export function kernelAttachments(opts: AttachmentScan = {}): Map<number, Invent
     add(found, l.programId, fromLink(l, ifnames));
     if (l.ifindex !== undefined) linked.add(`${l.type}:${l.ifindex}:${l.programId}`);
   }
-  for (const { index, name } of ifaces) {
+  interfaceAttachments(found, ifaces, linked, { suffix: "" });
+  for (const ns of otherNamespaces(opts.maxNamespaces ?? 1024)) {
     try {
-      const xdp = xdpQuery(index);
-      if (xdp.programId && !linked.has(`xdp:${index}:${xdp.programId}`)) {
-        add(found, xdp.programId, {
-          kind: "xdp (netlink)",
-          iface: name,
-          ...(xdp.mode ? { mode: xdp.mode } : {}),
-        });
-      }
-    } catch { /* interface gone meanwhile */ }
-    for (const type of [TCX_INGRESS, TCX_EGRESS]) {
-      try {
-        const state = mprogQuery(index, type);
-        state.programIds.forEach((programId, i) => {
-          if (state.linkIds[i]) return; // a TCX link: listed above
-          add(found, programId, { kind: "tcx (no link)", iface: name, attachType: ATTACH_TYPE_NAMES[type] });
-        });
-      } catch { /* no TCX on this kernel or interface gone */ }
-    }
+      inNetns(ns.path, () => interfaceAttachments(found, interfaces(), linked, ns));
+    } catch { /* the namespace went away meanwhile */ }
   }
   const cgroupIds = new Set(opts.cgroupPrograms ?? []);
   for (const [id, list] of found) if (list.some((a) => a.kind === "cgroup")) cgroupIds.delete(id);

@@ -40,9 +40,9 @@ import { xdp } from "./attach/xdp.ts";
 import { TcChains } from "./chains/tc.ts";
 import { TcxChains } from "./chains/tcx.ts";
 import { XdpChains } from "./chains/xdp.ts";
-import { allLinks, allPrograms, programInfo } from "./inspect.ts";
+import { allLinks, ProgramInfos } from "./inspect.ts";
 import { type AttachmentScan, kernelAttachments } from "./attachments.ts";
-import { type Holder, scanHolders, type ScanOptions } from "./holders.ts";
+import { type Held, scanHolders, type ScanOptions } from "./holders.ts";
 import type { InventoryAttachment } from "../model/inventory.ts";
 import { load, type LoadedProgram, type LoadPlan, programAlive, unload } from "./load.ts";
 import { ifindexOf, netnsIdOf, netnsStillSame, sameNetnsAs } from "./netns.ts";
@@ -75,6 +75,7 @@ export class NodeKernel implements KernelParts {
   readonly tcx = new TcxChains();
   /** tc chains (kernels without TCX): one cls_bpf filter, a dispatcher when several programs share it. */
   readonly tc: TcChains;
+  #infos = new ProgramInfos();
 
   constructor(readonly bpffs: string, readonly groupId?: number) {
     this.pins = new Pins(bpffs, groupId);
@@ -228,12 +229,12 @@ export class NodeKernel implements KernelParts {
 
   /** Every program in the kernel, with what the kernel says about it (the set `bpftool prog list` shows). */
   allPrograms(): bpf.ProgramInfo[] {
-    return allPrograms();
+    return this.#infos.all();
   }
 
   /** What the kernel says about program `id`, or undefined if it is gone. */
   programInfo(id: number): bpf.ProgramInfo | undefined {
-    return programInfo(id);
+    return this.#infos.get(id);
   }
 
   /** Every BPF link in the kernel. */
@@ -246,9 +247,12 @@ export class NodeKernel implements KernelParts {
     return kernelAttachments(scan);
   }
 
-  /** The processes holding programs (kernel/holders.ts), by program id. */
-  holders(scan?: ScanOptions): Promise<Map<number, Holder[]>> {
-    return scanHolders(scan);
+  /**
+   * The processes holding programs and the perf events running them (kernel/holders.ts), by program id;
+   * not this process (it holds bpfd's programs).
+   */
+  holders(scan?: ScanOptions): Promise<Held> {
+    return scanHolders({ skipPids: [Deno.pid], ...scan });
   }
 
   /** Pins under bpfd's directories: program ids, link ids and map directories found on the bpffs. */

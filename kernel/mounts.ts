@@ -18,6 +18,8 @@ export async function mounts(): Promise<Map<string, string>> {
 }
 
 async function mount(type: string, path: string): Promise<void> {
+  const found = await Deno.lstat(path).catch(() => undefined);
+  if (found && !found.isDirectory) throw new Error(`${path} exists and is not a directory`);
   await Deno.mkdir(path, { recursive: true });
   const { code, stderr } = await new Deno.Command("mount", {
     args: ["-t", type, type === "bpf" ? "bpffs" : "nodev", path],
@@ -27,10 +29,14 @@ async function mount(type: string, path: string): Promise<void> {
   if (code !== 0) throw new Error(`mount -t ${type} ${path}: ${new TextDecoder().decode(stderr).trim()}`);
 }
 
-/** Mounts a bpffs at `path` unless one is there; returns whether it mounted one. */
+/** Mounts a bpffs at `path` unless one is there; returns whether it mounted one. Throws naming the path. */
 export async function ensureBpffs(path: string): Promise<boolean> {
   if ((await mounts()).get(path) === "bpf") return false;
-  await mount("bpf", path);
+  try {
+    await mount("bpf", path);
+  } catch (err) {
+    throw new Error(`cannot mount bpffs at ${path}: ${(err as Error).message}`);
+  }
   return true;
 }
 

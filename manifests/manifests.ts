@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { RUNTIME_DENO_ARGS } from "../runtime/launch.ts";
 import { CONTROLLER_DENO_ARGS } from "../controller/launch.ts";
 import { withCsi } from "./csi.ts";
@@ -51,12 +52,20 @@ export interface ManifestOptions {
    * BpfProgramConfig runs code in every selected node's kernel, which `edit` should not imply).
    */
   aggregateToEdit?: boolean;
+  /** Registries (host[:port]) the node runtimes pull bytecode images from over plain HTTP. */
+  insecureRegistries?: string[];
+  /** PEM certificates the node runtimes trust for registries' TLS besides the system's (a private CA). */
+  registryCa?: string;
   /** The kubelet's root directory on the nodes (its --root-dir; default /var/lib/kubelet): map volumes. */
   kubeletDir?: string;
 }
 
 /** The pod template annotation carrying ManifestOptions.tlsHash. */
 export const TLS_HASH_ANNOTATION = "bpfd.io/node-tls-hash";
+/** The node pods' annotation with a hash of their ConfigMap: a new configuration rolls them. */
+export const NODE_CONFIG_HASH_ANNOTATION = "bpfd.io/node-config-hash";
+/** The key of the node ConfigMap holding ManifestOptions.registryCa (mounted with the config). */
+const REGISTRY_CA_KEY = "registry-ca.pem";
 
 const PART_OF = { "app.kubernetes.io/part-of": "bpfd" };
 const labels = (component: string) => ({ ...PART_OF, "app.kubernetes.io/component": component });
@@ -88,9 +97,9 @@ export const NODE_EPHEMERAL_LIMIT = "1Gi";
 
 /**
  * The node runtime's configuration in the cluster: TLS and Kubernetes authentication on its TCP port, the
- * image cache where the DaemonSet mounts it.
+ * image cache where the DaemonSet mounts it, the registries deploy was told about.
  */
-export function nodeRuntimeConfig(): Record<string, unknown> {
+export function nodeRuntimeConfig(opts: ManifestOptions = {}): Record<string, unknown> {
   return {
     stateDir: "/run/bpfd",
     bpffs: "/run/bpfd/fs",
@@ -99,7 +108,19 @@ export function nodeRuntimeConfig(): Record<string, unknown> {
     // Its own key, made at start, and a certificate for this node signed by the controller (CSR API).
     tls: { certFile: "/etc/bpfd/tls/tls.crt", keyFile: "/etc/bpfd/tls/tls.key", request: true },
     auth: { mode: "kubernetes" },
-    images: { cacheDir: IMAGE_CACHE_DIR },
+    images: {
+      cacheDir: IMAGE_CACHE_DIR,
+      ...(opts.insecureRegistries?.length ? { insecureRegistries: opts.insecureRegistries } : {}),
+      ...(opts.registryCa ? { caFiles: [`/etc/bpfd/config/${REGISTRY_CA_KEY}`] } : {}),
+    },
+  };
+}
+
+/** The node ConfigMap's data: node.json, and the registries' CA when there is one. */
+function nodeConfigData(opts: ManifestOptions): Record<string, string> {
+  return {
+    "node.json": JSON.stringify(nodeRuntimeConfig(opts), null, 2) + "\n",
+    ...(opts.registryCa ? { [REGISTRY_CA_KEY]: opts.registryCa } : {}),
   };
 }
 
@@ -259,7 +280,7 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: meta(NODE_CONFIG, "node"),
-      data: { "node.json": JSON.stringify(nodeRuntimeConfig(), null, 2) + "\n" },
+      data: nodeConfigData(opts),
     },
 
     {
@@ -270,7 +291,10 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
         selector: { matchLabels: { "app.kubernetes.io/name": "bpfd-node" } },
         updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 1 } },
         template: {
-          metadata: { labels: { ...labels("node"), "app.kubernetes.io/name": "bpfd-node" }, annotations },
+          metadata: {
+            labels: { ...labels("node"), "app.kubernetes.io/name": "bpfd-node" },
+            annotations: { ...annotations, [NODE_CONFIG_HASH_ANNOTATION]: hashOf(nodeConfigData(opts)) },
+          },
           spec: {
             serviceAccountName: NODE_SERVICE_ACCOUNT,
             // A token bound to this pod (the controller signs a certificate only for the pod's node).
@@ -289,6 +313,8 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
               args: ["--config", "/etc/bpfd/config/node.json"],
               env: [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }],
               securityContext: { privileged: true, runAsUser: 0 },
+              // A runtime that cannot start (bpffs not mountable) logs the cause last: `kubectl get pod` shows it.
+              terminationMessagePolicy: "FallbackToLogsOnError",
               ports: [{ name: "api", containerPort: NODE_PORT, protocol: "TCP" }],
               readinessProbe: {
                 // 200 once the runtime can load programs (bpffs mounted, state recovered, libbpf works).
@@ -409,6 +435,11 @@ export function manifestDocuments(opts: ManifestOptions = {}): Manifest[] {
       },
     },
   ])));
+}
+
+/** A short hash of `data` (sha256, hex, 16 digits). */
+function hashOf(data: Record<string, string>): string {
+  return createHash("sha256").update(JSON.stringify(data)).digest("hex").slice(0, 16);
 }
 
 function tlsItems(keys: string[]) {

@@ -13,7 +13,9 @@
  * @module
  */
 import { z } from "./zod.ts";
-import { HookChainView } from "./schemas.ts";
+import { HookChainView, InventoryAttachment, InventoryHolder } from "./schemas.ts";
+
+export { InventoryAttachment, InventoryHolder };
 
 /** The kind, its plural and the group/version it is served as. */
 export const INVENTORY = {
@@ -23,34 +25,6 @@ export const INVENTORY = {
   group: "bpfd.io",
   version: "v1alpha1",
 } as const;
-
-/** One attachment of a program, as the kernel shows it (a BPF link, or an attachment without one). */
-export const InventoryAttachment = z.object({
-  /** Link type (xdp, tcx, cgroup, netns, tracing, perf_event, ...), or how it was found without a link. */
-  kind: z.string(),
-  linkId: z.optional(z.int()),
-  attachType: z.optional(z.string()),
-  iface: z.optional(z.string()),
-  /** XDP mode when attached through netlink (native, skb, hw). */
-  mode: z.optional(z.string()),
-  /** The cgroup: its path under the cgroup2 mount, or its id (from a cgroup link). */
-  cgroup: z.optional(z.string()),
-  netnsIno: z.optional(z.int()),
-  /** Tracepoint, kprobe function, uprobe file, or target program id of a tracing link. */
-  target: z.optional(z.string()),
-});
-export type InventoryAttachment = z.infer<typeof InventoryAttachment>;
-
-/** A process holding a program bpfd did not load, with its container and pod when it runs in one. */
-export const InventoryHolder = z.object({
-  pid: z.int(),
-  comm: z.string(),
-  containerId: z.optional(z.string()),
-  podUid: z.optional(z.string()),
-  /** namespace/name of the pod, when the UID was found on this node. */
-  pod: z.optional(z.string()),
-});
-export type InventoryHolder = z.infer<typeof InventoryHolder>;
 
 /** Who asked bpfd for a program it manages. */
 export const InventoryOwner = z.object({
@@ -164,6 +138,8 @@ export function ownerOf(p: InventoryProgram): string {
   if (p.owner) {
     return p.owner.config ? `config ${p.owner.config} (${p.owner.loadedBy})` : p.owner.loadedBy;
   }
-  const holders = (p.holders ?? []).map((h) => `${h.comm}[${h.pid}]${h.pod ? ` pod ${h.pod}` : ""}`);
+  const holders = (p.holders ?? []).map((h) =>
+    `${h.comm}[${h.pid}]${h.pod ? ` pod ${h.pod}${h.container ? ` container ${h.container}` : ""}` : ""}`
+  );
   return holders.join(", ") || `uid ${p.uid}`;
 }

@@ -331,6 +331,36 @@ export const KernelProgramInfo = z.object({
 });
 export type KernelProgramInfo = z.infer<typeof KernelProgramInfo>;
 
+/** One attachment of a program, as the kernel shows it (a BPF link, or an attachment without one). */
+export const InventoryAttachment = z.object({
+  /** Link type (xdp, tcx, cgroup, netns, tracing, perf_event, ...), or how it was found without a link. */
+  kind: z.string(),
+  linkId: z.optional(z.int()),
+  attachType: z.optional(z.string()),
+  iface: z.optional(z.string()),
+  /** XDP mode when attached through netlink (native, skb, hw). */
+  mode: z.optional(z.string()),
+  /** The cgroup: its path under the cgroup2 mount, or its id (from a cgroup link). */
+  cgroup: z.optional(z.string()),
+  netnsIno: z.optional(z.int()),
+  /** Tracepoint, kprobe function, uprobe file, or target program id of a tracing link. */
+  target: z.optional(z.string()),
+});
+export type InventoryAttachment = z.infer<typeof InventoryAttachment>;
+
+/** A process holding a program bpfd did not load, with its container and pod when it runs in one. */
+export const InventoryHolder = z.object({
+  pid: z.int(),
+  comm: z.string(),
+  containerId: z.optional(z.string()),
+  podUid: z.optional(z.string()),
+  /** namespace/name of the pod, when the UID or the container was found on this node. */
+  pod: z.optional(z.string()),
+  /** The container's name in that pod. */
+  container: z.optional(z.string()),
+});
+export type InventoryHolder = z.infer<typeof InventoryHolder>;
+
 /** A program as `get` and `list` show it: bpfd's record (when managed) and the kernel's view. */
 export const ProgramView = z.object({
   id: ProgramId,
@@ -344,6 +374,10 @@ export const ProgramView = z.object({
   program: z.optional(ProgramRecord),
   globalData: z.optional(z.record(z.string(), z.object({ bytes: z.int() }))),
   links: z._default(z.array(LinkRecord), []),
+  /** `list --all`, programs bpfd does not manage: where the kernel says they are attached. */
+  attachments: z.optional(z.array(InventoryAttachment)),
+  /** `list --all`, programs bpfd does not manage: the processes holding them (fds in /proc). */
+  holders: z.optional(z.array(InventoryHolder)),
   /** The trace session whose bpftrace holds this program (it goes when the session ends). */
   session: z.optional(z.object({
     id: z.string(),

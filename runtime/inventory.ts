@@ -1,8 +1,8 @@
 /**
- * One snapshot of the node's inventory: every program in the kernel (`list --all`), each with where the
- * kernel says it is attached (kernel/attachments.ts), bpfd's own links and owner for the programs it
- * manages, the processes holding the others (kernel/holders.ts) and their pods; each hook's chain. Cut to
- * a byte budget (managed programs first, then by id), the rest counted in `omitted`.
+ * One snapshot of the node's inventory: every program in the kernel as `list --all` shows it (bpfd's own
+ * links and owner for the programs it manages; for the others where the kernel says they are attached and
+ * the processes holding them), with those processes' pods; each hook's chain. Cut to a byte budget
+ * (managed programs first, then by id), the rest counted in `omitted`.
  *
  * @example
  * ```ts
@@ -12,7 +12,6 @@
  * @module
  */
 import { FUNCTIONS, invoke } from "../functions/mod.ts";
-import { CGROUP_PROGRAM_TYPES } from "../kernel/attachments.ts";
 import {
   type BpfNodeInventorySpec,
   type InventoryAttachment,
@@ -24,11 +23,20 @@ import { CONFIG_KEY, OWNER_KEY } from "../model/names.ts";
 import type { HookChainView, LinkRecord, ProgramRecord, ProgramView } from "../model/schemas.ts";
 import type { Node } from "./ctx.ts";
 
+/** A pod of this node, found by its UID or by one of its containers' ids. */
+export interface PodRef {
+  /** namespace/name */
+  pod: string;
+  podUid: string;
+  /** The container's name, when found by its id. */
+  container?: string;
+}
+
 /** Options of {@link takeInventory}. */
 export interface InventoryOptions {
   nodeName: string;
-  /** namespace/name of the pod with this UID on this node, when known. */
-  podName?: (uid: string) => string | undefined;
+  /** The pod of this node with this UID or container id, when known. */
+  podOf?: (key: string) => PodRef | undefined;
   /** The most the spec may take as JSON (default 1,000,000 bytes: the API server stores up to ~1.5 MiB). */
   maxBytes?: number;
   /** Read holders from /proc (default true). */
@@ -83,12 +91,10 @@ function owner(record: ProgramRecord): InventoryProgram["owner"] {
 
 function inventoryProgram(
   view: ProgramView,
-  attachments: Map<number, InventoryAttachment[]>,
-  holders: Map<number, InventoryHolder[]>,
+  withPod: (holder: InventoryHolder) => InventoryHolder,
 ): InventoryProgram | undefined {
   const k = view.kernel;
   if (!k) return undefined; // gone behind bpfd's back: `list` shows it, the kernel does not have it
-  const found = attachments.get(view.id) ?? [];
   const p: InventoryProgram = {
     id: view.id,
     name: view.program?.name ?? k.name,
@@ -98,13 +104,12 @@ function inventoryProgram(
     uid: k.uid,
     managed: view.managed,
     mapIds: k.mapIds,
-    attachments: view.managed ? [...view.links.filter((l) => !l.pending).map(recordAttachment)] : found,
+    attachments: view.managed
+      ? view.links.filter((l) => !l.pending).map(recordAttachment)
+      : view.attachments ?? [],
   };
   if (view.program) p.owner = owner(view.program);
-  else {
-    const held = holders.get(view.id);
-    if (held) p.holders = held;
-  }
+  else if (view.holders) p.holders = view.holders.map(withPod);
   return p;
 }
 
@@ -132,26 +137,17 @@ export function fitToSize(
 export async function takeInventory(node: Node, opts: InventoryOptions): Promise<InventorySnapshot> {
   const list = await FUNCTIONS.get("list")!();
   const ctx = node.ctxFor({ user: "bpfd", via: "inventory" });
-  const out = await invoke(list, { all: true }, ctx) as { programs: ProgramView[]; hooks: HookChainView[] };
-  const cgroupIds = out.programs.filter((p) =>
-    !p.managed && p.kernel && CGROUP_PROGRAM_TYPES.has(p.kernel.type)
-  )
-    .map((p) => p.id);
-  await new Promise((r) => setTimeout(r, 0)); // calls waiting since `list` go first
-  const attachments = node.kernel.attachments({ cgroupPrograms: cgroupIds });
-  const holders = new Map<number, InventoryHolder[]>();
-  if (opts.holders !== false && out.programs.some((p) => !p.managed)) {
-    for (const [id, list] of await node.kernel.holders({ skipPids: [Deno.pid] })) {
-      holders.set(
-        id,
-        list.map((h) => {
-          const pod = h.podUid ? opts.podName?.(h.podUid) : undefined;
-          return { ...h, ...(pod ? { pod } : {}) };
-        }),
-      );
-    }
-  }
-  const programs = out.programs.map((v) => inventoryProgram(v, attachments, holders))
+  const out = await invoke(list, { all: true, holders: opts.holders !== false }, ctx) as {
+    programs: ProgramView[];
+    hooks: HookChainView[];
+  };
+  const withPod = (h: InventoryHolder): InventoryHolder => {
+    const ref = (h.containerId ? opts.podOf?.(h.containerId) : undefined) ??
+      (h.podUid ? opts.podOf?.(h.podUid) : undefined);
+    if (!ref) return h;
+    return { ...h, podUid: ref.podUid, pod: ref.pod, ...(ref.container ? { container: ref.container } : {}) };
+  };
+  const programs = out.programs.map((v) => inventoryProgram(v, withPod))
     .filter((p): p is InventoryProgram => !!p);
   const intruders = out.hooks.flatMap((h) =>
     h.chain.filter((e) => !e.managed).map((e) => ({ hook: h.hook, programId: e.programId, name: e.name }))

@@ -14,6 +14,7 @@
 import { INVENTORY } from "../model/inventory.ts";
 import type { BpfNodeInventorySpec } from "../model/inventory.ts";
 import type { Node } from "./ctx.ts";
+import type { PodRef } from "./inventory.ts";
 import { type InventoryApi, InventoryPublisher } from "./inventory_publish.ts";
 import { KubeFetch, KubeStatusError } from "./kube_fetch.ts";
 
@@ -74,17 +75,28 @@ export async function kubeInventoryApi(nodeName: string, kubeconfig?: string): P
       });
     },
     async pods() {
-      type Pods = { items: Array<{ metadata?: { uid?: string; namespace?: string; name?: string } }> };
+      type Status = { name?: string; containerID?: string };
+      type Pods = {
+        items: Array<{
+          metadata?: { uid?: string; namespace?: string; name?: string };
+          status?: { containerStatuses?: Status[]; initContainerStatuses?: Status[] };
+        }>;
+      };
       const list = await kube.request<Pods>(
         "GET",
         `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${nodeName}`)}`,
       );
-      return new Map(
-        list.items.filter((p) => p.metadata?.uid).map((p) => [
-          p.metadata!.uid!,
-          `${p.metadata!.namespace}/${p.metadata!.name}`,
-        ]),
-      );
+      const found = new Map<string, PodRef>();
+      for (const { metadata: m, status } of list.items) {
+        if (!m?.uid) continue;
+        const ref = { pod: `${m.namespace}/${m.name}`, podUid: m.uid };
+        found.set(m.uid, ref);
+        for (const c of [...status?.containerStatuses ?? [], ...status?.initContainerStatuses ?? []]) {
+          const id = c.containerID?.replace(/^[a-z]+:\/\//, ""); // containerd://<id>
+          if (id) found.set(id, { ...ref, ...(c.name ? { container: c.name } : {}) });
+        }
+      }
+      return found;
     },
   };
 }

@@ -16,7 +16,7 @@ import { linkIds, programIds } from "../ffi/libbpf.ts";
 import type { BpfNodeInventorySpec } from "../model/inventory.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Node } from "./ctx.ts";
-import { type InventorySnapshot, takeInventory } from "./inventory.ts";
+import { type InventorySnapshot, type PodRef, takeInventory } from "./inventory.ts";
 
 /** What the publisher needs from the API server (runtime/inventory_kube.ts; a fake in unit tests). */
 export interface InventoryApi {
@@ -24,8 +24,8 @@ export interface InventoryApi {
   write(spec: BpfNodeInventorySpec): Promise<void>;
   /** Records an Event on this node's Node object. */
   event(e: { reason: string; message: string; key: string }): Promise<void>;
-  /** namespace/name of the pods on this node, by UID. */
-  pods(): Promise<Map<string, string>>;
+  /** The pods on this node, by pod UID and by container id. */
+  pods(): Promise<Map<string, PodRef>>;
 }
 
 /** Timing of the publisher (seconds). */
@@ -39,7 +39,7 @@ export interface PublishOptions {
   /** What changes when programs or links come and go (default: the kernel's program and link ids). */
   fingerprint?: () => string;
   /** Takes a snapshot (default: runtime/inventory.ts on the node). */
-  take?: (podName: (uid: string) => string | undefined) => Promise<InventorySnapshot>;
+  take?: (podOf: (key: string) => PodRef | undefined) => Promise<InventorySnapshot>;
 }
 
 const kernelFingerprint = () => `${programIds().join(",")}|${linkIds().join(",")}`;
@@ -73,7 +73,14 @@ export class InventoryPublisher {
   #lastWrite = -Infinity;
   #failures = 0;
   #retryAt = 0;
-  #pods = new Map<string, string>();
+  #pods = new Map<string, PodRef>();
+  /** A holder in a container was not among the pods listed (a pod just started): look again sooner. */
+  #unknownHolder = false;
+
+  /** Seconds between full snapshots and pod lists. */
+  #fullEvery(): number {
+    return this.#unknownHolder ? 5 : this.opts.fullSeconds ?? 30;
+  }
   #podsAt = 0;
   #events = new Set<string>();
   #timer?: ReturnType<typeof setTimeout>;
@@ -113,20 +120,22 @@ export class InventoryPublisher {
   async tick(now = Date.now()): Promise<void> {
     const fingerprint = (this.opts.fingerprint ?? kernelFingerprint)();
     const pending = this.#written === undefined || this.#lastKey !== this.#written;
-    const due = fingerprint !== this.#fingerprint ||
-      now - this.#lastFull >= (this.opts.fullSeconds ?? 30) * 1000;
+    const due = fingerprint !== this.#fingerprint || now - this.#lastFull >= this.#fullEvery() * 1000;
     if (!due && !pending) return;
     if (now - this.#lastWrite < (this.opts.minWriteSeconds ?? 5) * 1000 || now < this.#retryAt) return;
     if (due) {
       await this.#refreshPods(now);
-      const podName = (uid: string) => this.#pods.get(uid);
-      this.last = this.opts.take ? await this.opts.take(podName) : await takeInventory(this.node!, {
+      const podOf = (key: string) => this.#pods.get(key);
+      this.last = this.opts.take ? await this.opts.take(podOf) : await takeInventory(this.node!, {
         nodeName: this.opts.nodeName,
-        podName,
+        podOf,
         maxBytes: this.opts.maxBytes,
         holders: this.opts.holders,
       });
       this.#lastKey = await contentKey(this.last.spec);
+      this.#unknownHolder = this.last.spec.programs.some((p) =>
+        p.holders?.some((h) => (h.containerId || h.podUid) && !h.pod)
+      );
       this.#fingerprint = fingerprint;
       this.#lastFull = now;
     }
@@ -157,7 +166,7 @@ export class InventoryPublisher {
   }
 
   async #refreshPods(now: number): Promise<void> {
-    if (now - this.#podsAt < 30_000 && this.#podsAt) return;
+    if (now - this.#podsAt < this.#fullEvery() * 1000 && this.#podsAt) return;
     try {
       this.#pods = await deadline(this.api.pods(), 10_000, "list pods");
       this.#podsAt = now;

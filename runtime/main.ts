@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { Logger } from "../lib/log.ts";
 import { createNode, lazyImageStore, type Node } from "./ctx.ts";
 import { type Served, serveSocket, serveTcp } from "./listeners.ts";
 import { configFrom, NODE_OPTIONS_HELP, parseNodeArgs } from "./options.ts";
@@ -49,7 +50,11 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const config = await configFrom(values);
-  const node = await createNode(config, lazyImageStore(config.images));
+  const node = await createNode(config, lazyImageStore(config.images)).catch((err) => {
+    // One line naming the cause, then exit: in a pod, the termination message (FallbackToLogsOnError).
+    new Logger(config.logLevel).error("cannot start", { error: (err as Error).message });
+    Deno.exit(1);
+  });
   // Policy, standalone mode, the serving certificate, the inventory and CSI are imported only when
   // configured (runtime memory).
   const policy = config.policy

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec toolchain/node_modules/.bin/deno run -A --no-code-cache --v8-flags=--max-semi-space-size=1,--jitless runtime/main.ts "$@"
+exec toolchain/node_modules/.bin/deno run -A --no-code-cache --v8-flags=--max-semi-space-size=1,--jitless,--optimize-for-size runtime/main.ts "$@"

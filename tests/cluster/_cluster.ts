@@ -83,23 +83,6 @@ export async function useCluster(): Promise<ClusterHandle> {
   }
 }
 
-/**
- * `deno task deploy|undeploy ARGS` against the cluster, with the cluster's kubelet directory (the CSI driver's
- * sockets and map volumes go there, not into this machine's /var/lib/kubelet).
- */
-export function deployCli(args: string[]): Promise<RunResult> {
-  return run(Deno.execPath(), [
-    "run",
-    "-A",
-    `${root}deploy/deploy.ts`,
-    ...args,
-    "--kubeconfig",
-    KUBECONFIG,
-    "--kubelet-dir",
-    KUBELET_DIR,
-  ]);
-}
-
 /** Runs a command in the node (its network and mount namespaces). */
 export function inNode(args: string[], stdin?: string): Promise<RunResult> {
   return run(IN_NODE[0], [...IN_NODE.slice(1), ...args], stdin);
@@ -188,15 +171,27 @@ export async function pingNode(count: number, interval = 0.2): Promise<{ sent: n
   return { sent: Number(m[1]), received: Number(m[2]) };
 }
 
-/** A plain-HTTP registry (Debian's docker-registry) in the peer's namespace, at PEER_IP:5000. */
+/** A registry (Debian's docker-registry) in the peer's namespace: plain HTTP at PEER_IP:5000, or TLS. */
 export interface PeerRegistry {
   host: string;
+  /** What `bpfd image push` needs to reach it (`--insecure HOST` or `--ca FILE`). */
+  pushArgs: string[];
   stop(): Promise<void>;
 }
 
-export async function startPeerRegistry(): Promise<PeerRegistry> {
+/** Where {@link startPeerRegistry} serves plain HTTP: known before it runs (deploy's `--insecure-registry`). */
+export const REGISTRY_HOST = `${PEER_IP}:5000`;
+
+/** With `tls` (PEM), it serves HTTPS at PEER_IP:5443 with that certificate, signed by the CA in `tls.caFile`. */
+export async function startPeerRegistry(
+  tls?: { cert: string; key: string; caFile: string },
+): Promise<PeerRegistry> {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-cluster-registry-" });
-  const host = `${PEER_IP}:5000`;
+  const host = tls ? `${PEER_IP}:5443` : REGISTRY_HOST;
+  if (tls) {
+    await Deno.writeTextFile(`${dir}/tls.crt`, tls.cert);
+    await Deno.writeTextFile(`${dir}/tls.key`, tls.key, { mode: 0o600 });
+  }
   await Deno.writeTextFile(
     `${dir}/config.yml`,
     `version: 0.1
@@ -209,7 +204,7 @@ storage:
     rootdirectory: ${dir}/data
 http:
   addr: ${host}
-`,
+${tls ? `  tls:\n    certificate: ${dir}/tls.crt\n    key: ${dir}/tls.key\n` : ""}`,
   );
   const child = new Deno.Command("setpriv", {
     args: ["--pdeathsig", "KILL", "--", ...IN_PEER, "docker-registry", "serve", `${dir}/config.yml`],
@@ -228,13 +223,13 @@ http:
     await waitUntil(
       "the registry",
       20,
-      async () => (await inPeer(["bash", "-c", `exec 3<>/dev/tcp/${PEER_IP}/5000`])).code === 0,
+      async () => (await inPeer(["bash", "-c", `exec 3<>/dev/tcp/${host.replace(":", "/")}`])).code === 0,
     );
   } catch (e) {
     await stop();
     throw e;
   }
-  return { host, stop };
+  return { host, pushArgs: tls ? ["--ca", tls.caFile] : ["--insecure", host], stop };
 }
 
 /**
@@ -258,7 +253,7 @@ export async function pushXdpCounter(registry: PeerRegistry, repoTag: string): P
     ]);
     if (built.code !== 0) throw new Error(`bpfd image build: ${built.stderr}`);
     const ref = `${registry.host}/${repoTag}`;
-    const pushed = await inPeer([...cli, "push", `${dir}/layout:v1`, ref, "--insecure", registry.host]);
+    const pushed = await inPeer([...cli, "push", `${dir}/layout:v1`, ref, ...registry.pushArgs]);
     if (pushed.code !== 0) throw new Error(`bpfd image push: ${pushed.stderr}`);
     return ref;
   } finally {
@@ -296,5 +291,51 @@ export async function withLogs<T>(f: () => Promise<T>): Promise<T> {
     const err = e as Error;
     err.message += `\nbpfd's pods:\n${await bpfdLogs()}`;
     throw err;
+  }
+}
+
+/**
+ * A kubeconfig (a temporary file) whose user is ServiceAccount `ns/name`, with the token of its Secret
+ * (Kubernetes 1.20 makes one per ServiceAccount). The caller removes the file.
+ */
+export async function serviceAccountKubeconfig(ns: string, name: string): Promise<string> {
+  let token = "";
+  await waitUntil(`the token of ServiceAccount ${ns}/${name}`, 30, async () => {
+    const sa = await get(["-n", ns, "serviceaccount", name]);
+    const secret = sa?.secrets?.[0]?.name;
+    const s = secret ? await get(["-n", ns, "secret", secret]) : undefined;
+    token = s?.data?.token ? atob(s.data.token) : "";
+    return token !== "";
+  });
+  const admin = await Deno.readTextFile(KUBECONFIG);
+  const file = await Deno.makeTempFile({ prefix: `bpfd-${name}-`, suffix: ".kubeconfig" });
+  await Deno.writeTextFile(
+    file,
+    admin.replace(/^users:[\s\S]*?(?=^contexts:)/m, `users:\n- name: admin\n  user:\n    token: ${token}\n`),
+  );
+  return file;
+}
+
+/** Runs deploy/deploy.ts (`deploy ...`, `undeploy ...`) against the cluster. */
+export function deployCli(args: string[]): Promise<RunResult> {
+  // The cluster's kubelet directory: the CSI driver's sockets and map volumes go there, not into this
+  // machine's /var/lib/kubelet.
+  return run(Deno.execPath(), [
+    "run",
+    "-A",
+    `${root}deploy/deploy.ts`,
+    ...args,
+    "--kubeconfig",
+    KUBECONFIG,
+    "--kubelet-dir",
+    KUBELET_DIR,
+  ]);
+}
+
+/** Undeploys bpfd with its CRDs and objects, if it is there, and waits until its namespace is gone. */
+export async function undeployAll(): Promise<void> {
+  if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
+    await deployCli(["undeploy", "--all", "--timeout", "30"]);
+    await waitUntil("namespace bpfd gone", 120, async () => (await get(["namespace", "bpfd"])) === undefined);
   }
 }

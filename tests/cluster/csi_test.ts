@@ -31,6 +31,7 @@ import {
   pingNode,
   pods,
   root,
+  undeployAll,
   useCluster,
   waitUntil,
   withLogs,
@@ -40,13 +41,6 @@ const CONFIG = "xdp-gate";
 const NS_A = "bpfd-csi-a", NS_B = "bpfd-csi-b";
 const NODE_SELECTOR = "app.kubernetes.io/name=bpfd-node";
 const FS_GROUP = 3000;
-
-async function undeployAll(): Promise<void> {
-  if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
-    await deployCli(["undeploy", "--all", "--timeout", "30"]);
-    await waitUntil("namespace bpfd gone", 120, async () => (await get(["namespace", "bpfd"])) === undefined);
-  }
-}
 
 /** The gate program's config; `nodeselector` selects every node unless given. */
 const gateConfig = (nodeselector: Json = {}) => ({

@@ -39,6 +39,7 @@ import {
   pingNode,
   pods,
   pushXdpCounter,
+  REGISTRY_HOST,
   startPeerRegistry,
   useCluster,
   waitUntil,
@@ -162,8 +163,19 @@ Deno.test("cluster: the seed's flow in pods on a real node", async (t) => {
     }
 
     await t.step("1. deploy: node pod Ready, controller pods Ready, one holds the Lease", async () => {
-      const r = await deployCli(["deploy", "--image", IMAGE_REF, "--pull-policy", "Never"]);
+      // The test registry (step 2) speaks plain HTTP: the node runtimes are told at deploy.
+      const r = await deployCli([
+        "deploy",
+        "--image",
+        IMAGE_REF,
+        "--pull-policy",
+        "Never",
+        "--insecure-registry",
+        REGISTRY_HOST,
+      ]);
       assert.equal(r.code, 0, r.stderr);
+      const nodeConfig = await k(["-n", "bpfd", "get", "configmap", "bpfd-node-config", "-o", "json"]);
+      assert.deepEqual(JSON.parse(nodeConfig.data["node.json"]).images.insecureRegistries, [REGISTRY_HOST]);
       assert.match(r.stdout, /^daemonset\/bpfd-node \(bpfd\) (created|configured|unchanged)$/m);
       assert.match(r.stdout, /^\d+ created, \d+ configured, \d+ unchanged$/m);
       await readyNodePod();
@@ -186,16 +198,7 @@ Deno.test("cluster: the seed's flow in pods on a real node", async (t) => {
       async () => {
         registry = await startPeerRegistry();
         const imageurl = await pushXdpCounter(registry, "bytecode/xdp_counter:v1");
-        // The test registry speaks plain HTTP: the node runtimes are told so (their ConfigMap), then restarted.
-        const cm = await k(["-n", "bpfd", "get", "configmap", "bpfd-node-config", "-o", "json"]);
-        const nodeJson = JSON.parse(cm.data["node.json"]);
-        nodeJson.images = { ...nodeJson.images, insecureRegistries: [registry.host] };
-        cm.data["node.json"] = JSON.stringify(nodeJson, null, 2);
-        await k(["apply", "-f", "-"], JSON.stringify(cm));
-        const old = await readyNodePod();
-        await k(["-n", "bpfd", "delete", "pod", old.metadata.name, "--wait=false"]);
-        await readyNodePod(old.metadata.name);
-
+        assert.equal(registry.host, REGISTRY_HOST);
         await k(
           ["apply", "-f", "-"],
           JSON.stringify(xdpCounterConfig(CONFIG, { imageurl })),

@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { VethPair } from "../../_netns.ts";
 import { bytecodePath, startTestRuntime } from "../../_runtime.ts";
 import * as bpf from "../../../ffi/libbpf.ts";
+import { list } from "../../../functions/list.ts";
+import { z } from "../../../model/zod.ts";
 
 interface BpftoolProg {
   id: number;
@@ -48,6 +50,8 @@ Deno.test("list --all agrees with the kernel's enumeration and with bpftool prog
     links: Array<{ id: number }>;
     program?: { metadata: Record<string, string> };
   }>;
+  const answer = await rt.invoke("list", { all: true });
+  assert.deepEqual(z.parse(list.output, answer), answer, "list's answer, not validated per call, is valid");
   const tool = await bpftoolPrograms();
   const idsAfter = new Set(bpf.programIds());
   // Programs there before the list and still there after bpftool (others may load and unload meanwhile).

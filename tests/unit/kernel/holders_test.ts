@@ -24,3 +24,10 @@ Deno.test("holders: pod UID and container from kubepods cgroup paths (cgroupfs, 
   assert.deepEqual(podOfCgroup("0::/user.slice/user-0.slice/session-1.scope\n"), {});
   assert.deepEqual(podOfCgroup(""), {});
 });
+
+Deno.test("holders: without kubepods (a kubelet with cgroupsPerQOS false), the container id that ends a path", () => {
+  const cid = "b".repeat(64);
+  assert.deepEqual(podOfCgroup(`12:memory:/${cid}\n0::/\n`), { containerId: cid });
+  assert.deepEqual(podOfCgroup(`0::/system.slice/cri-containerd-${cid}.scope\n`), { containerId: cid });
+  assert.deepEqual(podOfCgroup(`0::/${cid}/extra\n`), {});
+});

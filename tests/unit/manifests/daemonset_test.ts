@@ -41,3 +41,22 @@ Deno.test("node DaemonSet: the image cache hostPath is mounted where the node co
   assert.equal(volume.hostPath.path, config.images?.cacheDir);
   assert.equal(mount.mountPath, config.images?.cacheDir);
 });
+
+Deno.test("node config: deploy's registries reach node.json and its CA file; a new one rolls the pods", () => {
+  const docs = (opts = {}) => {
+    const all = manifestDocuments(opts);
+    const config = all.find((d) => d.kind === "ConfigMap" && d.metadata.name === "bpfd-node-config")!;
+    const ds = all.find((d) => d.kind === "DaemonSet")!;
+    return { data: config.data, hash: ds.spec.template.metadata.annotations["bpfd.io/node-config-hash"] };
+  };
+  const plain = docs();
+  const ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const told = docs({ insecureRegistries: ["10.0.0.1:5000"], registryCa: ca });
+  const images = RuntimeConfig.parse(JSON.parse(told.data["node.json"])).images!;
+  assert.deepEqual(images.insecureRegistries, ["10.0.0.1:5000"]);
+  assert.deepEqual(images.caFiles, ["/etc/bpfd/config/registry-ca.pem"]);
+  assert.equal(told.data["registry-ca.pem"], ca); // the config volume mounts every key at /etc/bpfd/config
+  assert.equal(JSON.parse(plain.data["node.json"]).images.caFiles, undefined);
+  assert.notEqual(plain.hash, told.hash);
+  assert.equal(docs().hash, plain.hash);
+});

@@ -41,7 +41,7 @@ function fixture() {
       events.push(e.key);
       return Promise.resolve();
     },
-    pods: () => Promise.resolve(new Map<string, string>()),
+    pods: () => Promise.resolve(new Map()),
   };
   const p = new InventoryPublisher(undefined, api, {
     nodeName: "n",
