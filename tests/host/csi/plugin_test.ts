@@ -13,6 +13,7 @@ import { bpffsMountsUnder } from "../../../kernel/map_volumes.ts";
 import { Logger } from "../../../lib/log.ts";
 import { run } from "../../../lib/command.ts";
 import type { ProgramRecord } from "../../../model/schemas.ts";
+import { pinTestMap } from "../_pinned_map.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
@@ -66,25 +67,7 @@ Deno.test("csi plugin: registration, identity, publish and unpublish over the so
   let plugin: Awaited<ReturnType<typeof serveCsi>> | undefined;
   const clients: Any[] = [];
   try {
-    await Deno.mkdir(`${dir}/node`);
-    assert.equal((await run("mount", ["-t", "bpf", "bpffs", `${dir}/node`])).code, 0);
-    const pin = `${dir}/node/packets`;
-    const made = await run("bpftool", [
-      "map",
-      "create",
-      pin,
-      "type",
-      "array",
-      "key",
-      "4",
-      "value",
-      "8",
-      "entries",
-      "1",
-      "name",
-      "packets",
-    ]);
-    assert.equal(made.code, 0, made.stderr);
+    const pin = await pinTestMap(dir, "packets");
     const record = {
       id: 1,
       maps: { packets: pin },

@@ -7,6 +7,7 @@ import { bpffsMountsUnder, publishMapVolume } from "../../../kernel/map_volumes.
 import { Logger } from "../../../lib/log.ts";
 import { run } from "../../../lib/command.ts";
 import type { PublishRequest } from "../../../csi/request.ts";
+import { pinTestMap } from "../_pinned_map.ts";
 
 const uid = (n: number) => `0b9c2f1e-1111-4222-8333-44445555666${n}`;
 
@@ -14,25 +15,7 @@ Deno.test("csi recovery: leftovers and volumes of pods that are gone are removed
   const dir = await Deno.makeTempDir({ prefix: "bpfd-csi-recover-" });
   const kubeletDir = `${dir}/kubelet`;
   try {
-    await Deno.mkdir(`${dir}/node`);
-    assert.equal((await run("mount", ["-t", "bpf", "bpffs", `${dir}/node`])).code, 0);
-    const pin = `${dir}/node/packets`;
-    const made = await run("bpftool", [
-      "map",
-      "create",
-      pin,
-      "type",
-      "array",
-      "key",
-      "4",
-      "value",
-      "8",
-      "entries",
-      "1",
-      "name",
-      "packets",
-    ]);
-    assert.equal(made.code, 0, made.stderr);
+    const pin = await pinTestMap(dir, "packets");
     const target = (n: number) => `${kubeletDir}/pods/${uid(n)}/volumes/kubernetes.io~csi/maps/mount`;
     const request = (n: number): PublishRequest => ({
       volumeId: `csi-${n}`,

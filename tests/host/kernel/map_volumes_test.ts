@@ -5,29 +5,12 @@ import { KernelError } from "../../../kernel/errors.ts";
 import * as bpf from "../../../ffi/libbpf.ts";
 import { hasErrno } from "../../../ffi/errno.ts";
 import { run } from "../../../lib/command.ts";
+import { pinTestMap } from "../_pinned_map.ts";
 
 async function withNodePins(fn: (dir: string, pin: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "bpfd-mapvol-" });
   try {
-    await Deno.mkdir(`${dir}/node`);
-    assert.equal((await run("mount", ["-t", "bpf", "bpffs", `${dir}/node`])).code, 0);
-    const pin = `${dir}/node/counter`;
-    const made = await run("bpftool", [
-      "map",
-      "create",
-      pin,
-      "type",
-      "array",
-      "key",
-      "4",
-      "value",
-      "8",
-      "entries",
-      "1",
-      "name",
-      "counter",
-    ]);
-    assert.equal(made.code, 0, made.stderr);
+    const pin = await pinTestMap(dir, "counter");
     await fn(dir, pin);
   } finally {
     for (const m of (await bpffsMountsUnder(dir)).reverse()) await run("umount", ["-l", m]);
