@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { importImage, IN_PEER } from "../../deploy/cluster.ts";
 import {
+  deployCli,
   get,
   IMAGE_ARCHIVE,
   IMAGE_REF,
@@ -23,6 +24,7 @@ import {
   root,
   run,
   serviceAccountKubeconfig,
+  undeployAll,
   useCluster,
   waitUntil,
   withLogs,
@@ -170,41 +172,13 @@ async function tracePod(
   }
 }
 
-async function undeployAll(): Promise<void> {
-  if (await get(["namespace", "bpfd"]).catch(() => undefined)) {
-    await run(Deno.execPath(), [
-      "run",
-      "-A",
-      `${root}deploy/deploy.ts`,
-      "undeploy",
-      "--all",
-      "--timeout",
-      "30",
-      "--kubeconfig",
-      KUBECONFIG,
-    ]);
-    await waitUntil("namespace bpfd gone", 120, async () => (await get(["namespace", "bpfd"])) === undefined);
-  }
-}
-
 Deno.test("cluster trace: bpfd trace --pod counts a uprobe's calls in a binary inside a pod", async (t) => {
   const cluster = await useCluster();
   const dir = await Deno.makeTempDir({ prefix: "bpfd-cluster-trace-" });
   try {
     await importImage(IMAGE_ARCHIVE, IMAGE_REF);
     await undeployAll();
-    const deployed = await run(Deno.execPath(), [
-      "run",
-      "-A",
-      `${root}deploy/deploy.ts`,
-      "deploy",
-      "--image",
-      IMAGE_REF,
-      "--pull-policy",
-      "Never",
-      "--kubeconfig",
-      KUBECONFIG,
-    ]);
+    const deployed = await deployCli(["deploy", "--image", IMAGE_REF, "--pull-policy", "Never"]);
     assert.equal(deployed.code, 0, deployed.stderr);
     await buildTargetImage(dir);
     await k(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: testObjects() }));
