@@ -97,7 +97,11 @@ export class NodeRuntime {
       },
       30000,
       100,
-    );
+    ).catch(async (err) => {
+      const log = await Deno.readTextFile(this.logFile).catch(() => "(no log)");
+      err.message += `\nits log (last lines):\n${log.split("\n").slice(-20).join("\n")}`;
+      throw err;
+    });
   }
 
   /** Calls a function on the runtime. */
