@@ -304,7 +304,8 @@ export function tierProof(xml: string): TierProof & { declared: Set<string> } {
 
 /** The lines printed at the end of a test run: per tier, the program types proven there. */
 export function proofLines(reports: string[]): string[] {
-  const tiers = reports.map(tierProof);
+  // A tier whose tests prove no program type (the cluster tier) has no line.
+  const tiers = reports.map(tierProof).filter((t) => t.declared.size > 0);
   const lines = tiers.map((t) =>
     `proven on ${t.tier} (linux ${t.kernel}): ${[...t.proven].sort().join(", ") || "(no program type)"}`
   );
