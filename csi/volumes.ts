@@ -17,14 +17,8 @@ import type { Grant } from "./access.ts";
 import { CsiError } from "./errors.ts";
 import { type PodRef, type PublishRequest, targetPathOf } from "./request.ts";
 
-/** One published volume, as recorded. */
-export interface VolumeRecord {
-  volumeId: string;
-  targetPath: string;
-  pod: PodRef;
-  config: string;
-  maps: string[];
-  writable: boolean;
+/** One published volume, as recorded: the request, the group its pins belong to, and when. */
+export interface VolumeRecord extends PublishRequest {
   gid: number;
   publishedAt: string;
 }
