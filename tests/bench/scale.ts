@@ -13,7 +13,7 @@
  * @module
  */
 import { waitFor } from "../_kube.ts";
-import { type Json, TestCluster } from "../k8s/_cluster.ts";
+import { type Json, TestCluster, xdpCounterConfig } from "../k8s/_cluster.ts";
 import { SimulatedNodes } from "../sim/nodes.ts";
 import { cpuByGroup, diff, sum, writeCounts } from "./controller.ts";
 
@@ -57,22 +57,6 @@ function usage(pid: number): { cpuMs: number; rssMiB: number; peakMiB: number } 
     rssMiB: kb("VmRSS") / 1024,
     peakMiB: kb("VmHWM") / 1024,
   };
-}
-
-function config(name: string, spec: Record<string, unknown>): string {
-  return JSON.stringify({
-    apiVersion: "bpfd.io/v1alpha1",
-    kind: "BpfProgramConfig",
-    metadata: { name },
-    spec: {
-      name: "xdp_counter",
-      type: "XDP",
-      priority: 50,
-      attachpoint: { interface: "eth0" },
-      bytecode: { path: "/simulated/xdp_counter.bpf.o" },
-      ...spec,
-    },
-  });
 }
 
 let active: { cluster?: TestCluster; sim?: SimulatedNodes } = {};
@@ -132,7 +116,7 @@ export async function runScaleBench(
       const c0 = cpuByGroup(groups);
       const u0 = usage(pid), s0 = usage(Deno.pid);
       const t0 = performance.now();
-      await kubectl(["apply", "-f", "-"], config(name, {}));
+      await kubectl(["apply", "-f", "-"], xdpCounterConfig(name, {}));
       await waitFor(`${n} loaded`, async () => (await status(name))?.nodes?.loaded === n, 300_000, 50);
       const applyToLoadedMs = performance.now() - t0;
       const u1 = usage(pid);
@@ -142,7 +126,7 @@ export async function runScaleBench(
       // A priority change: a modify on every node, no reload.
       const m0 = sim.stats.modifies;
       const t1 = performance.now();
-      await kubectl(["apply", "-f", "-"], config(name, { priority: 10 }));
+      await kubectl(["apply", "-f", "-"], xdpCounterConfig(name, { priority: 10 }));
       await waitFor(`${n} modified`, () => Promise.resolve(sim.stats.modifies - m0 >= n), 300_000, 20);
       const changeToDoneMs = performance.now() - t1;
       await waitFor(
@@ -193,7 +177,7 @@ export async function runScaleBench(
       bytecode: { imageurl: IMAGE, imagepullpolicy: "Always" },
       rollout: { maxunavailable: "10%" },
     };
-    await kubectl(["apply", "-f", "-"], config("rollout", spec));
+    await kubectl(["apply", "-f", "-"], xdpCounterConfig("rollout", spec));
     await waitFor(`${m} loaded`, async () => (await status("rollout"))?.nodes?.loaded === m, 300_000, 50);
     sim.opts.reloadMs = 200;
     sim.stats.peakBetweenVersions = 0;

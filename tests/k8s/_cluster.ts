@@ -353,3 +353,23 @@ export class TestCluster {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
+
+/**
+ * A BpfProgramConfig of the XDP counter on eth0 at priority 50, as JSON text for `kubectl apply -f -`;
+ * `spec` adds or overrides fields (the bytecode path defaults to one only simulated nodes accept).
+ */
+export function xdpCounterConfig(name: string, spec: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    apiVersion: "bpfd.io/v1alpha1",
+    kind: "BpfProgramConfig",
+    metadata: { name },
+    spec: {
+      name: "xdp_counter",
+      type: "XDP",
+      priority: 50,
+      attachpoint: { interface: "eth0" },
+      bytecode: { path: "/simulated/xdp_counter.bpf.o" },
+      ...spec,
+    },
+  });
+}

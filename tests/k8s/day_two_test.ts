@@ -16,7 +16,7 @@ import { asLayout, pushTestImage, storeFor } from "../host/image/_helpers.ts";
 import { buildImage, hostPlatform } from "../../image/format.ts";
 import { parseReference } from "../../image/reference.ts";
 import { MT } from "../../image/registry.ts";
-import { type Json, TestCluster } from "./_cluster.ts";
+import { type Json, TestCluster, xdpCounterConfig } from "./_cluster.ts";
 import { manifestDocuments } from "../../manifests/manifests.ts";
 import { serviceAccountToken, tokenKubeconfig } from "./deploy/_secure.ts";
 
@@ -38,22 +38,9 @@ function forward(listenHost: string, reg: TestRegistry): { host: string; close: 
   return { host: `${listenHost}:${(listener.addr as Deno.NetAddr).port}`, close: () => listener.close() };
 }
 
-function xdpConfig(name: string, spec: Record<string, unknown>): string {
-  return JSON.stringify({
-    apiVersion: "bpfd.io/v1alpha1",
-    kind: "BpfProgramConfig",
-    metadata: { name },
-    spec: {
-      name: "xdp_counter",
-      type: "XDP",
-      nodeselector: {},
-      priority: 50,
-      attachpoint: { interface: "eth0" },
-      bytecode: { path: xdpObject },
-      ...spec,
-    },
-  });
-}
+/** The XDP counter from its real object file on every node. */
+const xdpConfig = (name: string, spec: Record<string, unknown>) =>
+  xdpCounterConfig(name, { nodeselector: {}, bytecode: { path: xdpObject }, ...spec });
 
 /**
  * A kubeconfig for the controller's ServiceAccount with the RBAC `deno task deploy` grants it (the manifests'

@@ -9,25 +9,9 @@
 import assert from "node:assert/strict";
 import { waitFor } from "../_kube.ts";
 import { SimulatedNodes } from "../sim/nodes.ts";
-import { type Json, TestCluster } from "./_cluster.ts";
+import { type Json, TestCluster, xdpCounterConfig } from "./_cluster.ts";
 
 const N = 20;
-
-function config(name: string, spec: Record<string, unknown> = {}): string {
-  return JSON.stringify({
-    apiVersion: "bpfd.io/v1alpha1",
-    kind: "BpfProgramConfig",
-    metadata: { name },
-    spec: {
-      name: "xdp_counter",
-      type: "XDP",
-      priority: 50,
-      attachpoint: { interface: "eth0" },
-      bytecode: { path: "/simulated/xdp_counter.bpf.o" },
-      ...spec,
-    },
-  });
-}
 
 const loaded = (bp: Json) => bp?.status?.conditions?.find((c: Json) => c.type === "Loaded");
 
@@ -58,7 +42,7 @@ Deno.test("controller on simulated nodes: edit storms, slow and failing nodes, p
 
     await t.step("a config edited 20 times a second converges to its last edit on every node", async () => {
       for (let p = 1; p <= 20; p++) {
-        await kubectl(["apply", "-f", "-"], config("storm", { priority: p }));
+        await kubectl(["apply", "-f", "-"], xdpCounterConfig("storm", { priority: p }));
         await new Promise((r) => setTimeout(r, 50));
       }
       const gen = (await cluster.config("storm")).metadata.generation;
@@ -86,10 +70,10 @@ Deno.test("controller on simulated nodes: edit storms, slow and failing nodes, p
           return await slow(req);
         };
         try {
-          await kubectl(["apply", "-f", "-"], config("flaky"));
+          await kubectl(["apply", "-f", "-"], xdpCounterConfig("flaky"));
           await kubectl(
             ["apply", "-f", "-"],
-            config("only-good", { nodeselector: { matchLabels: { group: "good" } } }),
+            xdpCounterConfig("only-good", { nodeselector: { matchLabels: { group: "good" } } }),
           );
           await waitFor(
             "only-good loaded",
@@ -127,7 +111,7 @@ Deno.test("controller on simulated nodes: edit storms, slow and failing nodes, p
       sim.digests.set(image, `sha256:${"1".repeat(64)}`);
       await kubectl(
         ["apply", "-f", "-"],
-        config("roll", {
+        xdpCounterConfig("roll", {
           bytecode: { imageurl: image, imagepullpolicy: "Always" },
           rollout: { maxunavailable: "10%" },
         }),
@@ -175,7 +159,7 @@ Deno.test("controller on simulated nodes: a deleted config leaves nothing loaded
     await t.step("loaded on sim-1, the controller stopped before it created the BpfProgram", async () => {
       // What a controller that stopped between the node's answer and the create leaves: a config with its
       // finalizer, a program on the node for `lost-sim-1`, no BpfProgram. Then the config is deleted.
-      const cfg = JSON.parse(config("lost"));
+      const cfg = JSON.parse(xdpCounterConfig("lost"));
       cfg.metadata.finalizers = ["bpfd.io.controller/finalizer"];
       await kubectl(["apply", "-f", "-"], JSON.stringify(cfg));
       const res = await fetch(`${sim.address("sim-1")}/v1/functions/reconcile`, {
@@ -193,7 +177,7 @@ Deno.test("controller on simulated nodes: a deleted config leaves nothing loaded
 
     await t.step("a config deleted while its first loads are under way", async () => {
       sim.opts.latencyMs = 1500;
-      await kubectl(["apply", "-f", "-"], config("brief"));
+      await kubectl(["apply", "-f", "-"], xdpCounterConfig("brief"));
       const calls = sim.stats.calls;
       await waitFor("first loads under way", () => Promise.resolve(sim.stats.calls >= calls + 3), 10000, 20);
       await kubectl(["delete", "bpfprogramconfig", "brief", "--wait=false"]);
