@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import assert from "node:assert/strict";
 import { invoke as invokeFunction } from "../functions/_define.ts";
 import { FUNCTIONS } from "../functions/mod.ts";
 import { createApp } from "../runtime/app.ts";
@@ -30,6 +31,35 @@ export function bytecodePath(name: string): string {
 /** The absolute path of a built user-space fixture (bytecode/fixtures/*.c). */
 export function fixturePath(name: string): string {
   return `${root}bytecode/build/${name}`;
+}
+
+/**
+ * Starts the probe target fixture (bytecode/build/uprobe_target): it makes `calls` getppid syscalls and
+ * calls of its probed function once `go()` is called, and `go()` returns what it printed. Killed on dispose.
+ */
+export function startUprobeTarget(calls: number) {
+  const child = new Deno.Command(fixturePath("uprobe_target"), {
+    args: [String(calls)],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  return {
+    pid: child.pid,
+    async go(): Promise<string> {
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("go\n"));
+      await writer.close();
+      const { code, stdout } = await child.output();
+      assert.equal(code, 0);
+      return new TextDecoder().decode(stdout).trim();
+    },
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+    },
+  };
 }
 
 /** The pinned u64 counter at key 0 of an array map. */

@@ -12,36 +12,10 @@ import {
   leftovers,
   readCounter,
   startTestRuntime,
+  startUprobeTarget,
 } from "../../_runtime.ts";
 
 const CALLS = 17;
-
-/** Starts the probe target; it makes its calls once `go()` is called. */
-function startTarget() {
-  const child = new Deno.Command(fixturePath("uprobe_target"), {
-    args: [String(CALLS)],
-    stdin: "piped",
-    stdout: "piped",
-  })
-    .spawn();
-  const writer = child.stdin.getWriter();
-  return {
-    pid: child.pid,
-    async go(): Promise<string> {
-      await writer.write(new TextEncoder().encode("go\n"));
-      await writer.close();
-      const { code, stdout } = await child.output();
-      assert.equal(code, 0);
-      return new TextDecoder().decode(stdout).trim();
-    },
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      await child.status;
-    },
-  };
-}
 
 function u32(value: number): string {
   const bytes = new Uint8Array(4);
@@ -52,7 +26,7 @@ function u32(value: number): string {
 Deno.test("tracepoint program counts exactly the target process's getppid syscalls [proves tracepoint]", async () => {
   const before = kernelSnapshot();
   await using rt = await startTestRuntime();
-  await using target = startTarget();
+  await using target = startUprobeTarget(CALLS);
   const { programs: [program] } = await rt.invoke("load", {
     bytecode: { path: bytecodePath("tracepoint_counter") },
     programs: [{ name: "enter_getppid", type: "tracepoint" }],
@@ -72,7 +46,7 @@ Deno.test("tracepoint program counts exactly the target process's getppid syscal
 Deno.test("uprobe and uretprobe count exactly the calls of a function in a binary [proves uprobe, uretprobe]", async () => {
   const before = kernelSnapshot();
   await using rt = await startTestRuntime();
-  await using target = startTarget();
+  await using target = startUprobeTarget(CALLS);
   const { programs } = await rt.invoke("load", {
     bytecode: { path: bytecodePath("uprobe_counter") },
     programs: [{ name: "uprobe_counter", type: "uprobe" }, { name: "uretprobe_counter", type: "uretprobe" }],

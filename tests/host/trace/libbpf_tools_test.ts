@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import {
   bytecodePath,
-  fixturePath,
   kernelSnapshot,
   leftovers,
   readCounter,
   startTestRuntime,
+  startUprobeTarget,
 } from "../../_runtime.ts";
 import * as bpf from "../../../ffi/libbpf.ts";
 
@@ -38,30 +38,6 @@ function histogramTotal(pin: string, slots: number): number {
   });
 }
 
-/** The probe target fixture: it makes its CALLS getppid syscalls once told to. */
-function startTarget() {
-  const child = new Deno.Command(fixturePath("uprobe_target"), {
-    args: [String(CALLS)],
-    stdin: "piped",
-    stdout: "null",
-  }).spawn();
-  return {
-    pid: child.pid,
-    async go(): Promise<void> {
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode("go\n"));
-      await writer.close();
-      assert.equal((await child.status).code, 0);
-    },
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited */ }
-      await child.status;
-    },
-  };
-}
-
 for (
   const [type, names] of [
     ["raw_tracepoint", ["sys_enter", "sys_exit"]],
@@ -71,7 +47,7 @@ for (
   Deno.test(`${type}: the syscall latency histogram counts exactly the target's getppid calls [proves ${type}]`, async () => {
     const before = kernelSnapshot();
     await using rt = await startTestRuntime();
-    await using target = startTarget();
+    await using target = startUprobeTarget(CALLS);
     const { programs } = await rt.invoke("load", {
       bytecode: { path: bytecodePath("syscall_latency") },
       programs: names.map((name) => ({ name, type })),
