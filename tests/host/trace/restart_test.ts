@@ -18,6 +18,20 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   }
 }
 
+/** A 120 s session counting getppid calls over the runtime's socket; it prints "ready" once running. */
+function startSession(client: Deno.HttpClient, signal?: AbortSignal): Promise<Response> {
+  return fetch("http://bpfd/v1/functions/trace", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      script: 'tracepoint:syscalls:sys_enter_getppid { @ = count(); } BEGIN { printf("ready\\n"); }',
+      seconds: 120,
+    }),
+    client,
+    signal,
+  });
+}
+
 async function records(dir: string): Promise<string[]> {
   const found: string[] = [];
   try {
@@ -31,15 +45,7 @@ Deno.test("trace: kill -9 of the runtime mid-session ends the session; the resta
     let rt = await RuntimeProcess.start(dir);
     const client = Deno.createHttpClient({ proxy: { transport: "unix", path: rt.socket } });
     try {
-      const res = await fetch("http://bpfd/v1/functions/trace", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          script: 'tracepoint:syscalls:sys_enter_getppid { @ = count(); } BEGIN { printf("ready\\n"); }',
-          seconds: 120,
-        }),
-        client,
-      });
+      const res = await startSession(client);
       assert.equal(res.status, 200);
       const stream = new SessionStream(res.body!);
       const { session } = await stream.next();
@@ -76,16 +82,7 @@ Deno.test("trace: a caller that goes away over the socket ends its session, also
     const client = Deno.createHttpClient({ proxy: { transport: "unix", path: rt.socket } });
     try {
       const abort = new AbortController();
-      const res = await fetch("http://bpfd/v1/functions/trace", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          script: 'tracepoint:syscalls:sys_enter_getppid { @ = count(); } BEGIN { printf("ready\\n"); }',
-          seconds: 120,
-        }),
-        client,
-        signal: abort.signal,
-      });
+      const res = await startSession(client, abort.signal);
       const stream = new SessionStream(res.body!);
       const { session } = await stream.next();
       assert.ok(await stream.until((e) => e.line === "ready"));
