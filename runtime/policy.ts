@@ -78,9 +78,10 @@ export class PolicyWatch {
       this.onChange?.(this.#policy);
     };
     for (const ev of ["add", "update", "delete"] as const) informer.cache.on(ev, rebuild);
+    // Stoppable while the first list is still being retried (a node runtime goes on after 10 s).
+    this.#stop = () => informer.stop();
     await informer.start();
     rebuild();
-    this.#stop = () => informer.stop();
   }
 
   #ruleCount(): number {
