@@ -168,9 +168,14 @@ export class TraceSessions implements Traces {
       clearTimeout(graceTimer);
       clearInterval(nudge);
       const ended = reason ?? (status.success ? "exited" : "failed");
-      // Everything is gone before the caller hears of the end.
-      this.#running.delete(info.id);
-      await this.#cleanup(info);
+      reason = ended; // a stop() from now on has nothing to do
+      // Everything is gone (cgroups, record) before the session leaves the list and the caller hears of
+      // the end: no running session means nothing of it is left.
+      try {
+        await this.#cleanup(info);
+      } finally {
+        this.#running.delete(info.id);
+      }
       run.finish({
         end: { reason: ended, exitCode: status.code, truncatedBytes: run.budget.dropped || undefined },
       });
