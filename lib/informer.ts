@@ -9,11 +9,10 @@
  *
  * @example
  * ```ts
- * const k8s = await kubeClient();
- * const policies = new Informer(k8s, kc, "/apis/bpfd.io/v1alpha1/bpfpolicies", list, {
+ * const configs = new Informer(k8s, kc, "/apis/bpfd.io/v1alpha1/bpfprogramconfigs", list, {
  *   onError: (err) => log.warn("watch failed; restarting", { error: String(err) }),
  * });
- * await policies.start(); // the first list is in policies.cache
+ * await configs.start(); // the first list is in configs.cache
  * ```
  * @module
  */
@@ -36,7 +35,7 @@ export class Informer<T extends k8s.KubernetesObject> {
   #listFailed = false;
   #restart?: ReturnType<typeof setTimeout>;
 
-  /** `client` is the loaded `@kubernetes/client-node` (the node runtime loads it only when needed). */
+  /** `client` is `@kubernetes/client-node` (the node runtime has its own: runtime/kube_watch.ts). */
   constructor(
     client: typeof k8s,
     kc: k8s.KubeConfig,

@@ -1,8 +1,8 @@
 /**
- * A small Kubernetes API client on `fetch`, for the node runtime's inventory: credentials from the pod's
- * ServiceAccount (in-cluster) or a kubeconfig file (token, token file or client certificate; the server's
- * CA), JSON requests with a deadline. `@kubernetes/client-node` would add about 50 MiB to the runtime
- * (BENCHMARKS.md, "Inventory and metrics"); js-yaml is imported only to read a kubeconfig file.
+ * A small Kubernetes API client on `fetch`, the node runtime's only one: credentials from a kubeconfig file
+ * (token, token file or client certificate; the server's CA) or the pod's ServiceAccount, JSON requests
+ * with a deadline, and the body of a watch. `@kubernetes/client-node` would add about 50 MiB to the runtime
+ * (BENCHMARKS.md, "Node runtime in Kubernetes mode"); js-yaml is imported only to read a kubeconfig file.
  *
  * @example
  * ```ts
@@ -83,6 +83,23 @@ export async function inClusterAccess(): Promise<KubeAccess> {
   };
 }
 
+/** Options of one request. */
+export interface KubeRequestOptions {
+  /** Deadline of the whole request (default 15 s). */
+  timeoutMs?: number;
+  /** Ends the request early. */
+  signal?: AbortSignal;
+}
+
+/** ~/.kube/config when it exists (client-node's default after $KUBECONFIG). */
+function homeKubeconfig(): string | undefined {
+  const file = `${Deno.env.get("HOME") ?? ""}/.kube/config`;
+  try {
+    if (Deno.statSync(file).isFile) return file;
+  } catch { /* no ~/.kube/config: in-cluster */ }
+  return undefined;
+}
+
 /** JSON requests to one API server. */
 export class KubeFetch {
   #client: Deno.HttpClient;
@@ -94,14 +111,35 @@ export class KubeFetch {
     });
   }
 
-  /** A client for `kubeconfig`, else $KUBECONFIG, else the pod's ServiceAccount. */
+  /** A client for `kubeconfig`, else $KUBECONFIG, else ~/.kube/config, else the pod's ServiceAccount. */
   static async load(kubeconfig?: string): Promise<KubeFetch> {
-    const file = kubeconfig ?? Deno.env.get("KUBECONFIG");
+    const file = kubeconfig ?? Deno.env.get("KUBECONFIG") ?? homeKubeconfig();
     return new KubeFetch(file ? await kubeconfigAccess(file) : await inClusterAccess());
   }
 
   /** Sends `body` as JSON; the parsed answer, or a KubeStatusError with the server's message. */
-  async request<T = unknown>(method: string, path: string, body?: unknown, timeoutMs = 15_000): Promise<T> {
+  async request<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    opts: KubeRequestOptions = {},
+  ): Promise<T> {
+    const deadline = AbortSignal.timeout(opts.timeoutMs ?? 15_000);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+    const res = await this.#fetch(method, path, body, signal);
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** The body of a GET as it arrives (a watch), or a KubeStatusError; only `signal` ends it. */
+  async stream(path: string, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch("GET", path, undefined, signal);
+    if (!res.body) throw new Error(`GET ${path.split("?")[0]}: no body`);
+    return res.body;
+  }
+
+  /** A 2xx answer, or a KubeStatusError with the server's message. */
+  async #fetch(method: string, path: string, body: unknown, signal: AbortSignal): Promise<Response> {
     const token = await this.access.token?.();
     const res = await fetch(`${this.access.server}${path}`, {
       method,
@@ -112,17 +150,15 @@ export class KubeFetch {
         ...(token ? { authorization: `Bearer ${token}` } : {}),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
+      signal,
     });
+    if (res.ok) return res;
     const text = await res.text();
-    if (!res.ok) {
-      let message = text.slice(0, 500);
-      try {
-        message = JSON.parse(text).message ?? message;
-      } catch { /* not a Status object: keep the text */ }
-      throw new KubeStatusError(res.status, `${method} ${path.split("?")[0]}: ${res.status} ${message}`);
-    }
-    return (text ? JSON.parse(text) : undefined) as T;
+    let message = text.slice(0, 500);
+    try {
+      message = JSON.parse(text).message ?? message;
+    } catch { /* not a Status object: keep the text */ }
+    throw new KubeStatusError(res.status, `${method} ${path.split("?")[0]}: ${res.status} ${message}`);
   }
 
   /** Closes the connections. */

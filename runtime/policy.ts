@@ -1,6 +1,6 @@
 /**
- * Where a node's BpfPolicy comes from: the cluster (listed and watched with the runtime's credentials) or a
- * file of BpfPolicy documents (re-read when it changes). Functions see a `PolicyGate`; the controller
+ * Where a node's BpfPolicy comes from: the cluster (listed and watched with the runtime's credentials,
+ * runtime/kube_watch.ts) or a file of BpfPolicy documents (re-read when it changes). Functions see a `PolicyGate`; the controller
  * uses `PolicyWatch` too.
  *
  * @example
@@ -9,13 +9,13 @@
  * ```
  * @module
  */
-import { Informer } from "../lib/informer.ts";
-import { kubeClient } from "../lib/kube_client.ts";
 import type { PolicyGate } from "../functions/mod.ts";
 import type { Logger } from "../lib/log.ts";
 import { BpfPolicy } from "../model/policy.ts";
 import { compilePolicy, type EffectivePolicy } from "../policy/evaluate.ts";
 import type { RuntimeConfig } from "./config.ts";
+import { KubeFetch } from "./kube_fetch.ts";
+import { ListWatch } from "./kube_watch.ts";
 
 /** The valid BpfPolicy documents among `docs`, and what was wrong with the others. */
 export function parsePolicies(docs: readonly unknown[]): { policies: BpfPolicy[]; problems: string[] } {
@@ -48,39 +48,27 @@ export class PolicyWatch {
 
   /** Starts watching; resolves once a list succeeded (until then nothing new passes: the empty policy). */
   async start(kubeconfig?: string): Promise<void> {
-    const k8s = await kubeClient();
-    const kc = new k8s.KubeConfig();
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else kc.loadFromDefault();
-    const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const path = "/apis/bpfd.io/v1alpha1/bpfpolicies";
-    const list = () =>
-      custom.listClusterCustomObject({
-        group: "bpfd.io",
-        version: "v1alpha1",
-        plural: "bpfpolicies",
-      }) as Promise<
-        import("@kubernetes/client-node").KubernetesListObject<
-          import("@kubernetes/client-node").KubernetesObject
-        >
-      >;
-    const informer = new Informer(k8s, kc, path, list, {
+    const kube = await KubeFetch.load(kubeconfig);
+    const policies = new ListWatch(kube, "/apis/bpfd.io/v1alpha1/bpfpolicies", {
+      onChange: () => rebuild(),
       onError: (err) =>
         this.log.warn("BpfPolicy watch failed; restarting", {
           error: String((err as Error)?.message ?? err),
         }),
     });
     const rebuild = () => {
-      const { policies, problems } = parsePolicies(informer.cache.list());
+      const { policies: valid, problems } = parsePolicies(policies.list());
       if (problems.length) this.log.warn("BpfPolicy objects ignored", { problems });
-      this.#policy = compilePolicy(policies);
-      this.log.info("policy", { policies: policies.map((p) => p.metadata.name), rules: this.#ruleCount() });
+      this.#policy = compilePolicy(valid);
+      this.log.info("policy", { policies: valid.map((p) => p.metadata.name), rules: this.#ruleCount() });
       this.onChange?.(this.#policy);
     };
-    for (const ev of ["add", "update", "delete"] as const) informer.cache.on(ev, rebuild);
     // Stoppable while the first list is still being retried (a node runtime goes on after 10 s).
-    this.#stop = () => informer.stop();
-    await informer.start();
+    this.#stop = async () => {
+      await policies.stop();
+      kube.close();
+    };
+    await policies.start();
     rebuild();
   }
 
@@ -111,11 +99,9 @@ export class PolicyFile {
   }
 
   async #read(strict: boolean): Promise<void> {
-    const { loadAllYaml } = await kubeClient();
+    const { loadAll } = await import("js-yaml");
     const stat = await Deno.stat(this.path);
-    const { policies, problems } = parsePolicies(
-      loadAllYaml(await Deno.readTextFile(this.path)) as unknown[],
-    );
+    const { policies, problems } = parsePolicies(loadAll(await Deno.readTextFile(this.path)));
     if (problems.length && strict) throw new Error(`${this.path}: ${problems.join("; ")}`);
     if (problems.length) {
       this.log.warn("policy file has invalid BpfPolicy documents (kept the last good policy)", { problems });

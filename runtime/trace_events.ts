@@ -9,11 +9,11 @@
  * ```
  * @module
  */
-import { kubeClient } from "../lib/kube_client.ts";
 import type { Logger } from "../lib/log.ts";
 import type { TraceSessionInfo } from "../model/trace.ts";
 import type { RuntimeConfig } from "./config.ts";
 import { nodeNameOf } from "./auth/serving_cert.ts";
+import { KubeFetch } from "./kube_fetch.ts";
 
 /** What announces a session (TraceSessionsOptions.announce). */
 export type Announce = (info: TraceSessionInfo, what: string) => Promise<void>;
@@ -27,32 +27,25 @@ export function nodeEvents(config: RuntimeConfig, log: Logger): Announce | undef
     return undefined;
   }
   const nodeName = nodeNameOf(config);
-  let core: Promise<import("@kubernetes/client-node").CoreV1Api> | undefined;
+  let kube: Promise<KubeFetch> | undefined;
   return async (info, what) => {
-    core ??= kubeClient().then((k8s) => {
-      const kc = new k8s.KubeConfig();
-      if (config.auth?.kubeconfig) kc.loadFromFile(config.auth.kubeconfig);
-      else kc.loadFromDefault();
-      return kc.makeApiClient(k8s.CoreV1Api);
-    });
-    const now = new Date();
-    await (await core).createNamespacedEvent({
-      namespace: "default",
-      body: {
-        metadata: { generateName: `${nodeName}.bpfd-trace.` },
-        involvedObject: { apiVersion: "v1", kind: "Node", name: nodeName },
-        reason: what.startsWith("started") ? "TraceSessionStarted" : "TraceSessionEnded",
-        message:
-          `bpftrace session ${info.id} of ${info.startedBy.user} ${what}, expires ${info.expiresAt}: ` +
-          info.script.slice(0, 512),
-        type: "Normal",
-        source: { component: "bpfd-node", host: nodeName },
-        reportingComponent: "bpfd.io/node",
-        reportingInstance: nodeName,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      },
+    kube ??= KubeFetch.load(config.auth?.kubeconfig);
+    const now = new Date().toISOString();
+    await (await kube).request("POST", "/api/v1/namespaces/default/events", {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { generateName: `${nodeName}.bpfd-trace.` },
+      involvedObject: { apiVersion: "v1", kind: "Node", name: nodeName },
+      reason: what.startsWith("started") ? "TraceSessionStarted" : "TraceSessionEnded",
+      message: `bpftrace session ${info.id} of ${info.startedBy.user} ${what}, expires ${info.expiresAt}: ` +
+        info.script.slice(0, 512),
+      type: "Normal",
+      source: { component: "bpfd-node", host: nodeName },
+      reportingComponent: "bpfd.io/node",
+      reportingInstance: nodeName,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
     });
   };
 }

@@ -87,7 +87,7 @@ export interface ReviewedUser {
   extra?: Record<string, string[]>;
 }
 
-/** The parts of the TokenReview / SubjectAccessReview APIs this needs (client-node's, or a fake). */
+/** The parts of the TokenReview / SubjectAccessReview APIs this needs (runtime/auth/kube.ts, or a fake). */
 export interface ReviewApi {
   /** A TokenReview of `token` for `audiences` (spec.audiences). */
   tokenReview(token: string, audiences: string[]): Promise<

@@ -1,25 +1,41 @@
 /**
- * TokenReview and SubjectAccessReview through `@kubernetes/client-node`, with the node runtime's own
- * credentials: in a pod its ServiceAccount (in-cluster config), elsewhere a kubeconfig file. The client
- * is imported only when Kubernetes authentication is configured (it costs the runtime start-up time and
- * memory otherwise).
+ * TokenReview and SubjectAccessReview through runtime/kube_fetch.ts, with the node runtime's own
+ * credentials: a kubeconfig file, else $KUBECONFIG or ~/.kube/config, else the pod's ServiceAccount.
  *
+ * @example
+ * ```ts
+ * const api = await kubeReviewApi(config.auth?.kubeconfig);
+ * const r = await api.tokenReview(token, ["bpfd.io/node/node-a"]);
+ * ```
  * @module
  */
-import { kubeClient } from "../../lib/kube_client.ts";
-import type { ReviewApi } from "./auth.ts";
+import { KubeFetch } from "../kube_fetch.ts";
+import type { ReviewApi, ReviewedUser } from "./auth.ts";
 
-/** A ReviewApi on the cluster of `kubeconfig` (or $KUBECONFIG, in-cluster, ~/.kube/config). */
+interface TokenReviewStatus {
+  authenticated?: boolean;
+  user?: ReviewedUser;
+  audiences?: string[];
+  error?: string;
+}
+
+interface AccessReviewStatus {
+  allowed?: boolean;
+  denied?: boolean;
+  reason?: string;
+  evaluationError?: string;
+}
+
+/** A ReviewApi on the cluster of `kubeconfig` (or $KUBECONFIG, ~/.kube/config, in-cluster). */
 export async function kubeReviewApi(kubeconfig?: string): Promise<ReviewApi> {
-  const k8s = await kubeClient();
-  const kc = new k8s.KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  const authn = kc.makeApiClient(k8s.AuthenticationV1Api);
-  const authz = kc.makeApiClient(k8s.AuthorizationV1Api);
+  const kube = await KubeFetch.load(kubeconfig);
   return {
     async tokenReview(token, audiences) {
-      const r = await authn.createTokenReview({ body: { spec: { token, audiences } } });
+      const r = await kube.request<{ status?: TokenReviewStatus }>(
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token, audiences } },
+      );
       return {
         authenticated: !!r.status?.authenticated,
         user: r.status?.user,
@@ -28,8 +44,12 @@ export async function kubeReviewApi(kubeconfig?: string): Promise<ReviewApi> {
       };
     },
     async accessReview(a) {
-      const r = await authz.createSubjectAccessReview({
-        body: {
+      const r = await kube.request<{ status?: AccessReviewStatus }>(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {
+          apiVersion: "authorization.k8s.io/v1",
+          kind: "SubjectAccessReview",
           spec: {
             user: a.user,
             uid: a.uid,
@@ -44,7 +64,7 @@ export async function kubeReviewApi(kubeconfig?: string): Promise<ReviewApi> {
             },
           },
         },
-      });
+      );
       return {
         allowed: !!r.status?.allowed,
         denied: r.status?.denied,

@@ -7,11 +7,11 @@
  *
  * @module
  */
-import { kubeClient } from "../../lib/kube_client.ts";
 import { keyAndRequest } from "../../lib/pki.ts";
 import type { Logger } from "../../lib/log.ts";
 import { NODE_SIGNER_NAME, nodeCommonName } from "../../model/names.ts";
 import type { RuntimeConfig } from "../config.ts";
+import { KubeFetch } from "../kube_fetch.ts";
 
 /** This node's name: the configuration's, $NODE_NAME or the hostname. */
 export function nodeNameOf(config: RuntimeConfig): string {
@@ -34,47 +34,57 @@ export interface ServingCertOptions {
   nodeName: string;
   certFile: string;
   keyFile: string;
-  /** The runtime's credentials (default: $KUBECONFIG, in-cluster, ~/.kube/config). */
+  /** The runtime's credentials (default: $KUBECONFIG, ~/.kube/config, in-cluster). */
   kubeconfig?: string;
   /** How long to wait for the signed certificate (default 5 minutes). */
   timeoutMs?: number;
 }
 
+/** What this needs of a CertificateSigningRequest. */
+interface Csr {
+  metadata?: { name?: string };
+  status?: { certificate?: string; conditions?: Array<{ type: string; message?: string }> };
+}
+
+const CSRS = "/apis/certificates.k8s.io/v1/certificatesigningrequests";
+
 /** Makes a key, has the cluster sign a certificate for it, writes both; resolves when they are there. */
 export async function requestServingCertificate(opts: ServingCertOptions, log: Logger): Promise<void> {
-  const k8s = await kubeClient();
-  const kc = new k8s.KubeConfig();
-  if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-  else kc.loadFromDefault();
-  const api = kc.makeApiClient(k8s.CertificatesV1Api);
-  const { key, csr } = await keyAndRequest(nodeCommonName(opts.nodeName));
-  const made = await api.createCertificateSigningRequest({
-    body: {
+  const kube = await KubeFetch.load(opts.kubeconfig);
+  try {
+    const { key, csr } = await keyAndRequest(nodeCommonName(opts.nodeName));
+    const made = await kube.request<Csr>("POST", CSRS, {
+      apiVersion: "certificates.k8s.io/v1",
+      kind: "CertificateSigningRequest",
       metadata: { generateName: `bpfd-node-${opts.nodeName}-` },
       spec: {
         request: btoa(csr),
         signerName: NODE_SIGNER_NAME,
         usages: ["digital signature", "key encipherment", "server auth"],
       },
-    },
-  });
-  const name = made.metadata!.name!;
-  log.info("serving certificate requested", { csr: name, signer: NODE_SIGNER_NAME });
-  const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
-  while (true) {
-    const cur = await api.readCertificateSigningRequest({ name });
-    const refused = cur.status?.conditions?.find((c) => c.type === "Denied" || c.type === "Failed");
-    if (refused) {
-      throw new Error(`certificate request ${name} ${refused.type.toLowerCase()}: ${refused.message ?? ""}`);
+    });
+    const name = made.metadata!.name!;
+    log.info("serving certificate requested", { csr: name, signer: NODE_SIGNER_NAME });
+    const deadline = Date.now() + (opts.timeoutMs ?? 300_000);
+    while (true) {
+      const cur = await kube.request<Csr>("GET", `${CSRS}/${name}`);
+      const refused = cur.status?.conditions?.find((c) => c.type === "Denied" || c.type === "Failed");
+      if (refused) {
+        throw new Error(
+          `certificate request ${name} ${refused.type.toLowerCase()}: ${refused.message ?? ""}`,
+        );
+      }
+      if (cur.status?.certificate) {
+        await Deno.writeTextFile(opts.keyFile, key, { mode: 0o600 });
+        await Deno.chmod(opts.keyFile, 0o600);
+        await Deno.writeTextFile(opts.certFile, atob(cur.status.certificate));
+        log.info("serving certificate issued", { csr: name });
+        return;
+      }
+      if (Date.now() > deadline) throw new Error(`certificate request ${name} not signed in time`);
+      await new Promise((r) => setTimeout(r, 1000));
     }
-    if (cur.status?.certificate) {
-      await Deno.writeTextFile(opts.keyFile, key, { mode: 0o600 });
-      await Deno.chmod(opts.keyFile, 0o600);
-      await Deno.writeTextFile(opts.certFile, atob(cur.status.certificate));
-      log.info("serving certificate issued", { csr: name });
-      return;
-    }
-    if (Date.now() > deadline) throw new Error(`certificate request ${name} not signed in time`);
-    await new Promise((r) => setTimeout(r, 1000));
+  } finally {
+    kube.close();
   }
 }

@@ -259,3 +259,57 @@ Deno.test("struct layouts: only ffi/ reads or writes a DataView at an offset oth
   const problems = (await readTree(SOURCE)).flatMap(({ file, src }) => offsetProblems(file, src));
   assertNone(problems, "places outside ffi/ compute struct offsets (put the layout in ffi/abi.ts)");
 });
+
+/** The folders of the node processes (the runtime and what it runs). */
+const NODE_PARTS = ["runtime", "csi", "functions", "kernel", "ffi"];
+
+const CLIENT_NODE = /^(?:npm:)?@kubernetes\/client-node(?:@|\/|$)/;
+
+/**
+ * Where a module of the node processes reaches `@kubernetes/client-node` (about 50 MiB of RSS, BENCHMARKS.md),
+ * directly or through the modules it imports, type-only imports included: `a.ts → b.ts:line imports it`.
+ */
+function clientNodeProblems(files: Array<{ file: string; src: string }>): string[] {
+  const imports = new Map(files.map(({ file, src }) => [file, importsOf(src)]));
+  const path = new Map<string, string[]>(); // how each module was reached from a node module
+  const queue = files.map(({ file }) => file).filter((file) => NODE_PARTS.includes(partOf(file)));
+  for (const file of queue) path.set(file, [file]);
+  const problems: string[] = [];
+  for (const file of queue) { // grows while it is walked: breadth first
+    for (const { specifier, line } of imports.get(file) ?? []) {
+      if (CLIENT_NODE.test(specifier)) {
+        problems.push(`${path.get(file)!.join(" → ")}:${line} imports ${specifier}`);
+      }
+      if (!specifier.startsWith("./") && !specifier.startsWith("../")) continue;
+      const target = new URL(specifier, `file:///${file}`).pathname.slice(1);
+      if (path.has(target) || !imports.has(target)) continue;
+      path.set(target, [...path.get(file)!, target]);
+      queue.push(target);
+    }
+  }
+  return problems;
+}
+
+Deno.test("node runtime: no module of runtime/, csi/, functions/, kernel/ or ffi/ reaches @kubernetes/client-node, not even through another module", async () => {
+  const sample = [
+    { file: "runtime/a.ts", src: `import { b } from "../lib/b.ts";\nimport "./c.ts";` },
+    {
+      file: "lib/b.ts",
+      src: `// import "@kubernetes/client-node"\nimport type * as k8s from "@kubernetes/client-node";`,
+    },
+    { file: "runtime/c.ts", src: `import { b } from "../lib/b.ts";` },
+    { file: "csi/d.ts", src: `const k8s = await import("npm:@kubernetes/client-node@1.4.0");` },
+    {
+      file: "controller/e.ts",
+      src: `import * as k8s from "@kubernetes/client-node";\nimport "../runtime/a.ts";`,
+    },
+  ];
+  assert.deepEqual(clientNodeProblems(sample), [
+    "csi/d.ts:1 imports npm:@kubernetes/client-node@1.4.0",
+    "runtime/a.ts → lib/b.ts:2 imports @kubernetes/client-node",
+  ]);
+  assertNone(
+    clientNodeProblems(await readTree(SOURCE)),
+    "imports load @kubernetes/client-node into a node process (use runtime/kube_fetch.ts)",
+  );
+});
