@@ -204,12 +204,17 @@ export class RuntimeProcess {
   /**
    * Starts `deno <denoArgs> runtime/main.ts` on `dir` (plus `extraArgs`) and waits until it answers;
    * `denoArgs` are the runtime's own unless a benchmark compares others; `netns`: inside that network
-   * namespace (a name under /run/netns), where interfaces are found by name alone.
+   * namespace (a name under /run/netns), where interfaces are found by name alone; `checkout`: the runtime
+   * of another checkout of bpfd (a benchmark against main).
    */
   static async start(
     dir: string,
     extraArgs: string[] = [],
-    { denoArgs = RUNTIME_DENO_ARGS, netns }: { denoArgs?: readonly string[]; netns?: string } = {},
+    { denoArgs = RUNTIME_DENO_ARGS, netns, checkout = root }: {
+      denoArgs?: readonly string[];
+      netns?: string;
+      checkout?: string;
+    } = {},
   ): Promise<RuntimeProcess> {
     const socket = `${dir}/bpfd.sock`;
     // nsenter execs deno: the child's pid is the runtime's.
@@ -217,7 +222,7 @@ export class RuntimeProcess {
       args: [
         ...(netns ? [`--net=/run/netns/${netns}`, Deno.execPath()] : []),
         ...denoArgs,
-        `${root}runtime/main.ts`,
+        `${checkout}runtime/main.ts`,
         "--state-dir",
         dir,
         "--bpffs",

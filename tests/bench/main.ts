@@ -2,7 +2,7 @@
  * `deno task bench`: runs every benchmark section in one process and prints BENCHMARKS.md-ready
  * markdown. Sections: `node` (load+attach paths, RSS), `images` (pull vs skopeo), `chain` (programs sharing a
  * hook), `controller` (apply to Loaded for 1/10/50 node runtimes), `fuzz` (10,000 bad requests over the
- * socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `scale` (100/500/1,000 simulated
+ * socket), `policy` (BpfPolicy's cost), `inventory` (RSS, list latency, writes), `node-kube` (the runtime's RSS in Kubernetes mode), `scale` (100/500/1,000 simulated
  * nodes), `trace` (session start to first line vs bpftrace by hand), `cluster` (deploy and the seed's config
  * on a real one-node cluster). `deno task bench node` runs only the named ones.
  *
@@ -15,6 +15,7 @@ import { benchFuzz } from "./fuzz.ts";
 import { benchImages } from "./image.ts";
 import { benchInventory } from "./inventory.ts";
 import { benchNode, type BenchSection } from "./node.ts";
+import { benchNodeKube } from "./node_kube.ts";
 import { benchTrace } from "./trace.ts";
 import { benchPolicy } from "./policy.ts";
 import { benchScale } from "./scale.ts";
@@ -41,6 +42,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   fuzz: () => benchFuzz(),
   policy: () => benchPolicy(),
   inventory: () => benchInventory(),
+  "node-kube": () => benchNodeKube(),
   scale: () => benchScale(),
   cluster: () => benchCluster(),
 };

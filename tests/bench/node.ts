@@ -41,10 +41,10 @@ async function run(cmd: string, ...args: string[]): Promise<void> {
 }
 
 /** Resident memory in MiB: all of it, the process's own (anonymous), file pages (the executable). */
-type Rss = { total: number; anon: number; file: number };
+export type Rss = { total: number; anon: number; file: number };
 
 /** The resident memory of process `pid`. */
-async function rss(pid: number): Promise<Rss> {
+export async function rss(pid: number): Promise<Rss> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);
   const mib = (field: string) => Number(status.match(new RegExp(`${field}:\\s+(\\d+)`))?.[1]) / 1024;
   return { total: mib("VmRSS"), anon: mib("RssAnon"), file: mib("RssFile") };

@@ -158,13 +158,13 @@ export class SecureRuntime {
   /**
    * Starts it with `auth` as the config's `auth`; state and bpffs under `dir/state`. It listens on
    * `opts.host` (default 127.0.0.1); with `opts.request` it asks the cluster for its certificate (CSR API),
-   * written to `tls.cert` and `tls.key`.
+   * written to `tls.cert` and `tls.key`; `opts.checkout` runs the runtime of another checkout of bpfd.
    */
   static async start(
     dir: string,
     tls: { ca: string; cert: string; key: string },
     auth: Record<string, unknown>,
-    opts: { host?: string; request?: boolean; config?: Record<string, unknown> } = {},
+    opts: { host?: string; request?: boolean; config?: Record<string, unknown>; checkout?: string } = {},
   ): Promise<SecureRuntime> {
     const host = opts.host ?? "127.0.0.1";
     const rt = new SecureRuntime(dir, await Deno.readTextFile(tls.ca), `${dir}/runtime.log`, host);
@@ -190,7 +190,7 @@ export class SecureRuntime {
         "sh",
         Deno.execPath(),
         ...RUNTIME_DENO_ARGS,
-        `${root}runtime/main.ts`,
+        `${opts.checkout ?? root}runtime/main.ts`,
         "--config",
         `${dir}/node.json`,
       ],

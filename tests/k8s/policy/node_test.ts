@@ -1,7 +1,8 @@
 // BpfPolicy on the node, with real tokens on a real API server: a node runtime process (TLS, TokenReview +
 // SubjectAccessReview) that watches the cluster's BpfPolicy with its own ServiceAccount. Calls the policy
 // forbids get 403 naming the rule and the field and load or attach nothing; only the controller's
-// identity may name a config's requester; a policy change reaches the node without a restart.
+// identity may name a config's requester; a policy change and a deleted policy reach the node without a
+// restart.
 import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { startKube, waitFor } from "../../_kube.ts";
@@ -198,6 +199,28 @@ Deno.test("node: calls BpfPolicy forbids get 403 naming the rule and load nothin
         300,
       );
       assert.equal(r.body.programs[0].program.loadedBy.user, "system:serviceaccount:team:bob");
+    });
+
+    await t.step("a deleted BpfPolicy stops allowing without a restart", async () => {
+      await custom.deleteClusterCustomObject({ ...bpfpolicies, name: "node-test" });
+      const refused = await waitFor(
+        "bob refused",
+        async () => {
+          const res = await rt!.call("load", loadXdp(), bob);
+          if (res.status !== 200) return res;
+          await rt!.call("unload", { programId: res.body.programs[0].id }, admin);
+        },
+        15000,
+        300,
+      );
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      assert.match(
+        refused.body.error.message,
+        /no BpfPolicy rule allows user system:serviceaccount:team:bob/,
+      );
+      const asAlice = await rt!.call("load", loadXdp(), alice);
+      assert.equal(asAlice.status, 403, "alice's rule went with the policy");
+      assert.match(await Deno.readTextFile(rt!.logFile), /"msg":"policy",.*"policies":\[\],"rules":0/);
     });
   } finally {
     await rt?.destroy(admin);
