@@ -24,15 +24,30 @@ export interface WatchEvent<T = KubeObject> {
   object: T;
 }
 
-/** The events of a watch answer: one JSON object per line, however the lines are split into chunks. */
-export async function* watchEvents<T>(body: ReadableStream<Uint8Array>): AsyncGenerator<WatchEvent<T>> {
-  let rest = "";
-  for await (const text of body.pipeThrough(new TextDecoderStream())) {
-    const lines = (rest + text).split("\n");
-    rest = lines.pop()!;
-    for (const line of lines) if (line.trim()) yield JSON.parse(line);
+/**
+ * The events of a watch answer: one JSON object per line, however the lines are split into chunks. When
+ * `signal` aborts, the reading stops (the abort of a fetch alone did not always end a pending read).
+ */
+export async function* watchEvents<T>(
+  body: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+): AsyncGenerator<WatchEvent<T>> {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const cancel = () => reader.cancel().catch(() => {/* already ended */});
+  signal?.addEventListener("abort", cancel, { once: true });
+  try {
+    let rest = "";
+    for (let r = await reader.read(); !r.done; r = await reader.read()) {
+      const lines = (rest + r.value).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) if (line.trim()) yield JSON.parse(line);
+    }
+    signal?.throwIfAborted();
+    if (rest.trim()) yield JSON.parse(rest); // a cut-off last line throws: a broken stream
+  } finally {
+    signal?.removeEventListener("abort", cancel);
+    await cancel(); // the consumer stopped early: close the answer
   }
-  if (rest.trim()) yield JSON.parse(rest); // a cut-off last line throws: a broken stream
 }
 
 /** Options of a {@link ListWatch}. */
@@ -138,7 +153,9 @@ export class ListWatch<T extends KubeObject = KubeObject> {
     }&timeoutSeconds=${seconds}`;
     // A server that went silent is given up a little after it should have ended the watch itself.
     const signal = AbortSignal.any([stop, AbortSignal.timeout((seconds + 30) * 1000)]);
-    for await (const { type, object } of watchEvents<T>(await this.kube.stream(this.path + query, signal))) {
+    for await (
+      const { type, object } of watchEvents<T>(await this.kube.stream(this.path + query, signal), signal)
+    ) {
       if (type === "ERROR") {
         const status = object as { code?: number; message?: string };
         throw new Error(`watch ${this.path}: ${status.code ?? "ERROR"} ${status.message ?? ""}`);

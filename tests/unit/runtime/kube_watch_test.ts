@@ -43,6 +43,15 @@ Deno.test("watch events: one per line, lines and UTF-8 characters split across c
   await assert.rejects(collect(body([line("ADDED", obj("a", "1")), '{"type":"MOD'])), SyntaxError);
 });
 
+Deno.test("watch events: an abort ends the reading of an answer that stays open", async () => {
+  const stop = new AbortController();
+  const events = watchEvents(body([line("ADDED", obj("a", "1"))], true), stop.signal);
+  assert.equal((await events.next()).value?.type, "ADDED");
+  const pending = events.next();
+  stop.abort();
+  await assert.rejects(pending, { name: "AbortError" });
+});
+
 /**
  * A fake API server on loopback (plain HTTP): each list answers the next of `lists` (the last one again
  * when they run out), each watch streams the next of `watches` (then a stream that stays open); every
