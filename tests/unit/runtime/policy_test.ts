@@ -60,3 +60,39 @@ Deno.test("policy gate from the node configuration: none without `policy`; the c
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("policy gate from the cluster: without an API server the node goes on after 10 s with nothing new allowed, and stop() ends the retries", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bpfd-policy-kube-" });
+  const consoleError = console.error;
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (closed.addr as Deno.NetAddr).port;
+  closed.close(); // nothing listens there now: every list is refused
+  try {
+    await Deno.writeTextFile(
+      `${dir}/kubeconfig`,
+      JSON.stringify({
+        clusters: [{ name: "c", cluster: { server: `https://127.0.0.1:${port}` } }],
+        users: [{ name: "u", user: { token: "t" } }],
+        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+        "current-context": "x",
+      }),
+    );
+    const lines: string[] = [];
+    console.error = (line: string) => void lines.push(line); // the Logger's output (and log.with()'s)
+    const started = Date.now();
+    const gate = await policyGateFrom(
+      RuntimeConfig.parse({ policy: { source: "kubernetes", kubeconfig: `${dir}/kubeconfig` } }),
+      new Logger("info"),
+    );
+    assert.ok(Date.now() - started >= 9_900, "it waited for the first list");
+    assert.equal(gate!.current().decide(req, USERS.alice).allowed, false, "the empty policy allows nothing");
+    assert.ok(lines.filter((l) => l.includes("BpfPolicy watch failed")).length >= 5, "retried every second");
+    assert.ok(lines.some((l) => l.includes('"msg":"BpfPolicy not listed yet')));
+    const stopping = Date.now();
+    await gate!.stop();
+    assert.ok(Date.now() - stopping < 1000, "stop() ended the retries");
+  } finally {
+    console.error = consoleError;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
