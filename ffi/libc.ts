@@ -218,7 +218,8 @@ export function bpfSyscall(cmd: number, attr: Uint8Array<ArrayBuffer>): number {
 
 /** Formats a printf-style message from a `va_list` pointer (libbpf's print callback). */
 export function vformat(fmt: Deno.PointerValue, args: Deno.PointerValue): string {
-  const buf = new Uint8Array(4096);
-  const n = libc.vsnprintf(buf, BigInt(buf.length), fmt, args);
-  return new TextDecoder().decode(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))));
+  const n = libc.vsnprintf(formatBuffer, BigInt(formatBuffer.length), fmt, args);
+  return utf8.decode(formatBuffer.subarray(0, Math.max(0, Math.min(n, formatBuffer.length - 1))));
 }
+const formatBuffer = new Uint8Array(4096);
+const utf8 = new TextDecoder();
