@@ -41,6 +41,8 @@ export const libc = lazyLibrary("libc.so.6", {
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   if_nameindex: { parameters: [], result: "pointer" },
   if_freenameindex: { parameters: ["pointer"], result: "void" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -102,6 +104,14 @@ export function lastErrno(): number {
 /** Closes a kernel fd that bpfd owns; errors are ignored (there is nothing to do about them). */
 export function closeFd(fd: number): void {
   if (fd >= 0) libc.close(fd);
+}
+
+/**
+ * Gives the heap memory that native code freed back to the kernel (`malloc_trim`): glibc keeps freed
+ * blocks for reuse, and a BPF object's ELF and BTF buffers would otherwise stay resident in the runtime.
+ */
+export function releaseFreedHeap(): void {
+  libc.malloc_trim(0n);
 }
 
 /** Opens `path` read-only and returns the raw fd (Deno's own files do not expose fds). */
