@@ -48,6 +48,19 @@ export function statFd(fd: number): FdStat {
   };
 }
 
+const TMPFS_MAGIC = 0x01021994, RAMFS_MAGIC = 0x858458f6;
+
+/**
+ * Whether `path` is on a filesystem held in memory (tmpfs, ramfs), where a write never waits for a disk
+ * and fsync has nothing to do.
+ */
+export function onMemoryFilesystem(path: string): boolean {
+  const buf = new Uint8Array(120); // struct statfs; f_type is its first field, a long
+  if (libc.statfs(cstring(path), buf) !== 0) throw new SysError("statfs", errno(), path);
+  const type = Number(new DataView(buf.buffer).getBigUint64(0, true));
+  return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
+}
+
 /** Closes an fd {@link openNonBlocking} returned. */
 export function closeFile(fd: number): void {
   if (fd >= 0) libc.close(fd);
