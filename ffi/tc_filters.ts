@@ -53,6 +53,7 @@ export interface TcFilters {
 export const MAX_TC_PARENTS = 1024;
 
 const SOCK_CLOEXEC = 0o2000000;
+const decoder = new TextDecoder();
 
 type Span = { start: number; end: number };
 
@@ -71,7 +72,7 @@ function attrs(dv: DataView, from: number, to: number): Map<number, Span> {
 function text(buf: Uint8Array, a: Span): string {
   const bytes = buf.subarray(a.start, a.end);
   const nul = bytes.indexOf(0);
-  return new TextDecoder().decode(nul < 0 ? bytes : bytes.subarray(0, nul));
+  return decoder.decode(nul < 0 ? bytes : bytes.subarray(0, nul));
 }
 
 /** The messages in `buf[0, length)` (what one recv returned, or a recorded dump). */
@@ -129,7 +130,8 @@ export function tcHandleName(handle: number): string {
 }
 
 /**
- * The parents whose filters to dump, in order (qdiscs first, so a qdisc's own filters outlast the cap),
+ * The parents whose filters to dump, in order (qdiscs first, so a qdisc's own filters outlast the cap, then
+ * classes by id),
  * from the qdisc and class dumps of one interface: the value to ask with and the name to show.
  */
 export function tcParents(qdiscs: TcMessage[], classes: TcMessage[]): Array<{ id: number; name: string }> {
@@ -141,7 +143,7 @@ export function tcParents(qdiscs: TcMessage[], classes: TcMessage[]): Array<{ id
     else if (q.handle !== 0) parents.push({ id: q.handle, name: tcHandleName(q.handle) });
     else if (q.parent === TC_H.ROOT) parents.push({ id: 0, name: "root" }); // asked as 0: the root qdisc
   }
-  for (const c of classes) {
+  for (const c of classes.toSorted((a, b) => a.handle - b.handle)) {
     if ((c.handle & 0xffff) !== 0 && c.handle >>> 16 !== TC_H.CLSACT_MAJOR) {
       parents.push({ id: c.handle, name: tcHandleName(c.handle) });
     }
