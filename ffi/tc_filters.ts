@@ -130,18 +130,20 @@ export function tcHandleName(handle: number): string {
 }
 
 /**
- * The parents whose filters to dump, in order (qdiscs first, so a qdisc's own filters outlast the cap, then
- * classes by id),
- * from the qdisc and class dumps of one interface: the value to ask with and the name to show.
+ * The parents whose filters to dump, from the qdisc and class dumps of one interface: the value to ask with
+ * and the name to show; qdiscs first (their filters outlast the cap), then classes by id.
  */
 export function tcParents(qdiscs: TcMessage[], classes: TcMessage[]): Array<{ id: number; name: string }> {
   const parents: Array<{ id: number; name: string }> = [];
   for (const q of qdiscs) {
-    if (q.kind === "clsact") {
-      parents.push({ id: TC_H.INGRESS, name: "ingress" }, { id: TC_H.EGRESS, name: "egress" });
-    } else if (q.kind === "ingress") parents.push({ id: TC_H.INGRESS, name: "ingress" });
-    else if (q.handle !== 0) parents.push({ id: q.handle, name: tcHandleName(q.handle) });
-    else if (q.parent === TC_H.ROOT) parents.push({ id: 0, name: "root" }); // asked as 0: the root qdisc
+    if (q.kind === "clsact" || q.kind === "ingress") {
+      parents.push({ id: TC_H.INGRESS, name: "ingress" });
+      if (q.kind === "clsact") parents.push({ id: TC_H.EGRESS, name: "egress" });
+    } else if (q.handle !== 0) {
+      parents.push({ id: q.handle, name: tcHandleName(q.handle) });
+    } else if (q.parent === TC_H.ROOT) {
+      parents.push({ id: 0, name: "root" }); // asked as 0: the root qdisc
+    }
   }
   for (const c of classes.toSorted((a, b) => a.handle - b.handle)) {
     if ((c.handle & 0xffff) !== 0 && c.handle >>> 16 !== TC_H.CLSACT_MAJOR) {
