@@ -172,15 +172,11 @@ export function bpfFiltersOf(messages: TcMessage[], parent: string): BpfFilter[]
 
 /** One rtnetlink socket for a walk over the interfaces of the calling thread's network namespace. */
 export class TcWalk implements Disposable {
-  #fd: number;
+  /** The netlink socket, opened by the first dump (so a walk that cannot open one fails per interface). */
+  #fd = -1;
   #seq = 0;
   #buf = new Uint8Array(64 << 10);
   #qdiscs?: Map<number, TcMessage[]>;
-
-  constructor() {
-    this.#fd = libc.socket(Rtnl.AF_NETLINK, Rtnl.SOCK_RAW | SOCK_CLOEXEC, Rtnl.NETLINK_ROUTE);
-    if (this.#fd < 0) throw new SysError("socket (netlink)", lastErrno());
-  }
 
   /** The cls_bpf filters of interface `ifindex`, on at most `maxParents` of its qdiscs and classes. */
   bpfFilters(ifindex: number, maxParents = MAX_TC_PARENTS): TcFilters {
@@ -195,6 +191,10 @@ export class TcWalk implements Disposable {
 
   /** Sends one dump request and collects its answers (none when the kernel answers with an error). */
   #dump(type: number, ifindex: number, parent: number): TcMessage[] {
+    if (this.#fd < 0) {
+      this.#fd = libc.socket(Rtnl.AF_NETLINK, Rtnl.SOCK_RAW | SOCK_CLOEXEC, Rtnl.NETLINK_ROUTE);
+      if (this.#fd < 0) throw new SysError("socket (netlink)", lastErrno());
+    }
     const seq = ++this.#seq;
     const req = new Uint8Array(NlMsgHdr.size + TcMsg.size);
     const rq = new DataView(req.buffer);
