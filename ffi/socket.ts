@@ -25,26 +25,24 @@ export interface PeerCredentials {
   groups: number[];
 }
 
+/** `getsockopt(fd, SOL_SOCKET, option)` into `value`: the length the kernel wrote, or -1 with errno set. */
+function socketOption(fd: number, option: number, value: Uint8Array<ArrayBuffer>): number {
+  const len = new Uint32Array([value.length]);
+  return libc.getsockopt(fd, SOL_SOCKET, option, value, new Uint8Array(len.buffer)) === 0 ? len[0] : -1;
+}
+
 /** The peer's credentials of a connected unix socket. */
 export function peerCredentials(fd: number): PeerCredentials {
-  const cred = new Uint8Array(12), len = new Uint32Array([12]);
-  if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0) {
-    throw new SysError("getsockopt SO_PEERCRED", errno());
-  }
+  const cred = new Uint8Array(12);
+  if (socketOption(fd, SO_PEERCRED, cred) < 0) throw new SysError("getsockopt SO_PEERCRED", errno());
   const view = new DataView(cred.buffer);
-  const groups = new Uint32Array(256), glen = new Uint32Array([groups.byteLength]);
-  const ok = libc.getsockopt(
-    fd,
-    SOL_SOCKET,
-    SO_PEERGROUPS,
-    new Uint8Array(groups.buffer),
-    new Uint8Array(glen.buffer),
-  );
+  const groups = new Uint32Array(256);
+  const groupBytes = socketOption(fd, SO_PEERGROUPS, new Uint8Array(groups.buffer));
   return {
     pid: view.getInt32(0, true),
     uid: view.getUint32(4, true),
     gid: view.getUint32(8, true),
-    groups: ok === 0 ? [...groups.subarray(0, glen[0] / 4)] : [],
+    groups: groupBytes > 0 ? [...groups.subarray(0, groupBytes / 4)] : [],
   };
 }
 
@@ -62,7 +60,7 @@ export interface AcceptedSocket {
 export function acceptedOn(path: string, skip: (fd: number) => boolean): AcceptedSocket[] {
   const want = new TextEncoder().encode(path);
   const addr = new Uint8Array(110), addrLen = new Uint32Array(1);
-  const flag = new Int32Array(1), flagLen = new Uint32Array(1);
+  const flag = new Int32Array(1);
   const found: AcceptedSocket[] = [];
   for (const entry of Deno.readDirSync("/proc/self/fd")) {
     const fd = Number(entry.name);
@@ -79,15 +77,8 @@ export function acceptedOn(path: string, skip: (fd: number) => boolean): Accepte
     const family = new DataView(addr.buffer).getUint16(0, true); // sockaddr_un: sun_family, sun_path
     if (family !== AF_UNIX || addrLen[0] < 2 + want.length || addr[2 + want.length] !== 0) continue;
     if (!want.every((b, i) => addr[2 + i] === b)) continue;
-    flagLen[0] = 4;
-    const accepting = libc.getsockopt(
-      fd,
-      SOL_SOCKET,
-      SO_ACCEPTCONN,
-      new Uint8Array(flag.buffer),
-      new Uint8Array(flagLen.buffer),
-    );
-    if (accepting !== 0 || flag[0] !== 0) continue; // the listening socket itself
+    const accepting = socketOption(fd, SO_ACCEPTCONN, new Uint8Array(flag.buffer));
+    if (accepting < 0 || flag[0] !== 0) continue; // the listening socket itself
     found.push({ fd, ino: stat.ino });
   }
   return found;
