@@ -382,11 +382,15 @@ export function decodeDispatcherConfig(bytes: Uint8Array): DispatcherState | und
   return { magic, version, isXdpFrags: dv.getUint8(DispatcherConfig.isXdpFrags) !== 0, slots };
 }
 
-/** rtnetlink: a tc filter dump (RTM_GETTFILTER) and what its answers carry. */
+/** rtnetlink: dumps of tc qdiscs, classes and filters, and what their answers carry. */
 export const Rtnl = {
   AF_NETLINK: 16,
   NETLINK_ROUTE: 0,
   SOCK_RAW: 3,
+  RTM_NEWQDISC: 36,
+  RTM_GETQDISC: 38,
+  RTM_NEWTCLASS: 40,
+  RTM_GETTCLASS: 42,
   RTM_NEWTFILTER: 44,
   RTM_GETTFILTER: 46,
   NLMSG_ERROR: 2,
@@ -405,5 +409,10 @@ export const Rtnl = {
 export const NlMsgHdr = { size: 16, len: 0, type: 4, flags: 6, seq: 8 } as const;
 export const TcMsg = { size: 20, ifindex: 4, handle: 8, parent: 12, info: 16 } as const;
 export const RtAttr = { size: 4, len: 0, type: 2 } as const;
-/** tc parents: the root qdisc, clsact's ingress and egress. */
-export const TC_PARENTS: Record<string, number> = { root: 0, ingress: 0xfffffff2, egress: 0xfffffff3 };
+/** tc handles with a name: the root, clsact's (and the ingress qdisc's) ingress and egress. */
+export const TC_H = {
+  ROOT: 0xffffffff,
+  INGRESS: 0xfffffff2,
+  EGRESS: 0xfffffff3,
+  CLSACT_MAJOR: 0xffff,
+} as const;

@@ -27,13 +27,16 @@ export function openNonBlocking(path: string): number {
 /** What `fstat` says about an open fd. */
 export interface FdStat {
   isRegular: boolean;
+  isSocket: boolean;
+  /** The inode number (for a socket, unique while it exists). */
+  ino: number;
   mode: number;
   uid: number;
   gid: number;
   size: number;
 }
 
-/** `fstat(fd)` (x86-64 `struct stat`: st_mode@24, st_uid@28, st_gid@32, st_size@48). */
+/** `fstat(fd)` (x86-64 `struct stat`: st_ino@8, st_mode@24, st_uid@28, st_gid@32, st_size@48). */
 export function statFd(fd: number): FdStat {
   const buf = new Uint8Array(144);
   if (libc.fstat(fd, buf) !== 0) throw new SysError("fstat", errno());
@@ -41,11 +44,26 @@ export function statFd(fd: number): FdStat {
   const mode = view.getUint32(24, true);
   return {
     isRegular: (mode & 0o170000) === 0o100000,
+    isSocket: (mode & 0o170000) === 0o140000,
+    ino: Number(view.getBigUint64(8, true)),
     mode: mode & 0o7777,
     uid: view.getUint32(28, true),
     gid: view.getUint32(32, true),
     size: Number(view.getBigInt64(48, true)),
   };
+}
+
+const TMPFS_MAGIC = 0x01021994, RAMFS_MAGIC = 0x858458f6;
+
+/**
+ * Whether `path` is on a filesystem held in memory (tmpfs, ramfs), where a write never waits for a disk
+ * and fsync has nothing to do.
+ */
+export function onMemoryFilesystem(path: string): boolean {
+  const buf = new Uint8Array(120); // struct statfs; f_type is its first field, a long
+  if (libc.statfs(cstring(path), buf) !== 0) throw new SysError("statfs", errno(), path);
+  const type = Number(new DataView(buf.buffer).getBigUint64(0, true));
+  return type === TMPFS_MAGIC || type === RAMFS_MAGIC;
 }
 
 /** Closes an fd {@link openNonBlocking} returned. */

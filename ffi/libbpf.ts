@@ -93,12 +93,18 @@ export const lib = lazyLibrary("libbpf.so.1", {
 // ---- libbpf's print callback: messages are collected while a call is in flight -------------------
 
 let captured: string[] | null = null;
+/** libbpf's levels: 0 warn, 1 info (kept with a call's error), 2 debug (only with BPFD_LIBBPF_DEBUG). */
+const LIBBPF_INFO = 1;
+const printDebug = Boolean(Deno.env.get("BPFD_LIBBPF_DEBUG"));
 const printCallback = new Deno.UnsafeCallback(
   { parameters: ["i32", "pointer", "pointer"], result: "i32" } as const,
   (level, fmt, args) => {
+    // Formatting is most of a callback's cost, and a load prints dozens of debug lines nobody reads.
+    const kept = captured !== null && level <= LIBBPF_INFO;
+    if (!kept && !printDebug) return 0;
     const message = vformat(fmt, args);
-    if (captured && level <= 1) captured.push(message);
-    else if (Deno.env.get("BPFD_LIBBPF_DEBUG")) console.error(`libbpf: ${message.trimEnd()}`);
+    if (kept) captured!.push(message);
+    else console.error(`libbpf: ${message.trimEnd()}`);
     return 0;
   },
 );

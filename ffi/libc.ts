@@ -41,21 +41,15 @@ export const libc = lazyLibrary("libc.so.6", {
   vsnprintf: { parameters: ["buffer", "usize", "pointer", "pointer"], result: "i32" },
   flock: { parameters: ["i32", "i32"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  statfs: { parameters: ["buffer", "buffer"], result: "i32" },
+  malloc_trim: { parameters: ["usize"], result: "i32" },
   if_nameindex: { parameters: [], result: "pointer" },
   if_freenameindex: { parameters: ["pointer"], result: "void" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  listen: { parameters: ["i32", "i32"], result: "i32" },
-  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  eventfd: { parameters: ["u32", "i32"], result: "i32" },
-  epoll_create1: { parameters: ["i32"], result: "i32" },
-  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
-  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
   ioctl: { parameters: ["i32", "u64", "i64"], result: "i32" },
 });
 
@@ -102,6 +96,14 @@ export function lastErrno(): number {
 /** Closes a kernel fd that bpfd owns; errors are ignored (there is nothing to do about them). */
 export function closeFd(fd: number): void {
   if (fd >= 0) libc.close(fd);
+}
+
+/**
+ * Gives the heap memory that native code freed back to the kernel (`malloc_trim`): glibc keeps freed
+ * blocks for reuse, and a BPF object's ELF and BTF buffers would otherwise stay resident in the runtime.
+ */
+export function releaseFreedHeap(): void {
+  libc.malloc_trim(0n);
 }
 
 /** Opens `path` read-only and returns the raw fd (Deno's own files do not expose fds). */
@@ -218,7 +220,8 @@ export function bpfSyscall(cmd: number, attr: Uint8Array<ArrayBuffer>): number {
 
 /** Formats a printf-style message from a `va_list` pointer (libbpf's print callback). */
 export function vformat(fmt: Deno.PointerValue, args: Deno.PointerValue): string {
-  const buf = new Uint8Array(4096);
-  const n = libc.vsnprintf(buf, BigInt(buf.length), fmt, args);
-  return new TextDecoder().decode(buf.subarray(0, Math.max(0, Math.min(n, buf.length - 1))));
+  const n = libc.vsnprintf(formatBuffer, BigInt(formatBuffer.length), fmt, args);
+  return utf8.decode(formatBuffer.subarray(0, Math.max(0, Math.min(n, formatBuffer.length - 1))));
 }
+const formatBuffer = new Uint8Array(4096);
+const utf8 = new TextDecoder();

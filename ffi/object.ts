@@ -19,6 +19,7 @@ import { BTF_KIND_DATASEC, BtfType, BtfVarSecinfo } from "./abi.ts";
 import { LibbpfError } from "./errno.ts";
 import { cstring, readCString } from "./lazy.ts";
 import { check, checkPointer, lib } from "./libbpf.ts";
+import { releaseFreedHeap } from "./libc.ts";
 
 /** A program inside an opened object file. */
 export interface ObjectProgram {
@@ -218,5 +219,6 @@ export class BpfObject {
   close(): void {
     if (this.#obj) lib.bpf_object__close(this.#obj);
     this.#obj = null;
+    releaseFreedHeap();
   }
 }

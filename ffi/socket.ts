@@ -1,60 +1,20 @@
 /**
- * Unix stream sockets through libc, for a listener that knows who its callers are: `SO_PEERCRED` and
- * `SO_PEERGROUPS` of an accepted connection (Deno's own sockets expose no fd), non-blocking `recv`/`send`,
- * and an epoll set whose wait runs on a worker thread (`nonblocking` FFI) so the event loop never blocks.
+ * Who is at the other end of a unix stream connection, as the kernel recorded it at connect():
+ * `SO_PEERCRED` and `SO_PEERGROUPS`; and which of this process's fds are the connections accepted on a
+ * socket (Deno's own sockets do not expose their fds).
  *
  * @example
  * ```ts
- * const fd = bindUnix("/run/bpfd/bpfd.sock");
- * startListening(fd, 128);
+ * const [{ fd }] = acceptedOn("/run/bpfd/.bpfd-socket-x/socket", () => false);
+ * const { uid, gid, pid } = peerCredentials(fd);
  * ```
  * @module
  */
 import { SysError } from "./errno.ts";
+import { statFd } from "./files.ts";
 import { lastErrno as errno, libc } from "./libc.ts";
 
-const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_NONBLOCK = 0o4000, SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1, SO_PEERCRED = 17, SO_PEERGROUPS = 59, MSG_NOSIGNAL = 0x4000;
-const EPOLL_CTL_ADD = 1, EPOLL_CTL_DEL = 2, EPOLL_CTL_MOD = 3;
-/** epoll event bits. */
-export const EPOLLIN = 0x1, EPOLLOUT = 0x4, EPOLLRDHUP = 0x2000, EPOLLONESHOT = 1 << 30;
-const EAGAIN = 11, EINTR = 4;
-
-/** Closes an fd this module handed out. */
-export function closeSocket(fd: number): void {
-  if (fd >= 0) libc.close(fd);
-}
-
-/** A non-blocking unix stream socket bound to `path`, not yet listening (so permissions can be set first). */
-export function bindUnix(path: string): number {
-  const name = new TextEncoder().encode(path);
-  if (name.length > 107) throw new SysError("bind", 36, path); // ENAMETOOLONG
-  const fd = libc.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw new SysError("socket", errno());
-  const addr = new Uint8Array(110);
-  new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
-  addr.set(name, 2);
-  if (libc.bind(fd, addr, 2 + name.length + 1) !== 0) {
-    const err = new SysError("bind", errno(), path);
-    libc.close(fd);
-    throw err;
-  }
-  return fd;
-}
-
-/** Starts accepting connections on a bound socket. */
-export function startListening(fd: number, backlog: number): void {
-  if (libc.listen(fd, backlog) !== 0) throw new SysError("listen", errno());
-}
-
-/** Accepts one connection (non-blocking, close-on-exec); null when none is waiting. */
-export function acceptConnection(fd: number): number | null {
-  const conn = libc.accept4(fd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (conn >= 0) return conn;
-  const e = errno();
-  if (e === EAGAIN || e === EINTR) return null;
-  throw new SysError("accept4", e);
-}
+const AF_UNIX = 1, SOL_SOCKET = 1, SO_PEERCRED = 17, SO_ACCEPTCONN = 30, SO_PEERGROUPS = 59;
 
 /** Who is at the other end of a unix connection, as the kernel recorded it at connect(). */
 export interface PeerCredentials {
@@ -65,107 +25,61 @@ export interface PeerCredentials {
   groups: number[];
 }
 
+/** `getsockopt(fd, SOL_SOCKET, option)` into `value`: the length the kernel wrote, or -1 with errno set. */
+function socketOption(fd: number, option: number, value: Uint8Array<ArrayBuffer>): number {
+  const len = new Uint32Array([value.length]);
+  return libc.getsockopt(fd, SOL_SOCKET, option, value, new Uint8Array(len.buffer)) === 0 ? len[0] : -1;
+}
+
 /** The peer's credentials of a connected unix socket. */
 export function peerCredentials(fd: number): PeerCredentials {
-  const cred = new Uint8Array(12), len = new Uint32Array([12]);
-  if (libc.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0) {
-    throw new SysError("getsockopt SO_PEERCRED", errno());
-  }
+  const cred = new Uint8Array(12);
+  if (socketOption(fd, SO_PEERCRED, cred) < 0) throw new SysError("getsockopt SO_PEERCRED", errno());
   const view = new DataView(cred.buffer);
-  const groups = new Uint32Array(256), glen = new Uint32Array([groups.byteLength]);
-  const ok = libc.getsockopt(
-    fd,
-    SOL_SOCKET,
-    SO_PEERGROUPS,
-    new Uint8Array(groups.buffer),
-    new Uint8Array(glen.buffer),
-  );
+  const groups = new Uint32Array(256);
+  const groupBytes = socketOption(fd, SO_PEERGROUPS, new Uint8Array(groups.buffer));
   return {
     pid: view.getInt32(0, true),
     uid: view.getUint32(4, true),
     gid: view.getUint32(8, true),
-    groups: ok === 0 ? [...groups.subarray(0, glen[0] / 4)] : [],
+    groups: groupBytes > 0 ? [...groups.subarray(0, groupBytes / 4)] : [],
   };
 }
 
-/** Reads what is there into `buf`: the byte count, 0 at end of stream, null when nothing is waiting. */
-export function receive(fd: number, buf: Uint8Array<ArrayBuffer>): number | null {
-  const n = Number(libc.recv(fd, buf, BigInt(buf.length), 0));
-  if (n >= 0) return n;
-  const e = errno();
-  if (e === EAGAIN || e === EINTR) return null;
-  throw new SysError("recv", e);
+/** A unix stream connection of this process accepted on a listening socket, by fd and socket inode. */
+export interface AcceptedSocket {
+  fd: number;
+  ino: number;
 }
 
-/** Writes what the socket takes now (no SIGPIPE): the byte count, 0 when it would block. */
-export function sendSome(fd: number, bytes: Uint8Array<ArrayBuffer>): number {
-  const n = Number(libc.send(fd, bytes, BigInt(bytes.length), MSG_NOSIGNAL));
-  if (n >= 0) return n;
-  const e = errno();
-  if (e === EAGAIN || e === EINTR) return 0;
-  throw new SysError("send", e);
-}
-
-/** An epoll set with a wake-up eventfd; `wait` blocks a worker thread, never the event loop. */
-export class EpollSet {
-  readonly fd: number;
-  readonly #wake: number;
-  readonly #events: Uint8Array<ArrayBuffer>;
-  readonly #ctl = new Uint8Array(12);
-
-  constructor(readonly capacity = 64) {
-    this.fd = libc.epoll_create1(SOCK_CLOEXEC);
-    if (this.fd < 0) throw new SysError("epoll_create1", errno());
-    this.#wake = libc.eventfd(0, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (this.#wake < 0) throw new SysError("eventfd", errno());
-    this.#events = new Uint8Array(12 * capacity);
-    this.add(this.#wake, EPOLLIN, 0n);
-  }
-
-  /** Watches `fd` for `events`, reporting `token`. */
-  add(fd: number, events: number, token: bigint): void {
-    this.#control(EPOLL_CTL_ADD, fd, events, token);
-  }
-
-  /** Re-arms a one-shot `fd` for `events`. */
-  modify(fd: number, events: number, token: bigint): void {
-    this.#control(EPOLL_CTL_MOD, fd, events, token);
-  }
-
-  /** Stops watching `fd` (before closing it). */
-  remove(fd: number): void {
-    libc.epoll_ctl(this.fd, EPOLL_CTL_DEL, fd, this.#ctl);
-  }
-
-  #control(op: number, fd: number, events: number, token: bigint): void {
-    const view = new DataView(this.#ctl.buffer);
-    view.setUint32(0, events >>> 0, true);
-    view.setBigUint64(4, token, true);
-    if (libc.epoll_ctl(this.fd, op, fd, this.#ctl) !== 0) throw new SysError("epoll_ctl", errno());
-  }
-
-  /** Waits up to `timeoutMs` on a worker thread; the ready tokens and their events (not the wake-up). */
-  async wait(timeoutMs: number): Promise<Array<{ token: bigint; events: number }>> {
-    const n = await libc.epoll_wait(this.fd, this.#events, this.capacity, timeoutMs);
-    const view = new DataView(this.#events.buffer), ready = [];
-    for (let i = 0; i < n; i++) {
-      const token = view.getBigUint64(i * 12 + 4, true);
-      if (token === 0n) libc.read(this.#wake, new Uint8Array(8), 8n);
-      else ready.push({ token, events: view.getUint32(i * 12, true) });
+/**
+ * This process's connected (not listening) unix stream sockets whose local address is `path`: the
+ * connections accepted on the socket bound there, found among the fds in /proc/self/fd (Deno's own
+ * sockets do not expose their fds). `skip`: fds not to look at (already known).
+ */
+export function acceptedOn(path: string, skip: (fd: number) => boolean): AcceptedSocket[] {
+  const want = new TextEncoder().encode(path);
+  const addr = new Uint8Array(110), addrLen = new Uint32Array(1);
+  const flag = new Int32Array(1);
+  const found: AcceptedSocket[] = [];
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(entry.name);
+    if (!Number.isInteger(fd) || skip(fd)) continue;
+    let stat;
+    try {
+      stat = statFd(fd);
+    } catch {
+      continue; // closed meanwhile (the fd readdir itself used, too)
     }
-    return ready;
+    if (!stat.isSocket) continue;
+    addrLen[0] = addr.length;
+    if (libc.getsockname(fd, addr, new Uint8Array(addrLen.buffer)) !== 0) continue;
+    const family = new DataView(addr.buffer).getUint16(0, true); // sockaddr_un: sun_family, sun_path
+    if (family !== AF_UNIX || addrLen[0] < 2 + want.length || addr[2 + want.length] !== 0) continue;
+    if (!want.every((b, i) => addr[2 + i] === b)) continue;
+    const accepting = socketOption(fd, SO_ACCEPTCONN, new Uint8Array(flag.buffer));
+    if (accepting < 0 || flag[0] !== 0) continue; // the listening socket itself
+    found.push({ fd, ino: stat.ino });
   }
-
-  /** Makes a pending `wait` return now. */
-  wake(): void {
-    const one = new Uint8Array(8);
-    one[0] = 1;
-    libc.write(this.#wake, one, 8n);
-  }
-
-  /** Closes the set (after the last `wait` returned). */
-  close(): void {
-    libc.close(this.#wake);
-    libc.close(this.fd);
-  }
+  return found;
 }

@@ -64,7 +64,11 @@ async function describeOthers(ctx: Ctx, views: ProgramView[], holders: boolean):
   if (views.length === 0) return;
   const cgroupPrograms = views.filter((v) => v.kernel && CGROUP_PROGRAM_TYPES.has(v.kernel.type))
     .map((v) => v.id);
-  const attachments = ctx.kernel.attachments({ cgroupPrograms });
+  const attachments = ctx.kernel.attachments({
+    cgroupPrograms,
+    onTcCapped: (iface, skipped) =>
+      ctx.log.warn("tc filters not read: too many qdiscs and classes", { iface, skipped }),
+  });
   const held = holders ? await ctx.kernel.holders() : undefined;
   for (const v of views) {
     v.attachments = [...attachments.get(v.id) ?? [], ...held?.perfEvents.get(v.id) ?? []];

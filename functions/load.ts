@@ -108,7 +108,7 @@ export const load = defineFunction({
       } catch (err) {
         const shared = new Set(Object.values(owner?.maps ?? {}));
         for (const r of records) {
-          await ctx.kernel.unload(
+          ctx.kernel.unload(
             r.id,
             Object.values(r.maps).filter((m) => !shared.has(m)),
           );

@@ -31,7 +31,7 @@ export const unload = defineFunction({
         ctx.state.programs().filter((p) => p.id !== programId).flatMap((p) => Object.values(p.maps)),
       );
       const unused = Object.values(program.maps).filter((path) => !stillUsed.has(path));
-      await ctx.kernel.unload(programId, unused);
+      ctx.kernel.unload(programId, unused);
       await ctx.state.update({ deletePrograms: [programId] });
       ctx.log.info("unloaded", { programId, caller: ctx.caller });
       return { programId, detachedLinks: links.map((l) => l.id), removedMapPins: unused };

@@ -1,8 +1,8 @@
 /**
  * Where every program in the kernel is attached, as far as the kernel tells: BPF links of every type
  * (with their target: interface, cgroup, network namespace, tracepoint, function); XDP attached through
- * netlink, TCX attached without a link and tc cls_bpf filters (root, ingress, egress) on the interfaces of
- * the caller's network namespace and of every other one it finds (/run/netns, processes' namespaces);
+ * netlink, TCX attached without a link and tc cls_bpf filters (on every qdisc and class) on the interfaces
+ * of the caller's network namespace and of every other one it finds (/run/netns, processes' namespaces);
  * cgroup attachments made without a link (BPF_PROG_QUERY on each cgroup2 directory, only when a cgroup
  * program has no link). Perf events without a link are found with their holders (kernel/holders.ts).
  *
@@ -17,7 +17,7 @@ import { mprogQuery } from "../ffi/bpf.ts";
 import { xdpQuery } from "../ffi/netlink.ts";
 import { linkIds } from "../ffi/libbpf.ts";
 import { inNetns } from "../ffi/libc.ts";
-import { bpfFilters } from "../ffi/tc_filters.ts";
+import { MAX_TC_PARENTS, TcWalk } from "../ffi/tc_filters.ts";
 import {
   ATTACH_TYPE_NAMES,
   CGROUP_ATTACH_TYPES,
@@ -51,6 +51,10 @@ export interface AttachmentScan {
   maxCgroups?: number;
   /** At most this many network namespaces besides the caller's are looked in (default 1024). */
   maxNamespaces?: number;
+  /** At most this many qdiscs and classes of an interface have their tc filters read (default 1024). */
+  maxTcParents?: number;
+  /** Told of each interface with more qdiscs and classes than `maxTcParents`: how many were not read. */
+  onTcCapped?: (iface: string, skipped: number) => void;
 }
 
 /** A network namespace to look in: a path that enters it, how its interfaces are shown, its inode. */
@@ -135,7 +139,9 @@ function interfaceAttachments(
   ifaces: Array<{ index: number; name: string }>,
   linked: Set<string>,
   ns: Namespace,
+  opts: AttachmentScan,
 ): void {
+  using tc = new TcWalk();
   const where = (name: string) => ({ iface: `${name}${ns.suffix}`, ...(ns.ino ? { netnsIno: ns.ino } : {}) });
   for (const { index, name } of ifaces) {
     try {
@@ -162,7 +168,9 @@ function interfaceAttachments(
       } catch { /* no TCX on this kernel or interface gone */ }
     }
     try {
-      for (const f of bpfFilters(index)) {
+      const { filters, skipped } = tc.bpfFilters(index, opts.maxTcParents ?? MAX_TC_PARENTS);
+      if (skipped > 0) opts.onTcCapped?.(`${name}${ns.suffix}`, skipped);
+      for (const f of filters) {
         add(found, f.programId, {
           kind: "tc (netlink)",
           ...where(name),
@@ -191,10 +199,10 @@ export function kernelAttachments(opts: AttachmentScan = {}): Map<number, Invent
     add(found, l.programId, fromLink(l, ifnames));
     if (l.ifindex !== undefined) linked.add(`${l.type}:${l.ifindex}:${l.programId}`);
   }
-  interfaceAttachments(found, ifaces, linked, { suffix: "" });
+  interfaceAttachments(found, ifaces, linked, { suffix: "" }, opts);
   for (const ns of otherNamespaces(opts.maxNamespaces ?? 1024)) {
     try {
-      inNetns(ns.path, () => interfaceAttachments(found, interfaces(), linked, ns));
+      inNetns(ns.path, () => interfaceAttachments(found, interfaces(), linked, ns, opts));
     } catch { /* the namespace went away meanwhile */ }
   }
   const cgroupIds = new Set(opts.cgroupPrograms ?? []);

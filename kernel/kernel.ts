@@ -103,18 +103,18 @@ export class NodeKernel implements KernelParts {
   }
 
   /** Loads the named programs of an object file, pins them and their maps. All or nothing. */
-  load(plan: LoadPlan): Promise<LoadedProgram[]> {
+  load(plan: LoadPlan): LoadedProgram[] {
     return load(this.pins, plan);
   }
 
   /** Unpins a program (the kernel frees it once no link holds it) and the map pins nobody else uses. */
-  unload(programId: number, unusedMapPins: string[]): Promise<void> {
-    return unload(this.pins, programId, unusedMapPins);
+  unload(programId: number, unusedMapPins: string[]): void {
+    unload(this.pins, programId, unusedMapPins);
   }
 
   /** Removes map pins, and their directories once empty. */
-  removeMapPins(paths: string[]): Promise<void> {
-    return this.pins.removeMapPins(paths);
+  removeMapPins(paths: string[]): void {
+    this.pins.removeMapPins(paths);
   }
 
   /** Whether the program pinned for `id` is still that program. */
@@ -141,7 +141,7 @@ export class NodeKernel implements KernelParts {
     link: LinkRecord & { attach: NetworkAttach },
     program: ProgramRecord,
     hook: HookContext,
-  ): Promise<HookChange> {
+  ): Promise<HookChange> | HookChange {
     return HOOK_KINDS[link.attach.type].attach(this, {
       link,
       spec: link.attach,
@@ -155,7 +155,7 @@ export class NodeKernel implements KernelParts {
     link: LinkRecord & { attach: NetworkAttach },
     program: ProgramRecord,
     hook: HookContext,
-  ): Promise<HookChange> {
+  ): Promise<HookChange> | HookChange {
     return HOOK_KINDS[link.attach.type].move(this, {
       link,
       spec: link.attach,
@@ -186,8 +186,8 @@ export class NodeKernel implements KernelParts {
   }
 
   /** Detaches the link pinned as `linkId` and removes the pin; a missing pin is not an error. */
-  releaseLink(linkId: number): Promise<void> {
-    return this.pins.releaseLink(linkId);
+  releaseLink(linkId: number): void {
+    this.pins.releaseLink(linkId);
   }
 
   /** The identity of the network namespace `spec` names now (undefined: the runtime's own). */

@@ -59,7 +59,7 @@ const LOAD_TYPES: Record<ProgramType, { progType: number; attachType?: number }>
 const TRAMPOLINE_TYPES = new Set<ProgramType>(["fentry", "fexit"]);
 
 /** Loads the named programs of an object file, pins them and their maps. All or nothing. */
-export async function load(pins: Pins, plan: LoadPlan): Promise<LoadedProgram[]> {
+export function load(pins: Pins, plan: LoadPlan): LoadedProgram[] {
   let obj: BpfObject;
   try {
     obj = BpfObject.open(plan.objectPath);
@@ -86,12 +86,12 @@ export async function load(pins: Pins, plan: LoadPlan): Promise<LoadedProgram[]>
       throw refused(err, `load ${plan.programs.map((p) => p.name).join(", ")}`, hint);
     }
     try {
-      return await pinAll(pins, obj, plan, pinned);
+      return pinAll(pins, obj, plan, pinned);
     } catch (err) {
       throw refused(err, "pin the loaded programs and maps");
     }
   } catch (err) {
-    for (const path of pinned.reverse()) await removePin(path);
+    for (const path of pinned.reverse()) removePin(path);
     throw err;
   } finally {
     obj.close();
@@ -99,9 +99,9 @@ export async function load(pins: Pins, plan: LoadPlan): Promise<LoadedProgram[]>
 }
 
 /** Unpins a program (the kernel frees it once no link holds it) and the map pins nobody else uses. */
-export async function unload(pins: Pins, programId: number, unusedMapPins: string[]): Promise<void> {
-  await removePin(pins.program(programId));
-  await pins.removeMapPins(unusedMapPins);
+export function unload(pins: Pins, programId: number, unusedMapPins: string[]): void {
+  removePin(pins.program(programId));
+  pins.removeMapPins(unusedMapPins);
 }
 
 /** Whether the program pinned for `id` is still that program. */
@@ -167,12 +167,12 @@ function configure(obj: BpfObject, plan: LoadPlan): void {
   }
 }
 
-async function pinAll(
+function pinAll(
   pins: Pins,
   obj: BpfObject,
   plan: LoadPlan,
   pinned: string[],
-): Promise<LoadedProgram[]> {
+): LoadedProgram[] {
   const infos = plan.programs.map((spec) => ({ spec, info: bpf.programInfo(obj.programFd(spec.name)) }));
   for (const { spec, info } of infos) {
     const path = pins.program(info.id);
@@ -189,14 +189,14 @@ async function pinAll(
       continue;
     }
     if (!pinned.includes(ownDir)) {
-      await Deno.mkdir(ownDir, { recursive: true });
+      Deno.mkdirSync(ownDir, { recursive: true });
       pinned.unshift(ownDir); // removed last, after the pins in it
-      await pins.share(ownDir, 0o750);
+      pins.share(ownDir, 0o750);
     }
     const path = `${ownDir}/${map.name.replaceAll(".", "_")}`; // bpffs refuses dots in names, as libbpf knows
     bpf.objPin(obj.mapFd(map.name), path);
     pinned.push(path);
-    await pins.share(path, 0o640);
+    pins.share(path, 0o640);
     maps[map.name] = path;
   }
   const mapPinPath = plan.sharedMapDir ?? ownDir;

@@ -1,6 +1,8 @@
 /**
  * bpfd's pins on its bpffs: programs under `progs/<id>`, maps under `maps/<program id>/<name>`, links
  * under `links/<link id>`. Map pins are readable by the bpfd group, so applications can open them.
+ * A bpffs lives in kernel memory: its files are made and removed synchronously, without the worker-thread
+ * trip of an async file op.
  *
  * @example
  * ```ts
@@ -29,15 +31,15 @@ export class Pins {
   /** Creates the pin directories (map pins readable by the bpfd group). */
   async prepare(): Promise<void> {
     for (const dir of [this.progDir, this.mapDir, this.linkDir]) await Deno.mkdir(dir, { recursive: true });
-    await this.share(this.bpffs, 0o750);
-    await this.share(this.mapDir, 0o750);
+    this.share(this.bpffs, 0o750);
+    this.share(this.mapDir, 0o750);
   }
 
   /** Gives the bpfd group access to `path` (when the node has such a group). */
-  async share(path: string, mode: number): Promise<void> {
+  share(path: string, mode: number): void {
     if (this.groupId === undefined) return;
-    await Deno.chown(path, 0, this.groupId);
-    await Deno.chmod(path, mode);
+    Deno.chownSync(path, 0, this.groupId);
+    Deno.chmodSync(path, mode);
   }
 
   /** Where program `id` is pinned. */
@@ -71,7 +73,7 @@ export class Pins {
   }
 
   /** Detaches the link pinned as `linkId` and removes the pin; a missing pin is not an error. */
-  async releaseLink(linkId: number): Promise<void> {
+  releaseLink(linkId: number): void {
     const pin = this.link(linkId);
     try {
       bpf.withFd(bpf.objGet(pin), (fd) => {
@@ -85,18 +87,21 @@ export class Pins {
     } catch (err) {
       if (!hasErrno(err, "ENOENT")) throw err;
     }
-    await removePin(pin);
+    removePin(pin);
   }
 
   /** Removes map pins, and their directories once empty. */
-  async removeMapPins(paths: string[]): Promise<void> {
+  removeMapPins(paths: string[]): void {
     const dirs = new Set<string>();
     for (const path of paths) {
-      await removePin(path);
+      removePin(path);
       dirs.add(path.slice(0, path.lastIndexOf("/")));
     }
     for (const dir of dirs) {
-      if (dir.startsWith(`${this.mapDir}/`)) await Deno.remove(dir).catch(() => {}); // only when empty
+      if (!dir.startsWith(`${this.mapDir}/`)) continue;
+      try {
+        Deno.removeSync(dir); // only when empty
+      } catch { /* still holds another program's pins */ }
     }
   }
 
@@ -119,9 +124,9 @@ export class Pins {
 }
 
 /** Removes a pin; one already gone is not an error. */
-export async function removePin(path: string): Promise<void> {
+export function removePin(path: string): void {
   try {
-    await Deno.remove(path);
+    Deno.removeSync(path);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }

@@ -17,7 +17,8 @@ import { groupId, type Node } from "./ctx.ts";
 import { browserGuard, hostAllowed, jsonOnly, peerGuard, peerIdentity } from "./front_door.ts";
 import { DEFAULT_HTTP_LIMITS } from "./http1.ts";
 import { INSECURE_TCP_OPTION } from "./options.ts";
-import { UnixListener } from "./unix_listener.ts";
+import { listenUnix } from "./unix_listener.ts";
+import { ConnListener } from "./conn_listener.ts";
 import type { PeerCredentials } from "../ffi/socket.ts";
 
 /** A listener serve() waits for. */
@@ -39,27 +40,24 @@ export async function serveSocket(node: Node, socket: string): Promise<Served> {
   if (apiGid === undefined) node.log.warn("no such group: only root may use the socket", { group: apiGroup });
   await Deno.remove(socket).catch(() => {});
   const app = socketApp(node, apiGid);
-  return await UnixListener.open(socket, (req, peer) => app.fetch(req, { peer }), {
+  return await listenUnix(socket, (req, peer) => app.fetch(req, { peer }), {
     maxConnections: http.maxConnections,
     limits: { ...DEFAULT_HTTP_LIMITS, ...http },
     log: node.log,
-    beforeListen: async () => {
-      await Deno.chmod(socket, 0o660);
-      await Deno.chown(socket, 0, apiGid ?? 0);
+    beforeListen: async (path) => {
+      await Deno.chmod(path, 0o660);
+      await Deno.chown(path, 0, apiGid ?? 0);
     },
   });
 }
 
 /**
- * The TCP listener: TLS and authentication, unless the loudly named option says otherwise. Its modules
- * (authentication, TLS) are imported only by a runtime that listens on TCP.
+ * The TCP listener: TLS and authentication, unless the loudly named option says otherwise. Its
+ * authentication modules are imported only by a runtime that listens on TCP.
  */
 export async function serveTcp(node: Node, listen: string): Promise<Served> {
   const { tls, http, allowedHosts } = node.config;
-  const [{ authenticatorFrom, authMiddleware, identityOf }, { TcpListener }] = await Promise.all([
-    import("./auth/middleware.ts"),
-    import("./tcp_listener.ts"),
-  ]);
+  const { authenticatorFrom, authMiddleware, identityOf } = await import("./auth/middleware.ts");
   const at = listen.lastIndexOf(":");
   const hostname = listen.slice(0, at).replace(/^\[|\]$/g, ""), port = Number(listen.slice(at + 1));
   const auth = await authenticatorFrom(node.config);
@@ -85,10 +83,11 @@ export async function serveTcp(node: Node, listen: string): Promise<Served> {
   const certs = tls
     ? { cert: await Deno.readTextFile(tls.certFile), key: await Deno.readTextFile(tls.keyFile) }
     : undefined;
-  return TcpListener.open({ hostname, port }, (req, remoteAddr) => app.fetch(req, { remoteAddr }), {
-    maxConnections: http.maxConnections,
-    limits: { ...DEFAULT_HTTP_LIMITS, ...http },
-    log: node.log,
-    tls: certs,
-  });
+  const listener = certs ? Deno.listenTls({ hostname, port, ...certs }) : Deno.listen({ hostname, port });
+  return new ConnListener(
+    listener,
+    (conn) => ({ peer: conn.remoteAddr as Deno.NetAddr }),
+    (req, remoteAddr) => app.fetch(req, { remoteAddr }),
+    { maxConnections: http.maxConnections, limits: { ...DEFAULT_HTTP_LIMITS, ...http }, log: node.log },
+  );
 }

@@ -36,13 +36,13 @@ export async function recover(ctx: Pick<Ctx, "kernel" | "state" | "log">): Promi
   const pins = await kernel.pinned();
   for (const id of pins.links) {
     if (state.link(id)) continue;
-    await kernel.releaseLink(id);
+    kernel.releaseLink(id);
     findings.push({ what: "link pin", id, action: "not recorded; detached" });
   }
   const usedMapPins = new Set(state.programs().flatMap((p) => Object.values(p.maps)));
   for (const id of pins.programs) {
     if (state.program(id)) continue;
-    await kernel.unload(id, []);
+    kernel.unload(id, []);
     findings.push({ what: "program pin", id, action: "load was never recorded; unloaded" });
   }
   for (const dir of pins.mapDirs) {
@@ -52,7 +52,7 @@ export async function recover(ctx: Pick<Ctx, "kernel" | "state" | "log">): Promi
       if (!usedMapPins.has(path)) stale.push(path);
     }
     if (stale.length === 0) continue;
-    await kernel.removeMapPins(stale);
+    kernel.removeMapPins(stale);
     findings.push({
       what: "map pins",
       id: Number(dir.split("/").at(-1)) || 0,

@@ -8,6 +8,7 @@
 import { PositiveInt, z } from "../model/zod.ts";
 import { LinkRecord, ProgramRecord } from "../model/schemas.ts";
 import { tryLockFile } from "../ffi/libc.ts";
+import { onMemoryFilesystem } from "../ffi/files.ts";
 
 const StateFile = z.object({
   version: z.literal(1),
@@ -40,9 +41,12 @@ export class StateStore {
   #nextLinkId = 1;
   #writing: Promise<void> = Promise.resolve();
   readonly #buffer = new Uint8Array(64 << 10);
+  /** Whether a save must wait for the disk (false on a memory filesystem such as /run/bpfd). */
+  readonly #flush: boolean;
 
   private constructor(readonly dir: string) {
     this.path = `${dir}/state.json`;
+    this.#flush = !onMemoryFilesystem(dir);
   }
 
   /** Opens the store in `dir`, reading the state file if there is one. */
@@ -125,7 +129,12 @@ export class StateStore {
   save(): Promise<void> {
     const programs = this.programs(), links = this.links(), nextLinkId = this.#nextLinkId;
     this.#writing = this.#writing.catch(() => {}).then(() =>
-      writeAtomic(this.path, this.#buffer, stateLines({ version: 1, nextLinkId, programs, links }))
+      writeAtomic(
+        this.path,
+        this.#buffer,
+        stateLines({ version: 1, nextLinkId, programs, links }),
+        this.#flush,
+      )
     );
     return this.#writing;
   }
@@ -140,33 +149,41 @@ function* stateLines(state: StateFile): Iterable<string> {
   yield "\n]}\n";
 }
 
-/** Writes `pieces` to `path` through `buffer`: a temporary file, fsync, rename. */
-async function writeAtomic(path: string, buffer: Uint8Array, pieces: Iterable<string>): Promise<void> {
+/**
+ * Writes `pieces` to `path` through `buffer`: a temporary file, fsync, rename. The writes and the rename
+ * are page-cache work and run synchronously (each async file op is a trip through a worker thread, a
+ * noticeable part of a call); only the fsync, which waits for a disk, runs off the event loop, and on a
+ * memory filesystem (`flush` false: /run/bpfd is a tmpfs) there is nothing to wait for.
+ */
+async function writeAtomic(
+  path: string,
+  buffer: Uint8Array,
+  pieces: Iterable<string>,
+  flush: boolean,
+): Promise<void> {
   const tmp = `${path}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true, mode: 0o640 });
   const encoder = new TextEncoder();
-  const writeAll = async (bytes: Uint8Array) => {
-    for (let written = 0; written < bytes.length;) written += await file.write(bytes.subarray(written));
-  };
-  try {
+  {
+    using file = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode: 0o640 });
+    const writeAll = (bytes: Uint8Array) => {
+      for (let written = 0; written < bytes.length;) written += file.writeSync(bytes.subarray(written));
+    };
     let used = 0;
     for (const piece of pieces) {
       let { read, written } = encoder.encodeInto(piece, buffer.subarray(used));
       if (read < piece.length) {
-        await writeAll(buffer.subarray(0, used));
+        writeAll(buffer.subarray(0, used));
         ({ read, written } = encoder.encodeInto(piece, buffer));
         if (read < piece.length) { // a record larger than the buffer
-          await writeAll(encoder.encode(piece));
+          writeAll(encoder.encode(piece));
           written = 0;
         }
         used = 0;
       }
       used += written;
     }
-    await writeAll(buffer.subarray(0, used));
-    await file.syncData();
-  } finally {
-    file.close();
+    writeAll(buffer.subarray(0, used));
+    if (flush) await file.syncData();
   }
-  await Deno.rename(tmp, path);
+  Deno.renameSync(tmp, path);
 }

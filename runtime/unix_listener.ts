@@ -1,211 +1,87 @@
 /**
- * The unix socket listener: accepts through libc so that each caller is known by the kernel's
- * `SO_PEERCRED`/`SO_PEERGROUPS`, drives its connections from one epoll set (the wait runs on a worker
- * thread), and serves HTTP/1.1 on them with runtime/http1.ts. At most `maxConnections` at a time; when
- * accept fails (EMFILE, ENFILE) it pauses and tries again, it never throws.
+ * The unix socket listener: Deno's own listener, so that connections are read and written by the event
+ * loop's reactor, and each caller known by the kernel's `SO_PEERCRED`/`SO_PEERGROUPS`. Deno does not say
+ * which fd a connection has, so on each accept the listener finds it among the process's fds: the one
+ * connected socket on its address that is not a connection it already knows (ffi/socket.ts `acceptedOn`;
+ * one accept at a time, so there is exactly one). A connection it cannot tell apart is closed unserved.
+ *
+ * The socket is bound in a fresh 0700 directory, given its owner and mode there (`beforeListen`), then
+ * renamed into place: nobody can connect before it has them.
  *
  * @example
  * ```ts
- * const l = UnixListener.open("/run/bpfd/bpfd.sock", (req, peer) => app.fetch(req, { peer }), options);
+ * const l = await listenUnix("/run/bpfd/bpfd.sock", (req, peer) => app.fetch(req, { peer }), options);
  * ```
  * @module
  */
-import {
-  acceptConnection,
-  bindUnix,
-  closeSocket,
-  EPOLLIN,
-  EPOLLONESHOT,
-  EPOLLOUT,
-  EPOLLRDHUP,
-  EpollSet,
-  type PeerCredentials,
-  peerCredentials,
-  receive,
-  sendSome,
-  startListening,
-} from "../ffi/socket.ts";
-import type { Logger } from "../lib/log.ts";
-import { after } from "../lib/timers.ts";
-import { type ByteStream, type HttpLimits, serveHttp1 } from "./http1.ts";
+import { acceptedOn, type PeerCredentials, peerCredentials } from "../ffi/socket.ts";
+import { ConnListener, type ConnListenerOptions, type PeerHandler } from "./conn_listener.ts";
 
-/** The bounds of one listener. */
-export interface ListenerOptions {
-  /** Connections served at once; more wait in the kernel's backlog. */
-  maxConnections: number;
-  limits: HttpLimits;
-  log: Logger;
-  /** Called after bind and before listen: set the socket file's owner and mode here. */
-  beforeListen?: () => Promise<void>;
+/** The bounds of the socket, and what to do to its file before anyone may connect. */
+export interface UnixListenerOptions extends ConnListenerOptions {
+  /** Called with the socket file's path before it is moved into place: set its owner and mode here. */
+  beforeListen?: (path: string) => Promise<void>;
 }
 
-/** Answers one request from a known peer. */
-export type PeerHandler = (request: Request, peer: PeerCredentials) => Promise<Response> | Response;
+/** How long a finished connection's socket is not mistaken for a new one (Deno may close its fd late). */
+const RETIRED_MS = 10_000;
 
-/** A listening unix socket and its connections. */
-export class UnixListener {
-  readonly #epoll = new EpollSet();
-  readonly #waiters = new Map<bigint, (events: number) => void>();
-  readonly #streams = new Set<FdStream>();
-  readonly #served = new Set<Promise<void>>();
-  #closed = false;
-  #paused = false;
-  #generation = 0n;
-  #lastWarning = 0;
-  /** Resolves when the listener is closed and its last connection ended. */
-  readonly finished: Promise<void>;
-
-  private constructor(
-    readonly fd: number,
-    readonly handler: PeerHandler,
-    readonly options: ListenerOptions,
-  ) {
-    this.#epoll.add(fd, EPOLLIN | EPOLLONESHOT, this.#listenToken);
-    this.finished = this.#run();
+/** Binds `path` (replacing a stale socket file there) and serves until `close`. */
+export async function listenUnix(
+  path: string,
+  handler: PeerHandler<PeerCredentials>,
+  options: UnixListenerOptions,
+): Promise<ConnListener<PeerCredentials>> {
+  const dir = path.slice(0, path.lastIndexOf("/")) || "/";
+  const prefix = `.${path.slice(path.lastIndexOf("/") + 1)}.staging-`;
+  for (const e of Deno.readDirSync(dir)) { // left by a runtime killed while it started
+    if (e.name.startsWith(prefix)) await Deno.remove(`${dir}/${e.name}`, { recursive: true }).catch(() => {});
   }
-
-  /** Binds `path`, runs `beforeListen`, listens and serves until `close`. */
-  static async open(path: string, handler: PeerHandler, options: ListenerOptions): Promise<UnixListener> {
-    const fd = bindUnix(path);
+  const staging = await Deno.makeTempDir({ dir, prefix }); // 0700, the runtime's
+  const bound = `${staging}/socket`; // the address connections report, after the rename too
+  try {
+    const listener = Deno.listen({ transport: "unix", path: bound });
     try {
-      await options.beforeListen?.();
-      startListening(fd, 128);
+      await options.beforeListen?.(bound);
+      await Deno.rename(bound, path);
     } catch (err) {
-      closeSocket(fd);
+      listener.close();
       throw err;
     }
-    return new UnixListener(fd, handler, options);
+    return new ConnListener(listener, peerTracker(bound), handler, options);
+  } finally {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
   }
+}
 
-  get #listenToken(): bigint {
-    return BigInt(this.fd) | (1n << 40n);
-  }
-
-  /** Waits until `fd` is ready for `events` (one-shot), or until the listener closes. */
-  waitFor(fd: number, token: bigint, events: number): Promise<number> {
-    return new Promise((resolve) => {
-      this.#waiters.set(token, resolve);
-      this.#epoll.modify(fd, events | EPOLLRDHUP | EPOLLONESHOT, token);
-    });
-  }
-
-  async #run(): Promise<void> {
-    this.#waiters.set(this.#listenToken, () => this.#acceptSome());
-    while (!this.#closed) {
-      for (const { token, events } of await this.#epoll.wait(1000)) {
-        const waiter = this.#waiters.get(token);
-        this.#waiters.delete(token);
-        waiter?.(events);
-      }
+/** Finds each accepted connection's fd and peer credentials; forgets it once it has ended. */
+function peerTracker(bound: string) {
+  const live = new Map<number, number>(); // fd → socket inode
+  const retired = new Map<number, number>(); // socket inode → until (ms)
+  return (_conn: Deno.Conn) => {
+    const now = Date.now();
+    for (const [ino, until] of retired) if (until < now) retired.delete(ino);
+    let found;
+    try {
+      found = acceptedOn(bound, (fd) => live.has(fd)).filter((s) => !retired.has(s.ino));
+    } catch {
+      return undefined; // /proc unreadable: no peer to name
     }
-    await Promise.allSettled([...this.#served]);
-    this.#epoll.close();
-  }
-
-  #rearmListen(): void {
-    if (this.#closed) return;
-    this.#waiters.set(this.#listenToken, () => this.#acceptSome());
-    this.#epoll.modify(this.fd, EPOLLIN | EPOLLONESHOT, this.#listenToken);
-  }
-
-  #acceptSome(): void {
-    for (let i = 0; i < 64; i++) {
-      if (this.#streams.size >= this.options.maxConnections) {
-        this.#paused = true;
-        return;
-      }
-      let fd: number | null;
-      try {
-        fd = acceptConnection(this.fd);
-      } catch (err) {
-        // EMFILE/ENFILE/ENOMEM: the connection stays in the backlog; try again shortly.
-        if (Date.now() - this.#lastWarning > 10_000) {
-          this.#lastWarning = Date.now();
-          this.options.log.warn("accept failed; retrying", { error: (err as Error).message });
-        }
-        after(100, () => this.#rearmListen());
-        return;
-      }
-      if (fd === null) break;
-      this.#serve(fd);
-    }
-    this.#rearmListen();
-  }
-
-  #serve(fd: number): void {
+    if (found.length !== 1) return undefined;
+    const [{ fd, ino }] = found;
     let peer: PeerCredentials;
     try {
       peer = peerCredentials(fd);
     } catch {
-      closeSocket(fd); // a peer the kernel cannot name is not served
-      return;
+      return undefined; // a peer the kernel cannot name is not served
     }
-    this.#generation = this.#generation % 0x3fffffn + 1n; // 22 bits above the fd's 41: tokens fit in 64
-    const token = BigInt(fd) | (this.#generation << 41n);
-    this.#epoll.add(fd, EPOLLONESHOT, token);
-    const stream = new FdStream(this, fd, token);
-    this.#streams.add(stream);
-    const served = serveHttp1(stream, (req) => this.handler(req, peer), this.options.limits).finally(() => {
-      this.#streams.delete(stream);
-      this.#served.delete(served);
-      if (this.#paused && this.#streams.size < this.options.maxConnections) {
-        this.#paused = false;
-        this.#rearmListen();
-      }
-    });
-    this.#served.add(served);
-  }
-
-  /** Forgets a closing stream's descriptor: no more events for it. */
-  release(fd: number, token: bigint): void {
-    this.#epoll.remove(fd);
-    const waiter = this.#waiters.get(token);
-    this.#waiters.delete(token);
-    waiter?.(0);
-  }
-
-  /** Stops accepting, closes every connection; `finished` resolves once they are done. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#epoll.remove(this.fd);
-    closeSocket(this.fd);
-    for (const stream of this.#streams) stream.close();
-    this.#epoll.wake();
-  }
-}
-
-/** One accepted connection's bytes, read and written without blocking. */
-class FdStream implements ByteStream {
-  #closed = false;
-  readonly #buf = new Uint8Array(64 << 10);
-
-  constructor(readonly listener: UnixListener, readonly fd: number, readonly token: bigint) {}
-
-  async read(): Promise<Uint8Array | null> {
-    while (!this.#closed) {
-      const n = receive(this.fd, this.#buf);
-      if (n === 0) return null;
-      if (n !== null) return this.#buf.slice(0, n);
-      await this.listener.waitFor(this.fd, this.token, EPOLLIN);
-    }
-    return null;
-  }
-
-  async write(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
-    let rest = bytes;
-    while (rest.length) {
-      if (this.#closed) throw new Error("connection closed");
-      const n = sendSome(this.fd, rest);
-      rest = rest.subarray(n);
-      if (n === 0) await this.listener.waitFor(this.fd, this.token, EPOLLOUT);
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.listener.release(this.fd, this.token);
-    closeSocket(this.fd);
-  }
+    live.set(fd, ino);
+    return {
+      peer,
+      done: () => {
+        live.delete(fd);
+        retired.set(ino, Date.now() + RETIRED_MS);
+      },
+    };
+  };
 }

@@ -84,11 +84,11 @@ export interface DetachOp<S extends NetworkAttach> {
 /** An attach kind on a shared network hook. */
 export interface HookKind<S extends NetworkAttach> {
   /** Attaches `op.link` in its place by priority. All or nothing. */
-  attach(k: KernelParts, op: HookOp<S>): Promise<HookChange>;
+  attach(k: KernelParts, op: HookOp<S>): Promise<HookChange> | HookChange;
   /** Moves an attached link to its place after its priority or proceed-on changed. */
-  move(k: KernelParts, op: HookOp<S>): Promise<HookChange>;
+  move(k: KernelParts, op: HookOp<S>): Promise<HookChange> | HookChange;
   /** Takes a link off the hook; the peers stay, in order. Returns the kernel side of the peers it moved. */
-  detach(k: KernelParts, op: DetachOp<S>): Promise<Map<number, Attachment>>;
+  detach(k: KernelParts, op: DetachOp<S>): Promise<Map<number, Attachment>> | Map<number, Attachment>;
   /** Whether the attachment is still in the kernel. */
   alive(k: KernelParts, link: LinkRecord, spec: S): boolean;
   /** The hook's chain in run order, bpfd's `members` marked as managed. */
@@ -103,7 +103,7 @@ export interface PlainKind<S extends PlainAttach> {
   /** Attaches the program `progFd` as `spec` says; returns the new link's fd. */
   attach(progFd: number, spec: S): Promise<number>;
   /** Detaches the link pinned as `link.id`; one already gone is not an error. */
-  detach(k: KernelParts, link: LinkRecord): Promise<void>;
+  detach(k: KernelParts, link: LinkRecord): Promise<void> | void;
   /** Whether the attachment is still in the kernel. */
   alive(k: KernelParts, link: LinkRecord): boolean;
 }

@@ -38,7 +38,7 @@ function member(k: KernelParts, { link, program }: HookMember): TcxMember {
 }
 
 /** Attaches (or, with `moving`, moves) the link among bpfd's peers and pins the new link. */
-async function place(k: KernelParts, op: HookOp<TcxAttach>, moving: boolean): Promise<HookChange> {
+function place(k: KernelParts, op: HookOp<TcxAttach>, moving: boolean): HookChange {
   const { link, spec, program, hook } = op;
   const ifindex = ifindexOf(spec.iface, spec.netns);
   const thook = { iface: spec.iface, ifindex, netns: netnsPath(spec.netns), direction: spec.direction };
@@ -56,7 +56,7 @@ async function place(k: KernelParts, op: HookOp<TcxAttach>, moving: boolean): Pr
   } finally {
     bpf.closeFd(progFd);
   }
-  if (moving) await removePin(k.pins.link(link.id));
+  if (moving) removePin(k.pins.link(link.id));
   return { self: k.pins.pinLink(link.id, linkFd, { ifindex }), peers: new Map() };
 }
 
@@ -65,8 +65,8 @@ export const tcx: HookKind<TcxAttach> = {
   attach: (k, op) => place(k, op, false),
   move: (k, op) => place(k, op, true),
 
-  async detach(k, { link }) {
-    await k.pins.releaseLink(link.id);
+  detach(k, { link }) {
+    k.pins.releaseLink(link.id);
     return new Map();
   },
 

@@ -41,7 +41,7 @@ Deno.test("the runtime's listeners and request path never call the global setTim
     "listeners.ts",
     "main.ts",
   ]
-    .concat(["metrics.ts", "stream.ts", "tcp_listener.ts", "unix_listener.ts"]);
+    .concat(["metrics.ts", "stream.ts", "conn_listener.ts", "unix_listener.ts"]);
   for (const file of files) {
     const { code } = blank(await Deno.readTextFile(new URL(`../../../runtime/${file}`, import.meta.url)));
     assert.doesNotMatch(code, /\bset(Timeout|Interval)\s*\(/, `runtime/${file}`);

@@ -1,11 +1,14 @@
 /**
- * The TCP listener (plain or TLS) with the same bounds as the unix socket: its own accept loop over
- * `Deno.listen`/`Deno.listenTls` (Deno.serve has no connection limit or timeouts, and an EMFILE on its
- * accept ends the process), at most `maxConnections` at a time, HTTP/1.1 by runtime/http1.ts.
+ * One accept loop for the node API's listeners (unix socket, TCP, TLS) over a `Deno.Listener`: at most
+ * `maxConnections` connections at a time (more wait in the kernel's backlog), accept failures (EMFILE,
+ * ENFILE) survived with a pause, each connection served by runtime/http1.ts with its bounds. Deno.serve is
+ * not used: it has no connection limit or timeouts, and an EMFILE on its accept ends the process.
  *
  * @example
  * ```ts
- * const l = TcpListener.open({ hostname: "127.0.0.1", port: 0 }, (req, remote) => app.fetch(req), options);
+ * const l = new ConnListener(Deno.listen({ port: 0 }), (conn) => conn.remoteAddr, handler, options);
+ * l.close();
+ * await l.finished;
  * ```
  * @module
  */
@@ -14,19 +17,23 @@ import { after } from "../lib/timers.ts";
 import { type ByteStream, type HttpLimits, serveHttp1 } from "./http1.ts";
 
 /** The bounds of one listener. */
-export interface TcpListenerOptions {
+export interface ConnListenerOptions {
   maxConnections: number;
   limits: HttpLimits;
   log: Logger;
-  /** PEM certificate and key: TLS when given. */
-  tls?: { cert: string; key: string };
 }
 
-/** Answers one request from a remote address. */
-export type RemoteHandler = (request: Request, remote: Deno.NetAddr) => Promise<Response> | Response;
+/**
+ * What the listener knows of a fresh connection (its peer), or undefined to close it unserved. `done` is
+ * called once the connection has ended.
+ */
+export type Accepted<P> = (conn: Deno.Conn) => { peer: P; done?: () => void } | undefined;
 
-/** A listening TCP socket and its connections. */
-export class TcpListener {
+/** Answers one request from a known peer. */
+export type PeerHandler<P> = (request: Request, peer: P) => Promise<Response> | Response;
+
+/** A listening socket and its connections. */
+export class ConnListener<P> {
   readonly #conns = new Set<Deno.Conn>();
   readonly #served = new Set<Promise<void>>();
   #closed = false;
@@ -34,29 +41,13 @@ export class TcpListener {
   /** Resolves when the listener is closed and its last connection ended. */
   readonly finished: Promise<void>;
 
-  private constructor(
+  constructor(
     readonly listener: Deno.Listener,
-    readonly handler: RemoteHandler,
-    readonly options: TcpListenerOptions,
+    readonly accepted: Accepted<P>,
+    readonly handler: PeerHandler<P>,
+    readonly options: ConnListenerOptions,
   ) {
     this.finished = this.#run();
-  }
-
-  /** Listens on `addr` and serves until `close`. */
-  static open(
-    addr: { hostname: string; port: number },
-    handler: RemoteHandler,
-    options: TcpListenerOptions,
-  ): TcpListener {
-    const listener = options.tls
-      ? Deno.listenTls({ ...addr, cert: options.tls.cert, key: options.tls.key })
-      : Deno.listen(addr);
-    return new TcpListener(listener, handler, options);
-  }
-
-  /** The address it listens on. */
-  get addr(): Deno.NetAddr {
-    return this.listener.addr as Deno.NetAddr;
   }
 
   async #run(): Promise<void> {
@@ -85,12 +76,21 @@ export class TcpListener {
   }
 
   #serve(conn: Deno.Conn): void {
+    const known = this.accepted(conn);
+    if (!known) {
+      closeQuietly(conn);
+      return;
+    }
     this.#conns.add(conn);
-    const remote = conn.remoteAddr as Deno.NetAddr;
-    const served = serveHttp1(new ConnStream(conn), (req) => this.handler(req, remote), this.options.limits)
+    const served = serveHttp1(
+      new ConnStream(conn),
+      (req) => this.handler(req, known.peer),
+      this.options.limits,
+    )
       .finally(() => {
         this.#conns.delete(conn);
         this.#served.delete(served);
+        known.done?.();
         this.#slotFreed?.();
         this.#slotFreed = undefined;
       });
@@ -101,16 +101,16 @@ export class TcpListener {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.listener.close();
-    } catch { /* already closed */ }
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch { /* closed meanwhile */ }
-    }
+    closeQuietly(this.listener);
+    for (const conn of this.#conns) closeQuietly(conn);
     this.#slotFreed?.();
   }
+}
+
+function closeQuietly(closer: { close(): void }): void {
+  try {
+    closer.close();
+  } catch { /* closed meanwhile */ }
 }
 
 /** A Deno connection as a ByteStream. */
@@ -134,8 +134,6 @@ class ConnStream implements ByteStream {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    try {
-      this.conn.close();
-    } catch { /* closed meanwhile */ }
+    closeQuietly(this.conn);
   }
 }
