@@ -26,7 +26,8 @@ const IDLE_MS = 5000;
 const idle = () => new Promise((r) => setTimeout(r, IDLE_MS));
 
 /** The embedded default (`deno task start` with no configuration) after CALLS `list` calls. */
-async function embedded(checkout: string, dir: string): Promise<Rss> {
+async function embedded(checkout: string): Promise<Rss> {
+  const dir = await Deno.makeTempDir({ prefix: "bk-" }); // short: the socket's path has a limit
   const rt = await RuntimeProcess.start(dir, [], { checkout });
   try {
     for (let i = 0; i < CALLS; i++) {
@@ -37,6 +38,7 @@ async function embedded(checkout: string, dir: string): Promise<Rss> {
   } finally {
     await rt.stop();
     await new Deno.Command("umount", { args: [`${dir}/fs`], stderr: "null" }).output();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 
@@ -93,8 +95,7 @@ export async function benchNodeKube(): Promise<BenchSection> {
         const s = samples.get(name) ?? { embedded: [], kube: [] };
         samples.set(name, s);
         const sub = await Deno.makeTempDir({ dir, prefix: "rt-" });
-        await Deno.mkdir(`${sub}/embedded`);
-        s.embedded.push(await embedded(checkout, `${sub}/embedded`));
+        s.embedded.push(await embedded(checkout));
         s.kube.push(await kubernetes(checkout, sub, k));
       }
     }
