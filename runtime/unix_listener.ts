@@ -67,7 +67,10 @@ function peerTracker(bound: string) {
   const retired = new Map<number, number>(); // socket inode → until (ms)
   return (_conn: Deno.Conn) => {
     const now = Date.now();
-    for (const [ino, until] of retired) if (until < now) retired.delete(ino);
+    for (const [ino, until] of retired) { // in the order retired, so in the order they expire
+      if (until >= now) break;
+      retired.delete(ino);
+    }
     let found;
     try {
       found = acceptedOn(bound, (fd) => live.has(fd)).filter((s) => !retired.has(s.ino));
@@ -87,6 +90,7 @@ function peerTracker(bound: string) {
       peer,
       done: () => {
         live.delete(fd);
+        retired.delete(ino); // (a re-insert keeps the map in expiry order)
         retired.set(ino, Date.now() + RETIRED_MS);
       },
     };
