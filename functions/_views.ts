@@ -19,12 +19,27 @@ import type {
  * sizes for everyone.
  */
 export function managedView(ctx: Ctx, record: ProgramRecord, opts: { loaded?: boolean } = {}): ProgramView {
+  return view(ctx, record, kernelInfo(ctx, record.id), opts.loaded);
+}
+
+/** {@link managedView} of many records, the kernel read for all of them at once (`list`). */
+export function managedViews(ctx: Ctx, records: ProgramRecord[]): ProgramView[] {
+  const infos = ctx.kernel.programInfos(records.map((r) => r.id));
+  return records.map((r) => view(ctx, r, shown(infos.get(r.id))));
+}
+
+function view(
+  ctx: Ctx,
+  record: ProgramRecord,
+  kernel: KernelProgramInfo | undefined,
+  loaded = false,
+): ProgramView {
   const entries = Object.entries(record.globalData);
   return {
     id: record.id,
     managed: true,
-    kernel: kernelInfo(ctx, record.id),
-    program: opts.loaded || mayLoad(ctx.caller) ? record : { ...record, globalData: {} },
+    kernel,
+    program: loaded || mayLoad(ctx.caller) ? record : { ...record, globalData: {} },
     ...(entries.length ? { globalData: Object.fromEntries(entries.map(([n, v]) => [n, summary(v)])) } : {}),
     links: ctx.state.links(record.id),
   };
@@ -45,10 +60,14 @@ function summary(base64: string): { bytes: number } {
 
 /** What the kernel says about program `id` (undefined once it is gone). */
 export function kernelInfo(ctx: Ctx, id: number): KernelProgramInfo | undefined {
-  const info = ctx.kernel.programInfo(id);
+  return shown(ctx.kernel.programInfo(id));
+}
+
+/** The kernel's info as the API shows it (without the numeric type). */
+function shown(info: ReturnType<Ctx["kernel"]["programInfo"]>): KernelProgramInfo | undefined {
   if (!info) return undefined;
-  const { typeId: _typeId, ...shown } = info;
-  return shown;
+  const { typeId: _typeId, ...rest } = info;
+  return rest;
 }
 
 /**

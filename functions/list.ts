@@ -8,7 +8,7 @@
 import { z } from "../model/zod.ts";
 import { defineFunction } from "./_define.ts";
 import { HookChainView, Metadata, ProgramType, ProgramView } from "../model/schemas.ts";
-import { hookKey, kernelInfo, managedView } from "./_views.ts";
+import { hookKey, kernelInfo, managedViews } from "./_views.ts";
 import { hookMembers, isSharedHook } from "./_hooks.ts";
 import type { Ctx } from "./_ctx.ts";
 import { CGROUP_PROGRAM_TYPES } from "../kernel/attachments.ts";
@@ -94,10 +94,12 @@ export const list = defineFunction({
   }),
   checkOutput: false, // up to thousands of views; tests/host/node/list_test.ts validates them
   async handler({ all, holders, type, metadata }, ctx) {
-    const managed = ctx.state.programs()
-      .filter((p) => !type || p.type === type)
-      .filter((p) => !metadata || Object.entries(metadata).every(([k, v]) => p.metadata[k] === v))
-      .map((p) => managedView(ctx, p));
+    const managed = managedViews(
+      ctx,
+      ctx.state.programs()
+        .filter((p) => !type || p.type === type)
+        .filter((p) => !metadata || Object.entries(metadata).every(([k, v]) => p.metadata[k] === v)),
+    );
     const hooks = hookChains(ctx, type);
     const traced = sessionPrograms(ctx, type);
     if (metadata) return { programs: managed, hooks };

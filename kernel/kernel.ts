@@ -237,6 +237,11 @@ export class NodeKernel implements KernelParts {
     return this.#infos.get(id);
   }
 
+  /** What the kernel says about each of `ids` still loaded (kernel/inspect.ts `ProgramInfos.many`). */
+  programInfos(ids: Iterable<number>): Map<number, bpf.ProgramInfo> {
+    return this.#infos.many(ids);
+  }
+
   /** Every BPF link in the kernel. */
   allLinks(): bpf.LinkInfoValue[] {
     return allLinks();

@@ -23,6 +23,9 @@ export interface UnixListenerOptions extends ConnListenerOptions {
   beforeListen?: (path: string) => Promise<void>;
 }
 
+/** sockaddr_un's sun_path holds 108 bytes with the terminating NUL. */
+const MAX_SOCKET_PATH = 107;
+
 /** How long a finished connection's socket is not mistaken for a new one (Deno may close its fd late). */
 const RETIRED_MS = 10_000;
 
@@ -38,7 +41,11 @@ export async function listenUnix(
     if (e.name.startsWith(prefix)) await Deno.remove(`${dir}/${e.name}`, { recursive: true }).catch(() => {});
   }
   const staging = await Deno.makeTempDir({ dir, prefix }); // 0700, the runtime's
-  const bound = `${staging}/socket`; // the address connections report, after the rename too
+  const bound = `${staging}/s`; // the address connections report, after the rename too
+  if (new TextEncoder().encode(bound).length > MAX_SOCKET_PATH) {
+    await Deno.remove(staging);
+    throw new Error(`${path}: the socket's directory path is too long to bind a socket in it`);
+  }
   try {
     const listener = Deno.listen({ transport: "unix", path: bound });
     try {
@@ -60,7 +67,10 @@ function peerTracker(bound: string) {
   const retired = new Map<number, number>(); // socket inode → until (ms)
   return (_conn: Deno.Conn) => {
     const now = Date.now();
-    for (const [ino, until] of retired) if (until < now) retired.delete(ino);
+    for (const [ino, until] of retired) { // in the order retired, so in the order they expire
+      if (until >= now) break;
+      retired.delete(ino);
+    }
     let found;
     try {
       found = acceptedOn(bound, (fd) => live.has(fd)).filter((s) => !retired.has(s.ino));
@@ -80,6 +90,7 @@ function peerTracker(bound: string) {
       peer,
       done: () => {
         live.delete(fd);
+        retired.delete(ino); // (a re-insert keeps the map in expiry order)
         retired.set(ino, Date.now() + RETIRED_MS);
       },
     };
