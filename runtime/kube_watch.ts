@@ -136,7 +136,10 @@ export class ListWatch<T extends KubeObject = KubeObject> {
     const signal = this.#abort.signal;
     while (!signal.aborted) {
       try {
+        const started = Date.now();
         await this.#watchOnce(signal);
+        // A server that ends watches at once is not asked again in a tight loop.
+        if (Date.now() - started < RESTART_MS) await pause(RESTART_MS, signal);
       } catch (err) {
         if (signal.aborted) break;
         this.opts.onError?.(err);
