@@ -1,6 +1,6 @@
 /**
- * A strict, bounded HTTP/1.1 server for one connection, over any byte stream (a unix socket accepted
- * through libc, a Deno TCP or TLS connection): requests in order, keep-alive, `Content-Length` bodies only
+ * A strict, bounded HTTP/1.1 server for one connection, over any byte stream (a Deno unix, TCP or TLS
+ * connection, runtime/conn_listener.ts): requests in order, keep-alive, `Content-Length` bodies only
  * (chunked bodies get 411), a header size limit (431), a body limit (413), header and idle timeouts.
  * Its own parser because the npm ones load Node's CommonJS layer: about 5 MiB more resident (BENCHMARKS.md).
  *
