@@ -239,13 +239,19 @@ export class RuntimeProcess {
       stderr: "inherit",
     }).spawn();
     const rt = new RuntimeProcess(dir, socket, child);
-    for (let i = 0; i < 200; i++) {
+    let exited: Deno.CommandStatus | undefined;
+    child.status.then((status) => exited = status);
+    for (let i = 0; i < 200 && !exited; i++) {
       try {
         const res = await rt.fetch("/healthz");
         await res.body?.cancel();
         if (res.ok) return rt;
       } catch { /* not up yet */ }
       await new Promise((r) => setTimeout(r, 50));
+    }
+    if (exited) {
+      rt.#client?.close();
+      throw new Error(`runtime process exited during start-up (code ${exited.code}; its log is above)`);
     }
     child.kill("SIGKILL");
     await child.status;
