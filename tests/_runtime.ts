@@ -291,3 +291,27 @@ export class RuntimeProcess {
     await this.child.status;
   }
 }
+
+/** A runtime process on `dir` with `config` (a --config file) and extra arguments. */
+export async function startWithConfig(
+  dir: string,
+  config: Record<string, unknown>,
+  args: string[] = [],
+): Promise<RuntimeProcess> {
+  await Deno.writeTextFile(`${dir}/runtime.json`, JSON.stringify(config));
+  return await RuntimeProcess.start(dir, ["--config", `${dir}/runtime.json`, ...args]);
+}
+
+/** Stops `rt`, unmounts its bpffs and removes its directory. */
+export async function cleanUp(rt: RuntimeProcess | undefined, dir: string): Promise<void> {
+  if (rt) {
+    for (
+      const p of (await rt.call("list", {}).catch(() => ({ body: { programs: [] } }))).body.programs ?? []
+    ) {
+      await rt.call("unload", { programId: p.id }).catch(() => {});
+    }
+    await rt.stop();
+  }
+  await new Deno.Command("umount", { args: [`${dir}/fs`], stderr: "null" }).output();
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+}

@@ -1,11 +1,10 @@
 /**
  * What the security tests attack with: commands run as another user (`setpriv`), raw HTTP/1.1 over TCP or
  * a unix socket (to send what fetch will not: any Host, a lying Content-Length, half a request), a free
- * loopback port, the API's groups, and a runtime process started on a configuration file.
+ * loopback port and the API's groups.
  *
  * @module
  */
-import { RuntimeProcess } from "../../_runtime.ts";
 
 /** A user to act as: uid and gid 65534 (`nobody`) unless said otherwise, with these groups only. */
 export interface As {
@@ -112,28 +111,4 @@ function concat(chunks: Uint8Array[]): Uint8Array {
   let at = 0;
   for (const c of chunks) out.set(c, (at += c.length) - c.length);
   return out;
-}
-
-/** A runtime process on `dir` with `config` (a --config file) and extra arguments. */
-export async function startWithConfig(
-  dir: string,
-  config: Record<string, unknown>,
-  args: string[] = [],
-): Promise<RuntimeProcess> {
-  await Deno.writeTextFile(`${dir}/runtime.json`, JSON.stringify(config));
-  return await RuntimeProcess.start(dir, ["--config", `${dir}/runtime.json`, ...args]);
-}
-
-/** Stops `rt`, unmounts its bpffs and removes its directory. */
-export async function cleanUp(rt: RuntimeProcess | undefined, dir: string): Promise<void> {
-  if (rt) {
-    for (
-      const p of (await rt.call("list", {}).catch(() => ({ body: { programs: [] } }))).body.programs ?? []
-    ) {
-      await rt.call("unload", { programId: p.id }).catch(() => {});
-    }
-    await rt.stop();
-  }
-  await new Deno.Command("umount", { args: [`${dir}/fs`], stderr: "null" }).output();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

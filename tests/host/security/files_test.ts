@@ -4,8 +4,15 @@
  * a missing one.
  */
 import * as assert from "node:assert/strict";
-import { bytecodePath, fixturePath, kernelSnapshot, leftovers, RuntimeProcess } from "../../_runtime.ts";
-import { cleanUp, curlAs, ensureGroup } from "./_attack.ts";
+import {
+  bytecodePath,
+  cleanUp,
+  fixturePath,
+  kernelSnapshot,
+  leftovers,
+  RuntimeProcess,
+} from "../../_runtime.ts";
+import { curlAs, ensureGroup } from "./_attack.ts";
 
 const XDP = { programs: [{ name: "xdp_counter", type: "xdp" }] };
 

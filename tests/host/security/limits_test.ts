@@ -4,8 +4,8 @@
  * survived), a request whose headers never end, a 400 MiB body (413, memory stays low), a chunked body.
  */
 import * as assert from "node:assert/strict";
-import { RuntimeProcess } from "../../_runtime.ts";
-import { cleanUp, freePort, rawHttp, startWithConfig } from "./_attack.ts";
+import { cleanUp, RuntimeProcess, startWithConfig } from "../../_runtime.ts";
+import { freePort, rawHttp } from "./_attack.ts";
 
 const INSECURE = "--insecure-tcp-without-auth-i-understand-this-is-root";
 const FLOOD = new URL("./_flood.ts", import.meta.url).pathname;

@@ -5,8 +5,8 @@
  * state lock.
  */
 import * as assert from "node:assert/strict";
-import { bytecodePath, kernelSnapshot, leftovers, RuntimeProcess } from "../../_runtime.ts";
-import { cleanUp, curlAs, ensureGroup, runAs } from "./_attack.ts";
+import { bytecodePath, cleanUp, kernelSnapshot, leftovers, RuntimeProcess } from "../../_runtime.ts";
+import { curlAs, ensureGroup, runAs } from "./_attack.ts";
 
 const load = {
   bytecode: { path: bytecodePath("xdp_counter") },

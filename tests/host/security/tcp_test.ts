@@ -5,9 +5,16 @@
  * still refused.
  */
 import * as assert from "node:assert/strict";
-import { bytecodePath, kernelSnapshot, leftovers, RuntimeProcess } from "../../_runtime.ts";
+import {
+  bytecodePath,
+  cleanUp,
+  kernelSnapshot,
+  leftovers,
+  RuntimeProcess,
+  startWithConfig,
+} from "../../_runtime.ts";
 import { RUNTIME_DENO_ARGS } from "../../../runtime/launch.ts";
-import { cleanUp, freePort, rawHttp, startWithConfig } from "./_attack.ts";
+import { freePort, rawHttp } from "./_attack.ts";
 
 const INSECURE = "--insecure-tcp-without-auth-i-understand-this-is-root";
 const load = {
