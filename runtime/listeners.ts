@@ -38,7 +38,6 @@ export async function serveSocket(node: Node, socket: string): Promise<Served> {
   const { apiGroup, http } = node.config;
   const apiGid = await groupId(apiGroup);
   if (apiGid === undefined) node.log.warn("no such group: only root may use the socket", { group: apiGroup });
-  await Deno.remove(socket).catch(() => {});
   const app = socketApp(node, apiGid);
   return await listenUnix(socket, (req, peer) => app.fetch(req, { peer }), {
     maxConnections: http.maxConnections,
